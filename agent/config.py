@@ -1,0 +1,345 @@
+"""The site config: one YAML file per room, validated strictly.
+
+Every problem in a file is reported at once, each as ``field.path: message (line N)``; secrets
+(passwords, key material) never appear in any message, log line or repr.
+
+Example::
+
+    cfg = load_config(Path("firmware_config/sites/sim-room.yaml"))
+    cfg.site.id  # 'sim-room'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number (0-27)")]
+
+
+class Strict(BaseModel):
+    """Base for hand-written config: unknown keys are mistakes, not extensions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Site(Strict):
+    id: str = Field(description="Lower-case id used in MQTT topics and as the broker user name, "
+                                "e.g. 'vq-tan-doan'")
+    name: str = Field(min_length=1, description="The room's name as operators say it")
+    district: str = ""
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA zone the schedule is shown in")
+
+    @field_validator("id")
+    @classmethod
+    def _site_id(cls, v: str) -> str:
+        if not SITE_ID.match(v):
+            raise ValueError("must be 2-63 characters of a-z, 0-9 and '-', starting with a letter "
+                             "or digit (it becomes part of MQTT topics)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
+
+
+class Tls(Strict):
+    ca_file: Path = Field(description="District CA certificate (PEM)")
+    cert_file: Path | None = Field(None, description="This room's client certificate (PEM)")
+    key_file: Path | None = Field(None, description="This room's private key (PEM)")
+    insecure_skip_verify: bool = Field(False, description="Never in production")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class Credentials(BaseModel):
+    """User name and password read from ``credentials_file`` (YAML with those two keys)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    username: str
+    password: SecretStr
+
+
+class Broker(Strict):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(1883, ge=1, le=65535)
+    tls: Tls | None = None
+    credentials_file: Path | None = Field(
+        None, description="YAML file with 'username' and 'password', readable only by the agent")
+    keepalive_s: int = Field(30, ge=5, le=300)
+    topic_prefix: str = Field("diemcau/v1", pattern=r"^[A-Za-z0-9_/-]+[A-Za-z0-9_-]$")
+
+    def credentials(self) -> Credentials | None:
+        """Read the credentials file; raises ``ConfigError`` naming the file, never its content."""
+        if self.credentials_file is None:
+            return None
+        try:
+            raw = yaml.safe_load(self.credentials_file.read_text())
+            return Credentials.model_validate(raw)
+        except OSError as e:
+            raise ConfigError([f"broker.credentials_file: cannot read {self.credentials_file}: "
+                               f"{e.strerror}"]) from None
+        except (yaml.YAMLError, ValidationError):
+            raise ConfigError([f"broker.credentials_file: {self.credentials_file} must hold "
+                               "'username:' and 'password:' (YAML)"]) from None
+
+
+class Relay(Strict):
+    pin: BcmPin
+    active_high: bool = Field(False, description="True if the coil is energised by a high pin; "
+                                                 "Waveshare-style relay HATs are active low")
+    contact: Literal["nc", "no"] = Field(
+        "nc", description="Contact the device is wired to: 'nc' (fail-safe, powered when the "
+                          "relay is released) or 'no' (powered only while the coil is energised)")
+
+
+class SerialPort(Strict):
+    url: str = Field(description="pyserial URL or device path, e.g. /dev/serial/by-id/usb-...")
+    baudrate: int = Field(9600, ge=300, le=921600)
+
+
+class Device(Strict):
+    role: Literal["codec", "camera", "amplifier", "display", "other"]
+    label: str = Field("", description="Name shown to operators; defaults to the device key")
+    relay: Relay
+    order: int = Field(ge=1, description="Power-on position: 1 first; power-off is the reverse")
+    on_delay_s: float = Field(3.0, ge=0, le=600,
+                              description="Wait after powering this device before the next")
+    off_grace_s: float = Field(0.0, ge=0, le=600,
+                               description="Time the device gets to shut down before its "
+                                           "relay opens")
+    ready_timeout_s: float = Field(90.0, gt=0, le=900,
+                                   description="Longest wait for the device to answer after "
+                                               "power on, when it has a driver")
+    driver: str | None = Field(None, description="RS-232 driver name (none: relay only)")
+    serial: SerialPort | None = None
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="Driver-specific settings")
+
+    @model_validator(mode="after")
+    def _serial_for_driver(self) -> Device:
+        if self.driver is not None and self.serial is None:
+            raise ValueError("a device with a driver needs 'serial'")
+        return self
+
+
+class SingleLed(Strict):
+    kind: Literal["single"] = "single"
+    pin: BcmPin
+    active_high: bool = True
+
+
+class RgbPins(Strict):
+    red: BcmPin
+    green: BcmPin
+    blue: BcmPin
+
+
+class RgbLed(Strict):
+    kind: Literal["rgb"] = "rgb"
+    pins: RgbPins
+    active_high: bool = Field(True, description="False for a common-anode LED")
+
+
+class ButtonCfg(Strict):
+    pin: BcmPin
+    pull_up: bool = Field(True, description="True: the button connects the pin to ground")
+    hold_s: float = Field(3.0, ge=0.5, le=30, description="Hold this long to switch power")
+    bounce_s: float = Field(0.05, ge=0, le=1)
+
+
+class Timing(Strict):
+    lead_min: float = Field(15, ge=0, le=240,
+                            description="Power up and lock this long before a window starts")
+    lock_hard_cap_min: float = Field(
+        240, ge=0, le=24 * 60,
+        description="Release the lock this long after a window's planned end if the district "
+                    "never marks it complete")
+    heartbeat_s: float = Field(60, ge=5, le=3600, description="State snapshot at least this often")
+    check_timeout_s: float = Field(120, ge=5, le=3600,
+                                   description="Default wait for an operator check")
+    refusal_show_s: float = Field(8, ge=1, le=120,
+                                  description="How long the LED shows a refused shutdown")
+
+
+class Contact(Strict):
+    name: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    phone: str = Field(pattern=r"^\+?[0-9 ().-]{6,20}$")
+
+
+class SiteConfig(Strict):
+    """One room's whole configuration."""
+
+    site: Site
+    broker: Broker = Broker()
+    devices: dict[str, Device] = Field(min_length=1)
+    status_led: SingleLed | RgbLed | None = Field(None, discriminator="kind")
+    button: ButtonCfg | None = None
+    timing: Timing = Timing()
+    support: list[Contact] = Field(default_factory=list)
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, v: dict[str, Device]) -> dict[str, Device]:
+        for name in v:
+            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name):
+                raise ValueError(f"device name {name!r}: use a-z, 0-9 and '_' (e.g. 'codec')")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SiteConfig:
+        problems: list[str] = []
+        orders: dict[int, str] = {}
+        for name, d in self.devices.items():
+            if d.order in orders:
+                problems.append(f"devices.{name}.order: {d.order} is also the order of "
+                                f"'{orders[d.order]}'; each device needs its own place")
+            orders[d.order] = name
+        used: dict[int, str] = {}
+
+        def claim(pin: int, where: str) -> None:
+            if pin in used:
+                problems.append(f"{where}: BCM {pin} is already used by {used[pin]}")
+            else:
+                used[pin] = where
+
+        for name, d in self.devices.items():
+            claim(d.relay.pin, f"devices.{name}.relay.pin")
+        if isinstance(self.status_led, SingleLed):
+            claim(self.status_led.pin, "status_led.pin")
+        elif isinstance(self.status_led, RgbLed):
+            for colour in ("red", "green", "blue"):
+                claim(getattr(self.status_led.pins, colour), f"status_led.pins.{colour}")
+        if self.button is not None:
+            claim(self.button.pin, "button.pin")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def devices_in_order(self) -> list[str]:
+        """Device names in power-on order."""
+        return sorted(self.devices, key=lambda n: self.devices[n].order)
+
+    def fingerprint(self) -> str:
+        """Short hash of the effective config, published so the district can spot drift."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class ConfigError(ValueError):
+    """A site config with problems; ``problems`` lists each as ``field.path: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map each YAML key path to its 1-based line, for error messages."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = (*path, str(k.value))
+                index[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, str(i)))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _line_of(path: str, lines: dict[tuple[str, ...], int]) -> str:
+    parts = path.split(".")
+    for n in range(len(parts), 0, -1):
+        if tuple(parts[:n]) in lines:
+            return f" (line {lines[tuple(parts[:n])]})"
+    return ""
+
+
+def _describe(err: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[str]:
+    """One pydantic error as ``field.path: message (line N)`` lines; never includes input."""
+    # Tagged-union and validator names are pydantic's, not the operator's: leave them out.
+    loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and
+                                                   (p in ("single", "rgb") or "[" in p))]
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check its spelling and indentation)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    if not loc and err["type"] == "value_error":
+        # Cross-field checks already name their fields, one problem a line.
+        return [f"{m}{_line_of(m.split(':', 1)[0], lines)}" for m in msg.split("\n")]
+    path = ".".join(loc) or "(file)"
+    return [f"{path}: {msg}{_line_of(path, lines)}"]
+
+
+def parse_config(text: str, source: str = "<config>") -> SiteConfig:
+    """Validate config text; raise ``ConfigError`` listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError([f"(file): not valid YAML: {problem}{where}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"(file): {source} must be a YAML mapping with 'site' and 'devices'"])
+    try:
+        return SiteConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = [p for err in e.errors(include_input=False) for p in _describe(dict(err), lines)]
+        raise ConfigError(problems) from None
+
+
+def load_config(path: Path) -> SiteConfig:
+    """Read and validate a site config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"(file): cannot read {path}: {e.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"(file): {path} is not UTF-8 text"]) from None
+    return parse_config(text, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the site config, for editors (``diemcau-agent schema``)."""
+    schema = SiteConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "diemcau site config"
+    return schema

@@ -1,0 +1,1 @@
+"""The pure decision core: ``(state, event, now) -> (state, actions)``, no I/O, clock injected."""

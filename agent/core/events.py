@@ -1,0 +1,103 @@
+"""Everything that can happen to a room, as small immutable values.
+
+Button callbacks, paho's network thread, serial pollers and the clock only ever create one of
+these and put it on the agent's single event queue; the core decides what it means.
+Times are POSIX seconds (UTC), as given by the injected clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+WindowKind = Literal["test", "session"]
+LocalSource = Literal["button", "cli", "system"]
+HealthStatus = Literal["ok", "degraded", "fault", "unknown"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A scheduled test or session: the room must be on and attended from ``start - lead``."""
+
+    id: str
+    kind: WindowKind
+    start: float
+    end: float
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed; deadlines may be due."""
+
+
+@dataclass(frozen=True)
+class ScheduleReceived:
+    """The district's schedule for this room (replaces the previous one)."""
+
+    windows: tuple[Window, ...]
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class ButtonPressed:
+    """A short press of the operator button."""
+
+
+@dataclass(frozen=True)
+class ButtonHeld:
+    """The operator button held past its hold time: toggles room power."""
+
+
+@dataclass(frozen=True)
+class LocalPowerRequest:
+    """Someone at the room asked to switch it on or off (CLI, or the Pi's own shutdown)."""
+
+    on: bool
+    source: LocalSource
+
+
+@dataclass(frozen=True)
+class Command:
+    """A validated command from the district; ``name`` picks the action, ``args`` its fields."""
+
+    id: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class BrokerConnection:
+    """The link to the district broker went up or down."""
+
+    connected: bool
+
+
+@dataclass(frozen=True)
+class DeviceReady:
+    """A device answered after its relay closed (serial confirmation of power on)."""
+
+    device: str
+
+
+@dataclass(frozen=True)
+class DeviceStandby:
+    """A device confirmed it is in standby / shut down and may lose power."""
+
+    device: str
+
+
+@dataclass(frozen=True)
+class DeviceHealthChanged:
+    """A device's health as judged by its driver's poller."""
+
+    device: str
+    status: HealthStatus
+    reason: str = ""
+    power: str | None = None      # e.g. "on", "standby", "off" as the device reports it
+    in_call: bool | None = None
+
+
+Event = (Tick | ScheduleReceived | ButtonPressed | ButtonHeld | LocalPowerRequest | Command
+         | BrokerConnection | DeviceReady | DeviceStandby | DeviceHealthChanged)

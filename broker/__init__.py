@@ -1,0 +1,1 @@
+"""diemcau district broker: Mosquitto configuration, provisioning and a local broker runner."""
