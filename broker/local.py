@@ -33,7 +33,7 @@ class BrokerStartFailed(RuntimeError):
 
 
 def find_mosquitto() -> str:
-    """Return the path of the ``mosquitto`` binary, looking in ``/usr/sbin`` as Debian installs it."""
+    """Path of the ``mosquitto`` binary, also looking in ``/usr/sbin`` as Debian installs it."""
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
     if not found:
         raise BrokerNotFound("mosquitto is not installed: run deploy/bootstrap.sh "
@@ -101,11 +101,13 @@ class LocalBroker:
         raise BrokerStartFailed(f"mosquitto did not listen on port {self.port} within {timeout}s")
 
     def _failure_text(self) -> str:
-        err = self._proc.stderr.read().decode(errors="replace") if self._proc and self._proc.stderr else ""
+        proc = self._proc
+        err = proc.stderr.read().decode(errors="replace") if proc and proc.stderr else ""
         log = self.data_dir / "mosquitto.log"
         if log.exists():
             err += log.read_text(errors="replace")[-2000:]
-        return f"mosquitto exited (code {self._proc.returncode if self._proc else '?'}): {err.strip()}"
+        code = proc.returncode if proc else "?"
+        return f"mosquitto exited (code {code}): {err.strip()}"
 
     def stop(self) -> None:
         """Stop cleanly (SIGTERM), saving persistence."""

@@ -26,7 +26,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.diemcau-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test]"
+  log=$(mktemp)
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+         .venv/bin/python -m pip install -q -e ".[test]"; } >"$log" 2>&1; then
+    cat "$log" >&2; echo "bootstrap: pip install failed" >&2; exit 1
+  fi
+  rm -f "$log"
   touch "$stamp"
 fi

@@ -1,0 +1,250 @@
+"""``diemcau-agent``: run a room, check its config, ask a running agent for status.
+
+Examples::
+
+    diemcau-agent check-config /etc/diemcau/site.yaml
+    diemcau-agent run --config firmware_config/sites/sim-room.yaml --simulate \\
+        --broker mqtt://127.0.0.1:18830 --state-dir run/sim-room
+    diemcau-agent status --state-dir run/sim-room
+    diemcau-agent demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import ConfigError, SiteConfig, json_schema, load_config
+from agent.control import ControlServer, request
+from agent.core.led import BY_NAME
+from agent.link.mqtt import parse_broker_url
+from agent.runtime import Agent, LocalCall, Stop
+from agent.store import StateDir
+
+log = logging.getLogger("diemcau")
+
+DEFAULT_STATE = Path(os.environ.get("STATE_DIRECTORY", "/var/lib/diemcau"))
+
+
+def _load(path: str) -> SiteConfig | None:
+    try:
+        return load_config(Path(path))
+    except ConfigError as e:
+        print(f"{path}: {len(e.problems)} problem(s) / lỗi cấu hình:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.path)
+    if cfg is None:
+        return 2
+    devices = ", ".join(f"{n} (BCM {cfg.devices[n].relay.pin})" for n in cfg.devices_in_order())
+    print(f"{args.path}: OK — site {cfg.site.id} ({cfg.site.name}); power-on order: {devices}; "
+          f"config hash {cfg.fingerprint()}")
+    if cfg.broker.credentials_file is not None:
+        try:
+            cfg.broker.credentials()
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | None) -> Agent:
+    """An :class:`Agent` with real pins (lgpio) or, with ``simulate``, mock pins."""
+    if simulate:
+        from agent.hardware.pins import mock_factory
+        factory = mock_factory()
+    else:
+        from agent.hardware.pins import lgpio_factory
+        factory = lgpio_factory()
+    host = port = None
+    if broker:
+        host, port = parse_broker_url(broker)
+    return Agent(cfg, factory, StateDir(state_dir), host, port)
+
+
+def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> None:
+    """Run ``agent`` with its control socket until SIGINT/SIGTERM (or ``stop``)."""
+
+    def submit(op: str, respond: Callable[[dict[str, Any]], None]) -> None:
+        agent.queue.put(LocalCall(op, respond))
+
+    control = ControlServer(agent.store.socket_path, submit)
+    control.start()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        agent.queue.put(Stop())
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    agent.start()
+    log.info("room %s running (%s); state in %s", agent.cfg.site.id,
+             "simulated" if simulate else "hardware", agent.store.root)
+    try:
+        agent.run(stop)
+    finally:
+        control.close()
+        agent.close()
+        log.info("room %s stopped", agent.cfg.site.id)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    state_dir = Path(args.state_dir) if args.state_dir else (
+        Path("run") / cfg.site.id if args.simulate else DEFAULT_STATE)
+    try:
+        agent = build_agent(cfg, args.simulate, state_dir, args.broker)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    serve(agent, args.simulate)
+    return 0
+
+
+POWER_VI = {"on": "bật", "off": "tắt", "partial": "bật một phần", "powering_on": "đang bật",
+            "powering_off": "đang tắt"}
+HEALTH_VI = {"ok": "tốt", "degraded": "suy giảm", "fault": "lỗi", "unknown": "chưa rõ"}
+
+
+def describe(state: dict[str, Any], support: list[dict[str, str]] | None = None) -> str:
+    """The operator's status text, Vietnamese first then English."""
+    lines = [f"Điểm cầu / Room: {state['name']} ({state['site']})"]
+    p = state["power"]
+    lines.append(f"Nguồn / Power: {POWER_VI.get(p, p)} / {p.replace('_', ' ')}")
+    for name, d in state["devices"].items():
+        health = HEALTH_VI.get(d["health"], d["health"])
+        reason = f" — {d['reason']}" if d.get("reason") else ""
+        lines.append(f"  • {d.get('label', name)}: {POWER_VI.get(d['power'], d['power'])} "
+                     f"({d['power']}), tình trạng / health: {health} ({d['health']}){reason}")
+    lock = state["lock"]
+    if lock["locked"]:
+        w = state["window"]
+        kind_vi = "phiên họp" if w["kind"] == "session" else "kiểm tra kết nối"
+        lines.append(f"Đang khoá / Locked: {kind_vi} «{w['title'] or w['id']}» — không được tắt "
+                     f"cho đến khi huyện báo kết thúc / do not switch off until the district "
+                     f"marks it complete")
+    nxt = state.get("next_window")
+    if nxt:
+        lines.append(f"Lịch tiếp theo / Next: {nxt['kind']} «{nxt['title'] or nxt['id']}» "
+                     f"{nxt['start']}")
+    op = state["operator"]
+    if op["check"]:
+        lines.append("Huyện đang hỏi có người trực: bấm nút một lần / The district is checking "
+                     "that someone is there: press the button once")
+    link = "có / connected" if state["broker_connected"] else "mất / not connected"
+    lines.append(f"Kết nối huyện / District link: {link}")
+    led = BY_NAME.get(state["led"])
+    if led:
+        lines.append(f"Đèn / LED: {led.colour_vi} — {led.vi}")
+        lines.append(f"           {led.colour_en} — {led.en}")
+    if support:
+        lines.append("Hỗ trợ / Support:")
+        lines.extend(f"  • {c['name']} — {c['role']} — {c['phone']}" for c in support)
+    return "\n".join(lines)
+
+
+def _socket_for(args: argparse.Namespace) -> Path:
+    return StateDir(Path(args.state_dir) if args.state_dir else DEFAULT_STATE).socket_path
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    path = _socket_for(args)
+    try:
+        reply = request(path, args.cmd)
+    except OSError as e:
+        print(f"Không liên lạc được với trợ lý / cannot reach the agent at {path}: {e}",
+              file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(reply, ensure_ascii=False, indent=2))
+    elif reply.get("refused"):
+        r = reply["refused"]
+        what = r.get("title") or r["window_id"]
+        print(f"KHÔNG ĐƯỢC TẮT: phòng đang khoá bởi {r['kind']} «{what}»"
+              f" cho đến khi huyện báo kết thúc.\nRefused: the room is locked by {r['kind']} "
+              f"{r['window_id']} until the district marks it complete.")
+    elif reply.get("ok"):
+        support = None
+        if args.config:
+            cfg = _load(args.config)
+            support = [c.model_dump() for c in cfg.support] if cfg else None
+        print(describe(reply["state"], support))
+    else:
+        print(reply.get("error", "error"), file=sys.stderr)
+    return 0 if reply.get("ok") else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+    return run_demo(Path(args.config), Path(args.workdir), args.port)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diemcau-agent", description="diemcau room agent")
+    p.add_argument("--version", action="version", version=f"diemcau-agent {__version__}")
+    p.add_argument("--log-level", default=os.environ.get("DIEMCAU_LOG", "INFO"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the room agent")
+    r.add_argument("--config", required=True, help="site config YAML")
+    r.add_argument("--simulate", action="store_true", help="mock pins: any Linux machine")
+    r.add_argument("--broker", help="override the config's broker: mqtt://HOST:PORT")
+    r.add_argument("--state-dir", help="where state, schedule cache and outbox live")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a site config and list every problem")
+    c.add_argument("path")
+    c.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("schema", help="print the site config JSON Schema")
+    s.set_defaults(func=cmd_schema)
+
+    for name, text in (("status", "show the room's status (Vietnamese / English)"),
+                       ("on", "switch the room on, in order"),
+                       ("off", "switch the room off (refused while a window locks it)")):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("--state-dir", help=f"the agent's state directory ({DEFAULT_STATE})")
+        q.add_argument("--config", help="site config, to show support contacts")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=cmd_local)
+
+    d = sub.add_parser("demo", help="a local broker and a simulated room, with a sample schedule")
+    d.add_argument("--config", default="firmware_config/sites/sim-room.yaml")
+    d.add_argument("--workdir", default="run/demo")
+    d.add_argument("--port", type=int, default=18830)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

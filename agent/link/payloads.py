@@ -1,0 +1,195 @@
+"""Schemas for what the district sends a room: commands and the schedule.
+
+Wire data is validated strictly (a misspelt ``overide`` must not silently switch a locked room
+off); every problem is returned as ``field: message`` so the reply can say exactly why.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.core.events import Command, Window
+
+MAX_PAYLOAD = 256 * 1024
+MAX_DEPTH = 16
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")]
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be used; ``problems`` says why, one item per field."""
+
+    def __init__(self, problems: list[str], command_id: str | None = None) -> None:
+        self.problems = problems
+        self.command_id = command_id
+        super().__init__("; ".join(problems))
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=512)
+
+
+class PowerArgs(_Wire):
+    on: bool
+    device: str | None = Field(None, max_length=32)
+    override: bool = False
+
+
+class StartWindowArgs(_Wire):
+    kind: Literal["test", "session"] = "test"
+    window_id: Id | None = None
+    title: str = Field("", max_length=200)
+    duration_min: float = Field(60, gt=0, le=24 * 60)
+
+
+class CompleteWindowArgs(_Wire):
+    window_id: Id
+
+
+class OperatorCheckArgs(_Wire):
+    timeout_s: float | None = Field(None, ge=5, le=3600)
+
+
+class NoArgs(_Wire):
+    pass
+
+
+ARGS: dict[str, type[_Wire]] = {
+    "power": PowerArgs,
+    "start_window": StartWindowArgs,
+    "complete_window": CompleteWindowArgs,
+    "operator_check": OperatorCheckArgs,
+    "request_state": NoArgs,
+}
+
+
+class CommandEnvelope(_Wire):
+    id: Id
+    name: str = Field(max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    sender: str = Field("", max_length=128)
+    site: str | None = Field(None, max_length=64, description="If given, must be this room")
+    ts: datetime | None = None
+
+
+def _problems(e: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in e.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        out.append(f"{prefix}{loc or '(payload)'}: {msg}")
+    return out
+
+
+def _depth(obj: Any, limit: int) -> int:
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        cur, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(cur, dict):
+            stack.extend((v, d + 1) for v in cur.values())
+        elif isinstance(cur, list):
+            stack.extend((v, d + 1) for v in cur)
+    return deepest
+
+
+def decode_json(payload: bytes) -> Any:
+    """JSON from a payload, or :class:`PayloadError` for size, encoding, syntax or nesting."""
+    if len(payload) > MAX_PAYLOAD:
+        raise PayloadError([f"(payload): {len(payload)} bytes is over the {MAX_PAYLOAD} limit"])
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PayloadError([f"(payload): not UTF-8 (byte {e.start})"]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PayloadError([f"(payload): not JSON: {e.msg} at line {e.lineno} column {e.colno}"]
+                           ) from None
+    except RecursionError:
+        raise PayloadError([f"(payload): nested deeper than {MAX_DEPTH} levels"]) from None
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise PayloadError([f"(payload): nested deeper than {MAX_DEPTH} levels"])
+    return data
+
+
+def parse_command(payload: bytes, site: str) -> Command:
+    """A :class:`Command` from a command message, or :class:`PayloadError` saying why."""
+    data = decode_json(payload)
+    cid = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
+    try:
+        env = CommandEnvelope.model_validate(data)
+    except ValidationError as e:
+        raise PayloadError(_problems(e), cid if cid and len(cid) <= 64 else None) from None
+    if env.site is not None and env.site != site:
+        raise PayloadError([f"site: this is room '{site}', not '{env.site}'"], env.id)
+    model = ARGS.get(env.name)
+    if model is None:
+        raise PayloadError([f"name: unknown command '{env.name}'; known: {', '.join(ARGS)}"],
+                           env.id)
+    try:
+        args = model.model_validate(env.args)
+    except ValidationError as e:
+        raise PayloadError(_problems(e, "args."), env.id) from None
+    return Command(id=env.id, name=env.name, args=args.model_dump(exclude_none=True),
+                   sender=env.sender)
+
+
+class WindowIn(_Wire):
+    id: Id
+    kind: Literal["test", "session"]
+    start: datetime
+    end: datetime
+    title: str = Field("", max_length=200)
+
+    @model_validator(mode="after")
+    def _span(self) -> WindowIn:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if (self.end - self.start).total_seconds() > 24 * 3600:
+            raise ValueError("a window may last at most 24 hours")
+        return self
+
+
+class ScheduleIn(_Wire):
+    version: str = Field(min_length=1, max_length=64)
+    site: str | None = Field(None, max_length=64)
+    windows: list[WindowIn] = Field(max_length=500)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ScheduleIn:
+        seen: set[str] = set()
+        for w in self.windows:
+            if w.id in seen:
+                raise ValueError(f"window id '{w.id}' appears twice")
+            seen.add(w.id)
+        return self
+
+
+def _epoch(t: datetime, zone: ZoneInfo) -> float:
+    # Times without an offset are the site's local time (Asia/Ho_Chi_Minh unless configured).
+    return (t if t.tzinfo is not None else t.replace(tzinfo=zone)).timestamp()
+
+
+def parse_schedule(payload: bytes, site: str, timezone: str) -> tuple[str, tuple[Window, ...]]:
+    """(version, windows) from a schedule message, or :class:`PayloadError` saying why."""
+    data = decode_json(payload)
+    try:
+        sched = ScheduleIn.model_validate(data)
+    except ValidationError as e:
+        raise PayloadError(_problems(e)) from None
+    if sched.site is not None and sched.site != site:
+        raise PayloadError([f"site: this is room '{site}', not '{sched.site}'"])
+    zone = ZoneInfo(timezone)
+    windows = tuple(Window(id=w.id, kind=w.kind, start=_epoch(w.start, zone),
+                           end=_epoch(w.end, zone), title=w.title) for w in sched.windows)
+    return sched.version, windows

@@ -1,0 +1,309 @@
+"""The imperative shell: one queue, one loop, the core's decisions carried out.
+
+Threads (paho's, gpiozero's button thread, the local control socket, serial pollers) only put
+messages on :attr:`Agent.queue`. :meth:`Agent.run` takes them one at a time, asks the pure core
+what they mean, and does what it says: relays, LED, events, replies, the state snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gpiozero import Factory
+
+from agent import __version__
+from agent.config import SiteConfig
+from agent.core import room as core
+from agent.core.events import (
+    BrokerConnection,
+    ButtonHeld,
+    ButtonPressed,
+    Command,
+    Event,
+    LocalPowerRequest,
+    ScheduleReceived,
+    Tick,
+)
+from agent.hardware.board import Board, released_power
+from agent.host import host_health
+from agent.link.mqtt import Incoming, Link, Published
+from agent.link.payloads import PayloadError, parse_command, parse_schedule
+from agent.link.topics import API_VERSION, RoomTopics
+from agent.outbox import Outbox
+from agent.store import StateDir
+
+log = logging.getLogger(__name__)
+
+RECENT_COMMANDS = 512
+MAX_WAIT_S = 0.5
+
+
+@dataclass(frozen=True)
+class LocalCall:
+    """A request from the local control socket (``diemcau-agent status|on|off``)."""
+
+    op: str
+    respond: Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Ask the loop to end."""
+
+
+def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
+    """The core's view of a site config."""
+    return core.RoomSettings(
+        devices=tuple(
+            core.DeviceSpec(name=n, order=d.order, on_delay_s=d.on_delay_s,
+                            off_grace_s=d.off_grace_s, ready_timeout_s=d.ready_timeout_s,
+                            confirm=False)
+            for n, d in cfg.devices.items()),
+        lead_s=cfg.timing.lead_min * 60.0,
+        hard_cap_s=cfg.timing.lock_hard_cap_min * 60.0,
+        refusal_show_s=cfg.timing.refusal_show_s,
+        check_timeout_s=cfg.timing.check_timeout_s,
+    )
+
+
+class Agent:
+    """A room agent. ``clock`` gives POSIX seconds; tests inject their own."""
+
+    def __init__(self, cfg: SiteConfig, factory: Factory, state_dir: StateDir,
+                 broker_host: str | None = None, broker_port: int | None = None,
+                 clock: Callable[[], float] = time.time, connect: bool = True) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.store = state_dir
+        self.settings = settings_from_config(cfg)
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.topics = RoomTopics(cfg.broker.topic_prefix, cfg.site.id)
+        self.config_hash = cfg.fingerprint()
+
+        saved = self.store.load_room()
+        relays = {n: released_power(d) for n, d in cfg.devices.items()}
+        if saved and isinstance(saved.get("relays"), dict):
+            relays.update({n: bool(v) for n, v in saved["relays"].items() if n in relays})
+        self.state = core.initial_state(self.settings, relays, saved)
+        self._saved = core.persistent(self.state)
+        # Pins are claimed at the level the room had: starting never switches a relay.
+        self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
+                           on_press=lambda: self.queue.put(ButtonPressed()),
+                           on_hold=lambda: self.queue.put(ButtonHeld()))
+        self.outbox = Outbox(self.store.outbox_file)
+        self._inflight: dict[int, Any] = {}
+        self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
+        self._last_snapshot: dict[str, Any] | None = None
+        self._last_heartbeat = 0.0
+        self._host: dict[str, Any] = {}
+        self.link = Link(cfg.broker, self.topics, self.queue.put, broker_host, broker_port)
+        self._connect = connect
+        self.started = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Restore the cached schedule, take the first decisions, then connect."""
+        cached = self.store.load_schedule()
+        if cached is not None:
+            try:
+                version, windows = parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
+                self.feed(ScheduleReceived(windows, version))
+            except PayloadError as e:
+                log.error("cached schedule unusable: %s", e)
+        self.feed(Tick())
+        if self._connect:
+            self.link.start()
+        self.started.set()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """The main loop, until :class:`Stop` arrives or ``stop`` is set."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                msg = self.queue.get(timeout=self._wait_s())
+            except queue.Empty:
+                msg = Tick()
+            if isinstance(msg, Stop):
+                break
+            try:
+                self.handle(msg)
+            except Exception:
+                # A bug must not take the room down: log it and carry on with the next message.
+                log.exception("failed to handle %r", msg)
+
+    def close(self) -> None:
+        """Say offline, let go of the pins (relays keep their state) and close the outbox."""
+        if self._connect:
+            self.link.stop()
+        self.board.close()
+        self.outbox.close()
+
+    # ------------------------------------------------------------------ the loop
+    def _wait_s(self) -> float:
+        now = self.clock()
+        due = core.next_deadline(self.settings, self.state, now)
+        wait = self._last_heartbeat + self.cfg.timing.heartbeat_s - time.monotonic()
+        if due is not None:
+            wait = min(wait, due - now)
+        return max(0.0, min(MAX_WAIT_S, wait))
+
+    def handle(self, msg: Any) -> None:
+        """Handle one queue message (public so tests can drive the agent without threads)."""
+        match msg:
+            case Incoming(kind="command"):
+                self._command(msg)
+            case Incoming(kind="schedule"):
+                self._schedule(msg)
+            case Published():
+                self._collect_acks()
+            case LocalCall():
+                self._local(msg)
+            case BrokerConnection(connected=True):
+                self.feed(msg)
+                self._publish_state_if_changed(force=True)
+                self._flush_outbox()
+            case _:
+                self.feed(msg)
+        self._heartbeat()
+
+    def feed(self, event: Event) -> core.Outcome:
+        """Give the core one event and carry out what it decides."""
+        now = self.clock()
+        out = core.step(self.settings, self.state, event, now)
+        self.state = out.state
+        saved = core.persistent(self.state)
+        if saved != self._saved:
+            # Written before the pins move: a restart claims pins at the level saved here.
+            self.store.save_room(saved)
+            self._saved = saved
+        for action in out.actions:
+            self._do(action)
+        self.board.show(core.led(self.settings, self.state, now))
+        self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
+                                                 for a in out.actions))
+        return out
+
+    def _do(self, action: core.Action) -> None:
+        match action:
+            case core.SetRelay(device=d, on=on):
+                self.board.set_power(d, on)
+            case core.Emit(kind=kind, data=data):
+                self.emit(kind, data)
+            case core.Reply():
+                self._reply(action.command_id, action.status, action.reason, action.data)
+            case core.AwaitReady() | core.SendStandby() | core.PublishState():
+                pass  # serial confirmation arrives with the drivers; state handled in feed()
+
+    # ------------------------------------------------------------------ events
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Record an event durably, then send whatever the broker has not acknowledged."""
+        self.outbox.append(kind, data)
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        if not self.link.connected:
+            return
+        for rec in self.outbox.pending():
+            if rec.seq in self._inflight:
+                continue
+            info = self.link.publish_event(rec.to_json())
+            if info is None:
+                return
+            self._inflight[rec.seq] = info
+
+    def _collect_acks(self) -> None:
+        for seq, info in list(self._inflight.items()):
+            if info.is_published():
+                self.outbox.ack(seq)
+                del self._inflight[seq]
+
+    # ------------------------------------------------------------------ district input
+    def _reply(self, command_id: str | None, status: str, reason: str = "",
+               data: dict[str, Any] | None = None, correlation: bytes | None = None) -> None:
+        payload = {"command_id": command_id, "status": status, "reason": reason,
+                   "data": data or {}, "site": self.cfg.site.id, "ts": core.iso(self.clock())}
+        self.link.publish_reply(json.dumps(payload, ensure_ascii=False).encode(), correlation)
+
+    def _command(self, msg: Incoming) -> None:
+        try:
+            cmd = parse_command(msg.payload, self.cfg.site.id)
+        except PayloadError as e:
+            self._reply(e.command_id, "invalid", "; ".join(e.problems), correlation=msg.correlation)
+            return
+        if cmd.id in self._recent:
+            self._reply(cmd.id, "refused", f"duplicate command id '{cmd.id}': already handled",
+                        correlation=msg.correlation)
+            return
+        self._recent.append(cmd.id)
+        self.feed(Command(cmd.id, cmd.name, cmd.args, cmd.sender))
+
+    def _schedule(self, msg: Incoming) -> None:
+        if not msg.payload:
+            return  # a cleared retained message: nothing to apply
+        try:
+            version, windows = parse_schedule(msg.payload, self.cfg.site.id,
+                                              self.cfg.site.timezone)
+        except PayloadError as e:
+            self.emit("schedule_rejected", {"problems": e.problems})
+            self._publish_state_if_changed()
+            return
+        if version == self.state.schedule_version and windows == self.state.schedule:
+            return  # the retained copy again after a reconnect
+        self.store.save_schedule(msg.payload)
+        self.feed(ScheduleReceived(windows, version))
+
+    # ------------------------------------------------------------------ local control
+    def _local(self, call: LocalCall) -> None:
+        if call.op == "status":
+            call.respond({"ok": True, "state": self.state_message()})
+            return
+        if call.op in ("on", "off"):
+            out = self.feed(LocalPowerRequest(call.op == "on", "cli"))
+            refused = [a for a in out.actions
+                       if isinstance(a, core.Emit) and a.kind == "shutdown_refused"]
+            if refused:
+                call.respond({"ok": False, "refused": refused[0].data})
+            else:
+                call.respond({"ok": True, "state": self.state_message()})
+            return
+        call.respond({"ok": False, "error": f"unknown request '{call.op}'"})
+
+    # ------------------------------------------------------------------ state snapshot
+    def state_message(self) -> dict[str, Any]:
+        """The retained state message (``docs/mqtt-api.md``)."""
+        snap = core.snapshot(self.settings, self.state, self.clock())
+        for name, d in self.cfg.devices.items():
+            snap["devices"][name].update(role=d.role, label=d.label or name)
+        return {
+            "api": API_VERSION,
+            "site": self.cfg.site.id,
+            "name": self.cfg.site.name,
+            "agent_version": __version__,
+            "config_hash": self.config_hash,
+            **snap,
+            "host": self._host,
+            "ts": core.iso(self.clock()),
+        }
+
+    def _publish_state_if_changed(self, force: bool = False) -> None:
+        msg = self.state_message()
+        comparable = {k: v for k, v in msg.items() if k not in ("ts", "host")}
+        if force or comparable != self._last_snapshot:
+            self._last_snapshot = comparable
+            if self.link.connected:
+                self.link.publish_state(json.dumps(msg, ensure_ascii=False).encode())
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.cfg.timing.heartbeat_s:
+            self._last_heartbeat = now
+            self._host = host_health()
+            self._publish_state_if_changed(force=True)

@@ -1,0 +1,74 @@
+"""Small files in the agent's state directory that must survive a restart or a power cut.
+
+Each is written atomically (temporary file, fsync, rename, fsync of the directory), so after a
+power loss a file holds either the old or the new content, never half of each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class StateDir:
+    """The agent's state directory: room state, the schedule cache and the outbox."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.room_file = self.root / "room-state.json"
+        self.schedule_file = self.root / "schedule.json"
+        self.outbox_file = self.root / "outbox.sqlite"
+        self.socket_path = self.root / "agent.sock"
+
+    def load_room(self) -> dict[str, Any] | None:
+        """What :func:`agent.core.room.persistent` saved last, or None (first start or unreadable,
+        in which case the bad file is kept beside it for a technician)."""
+        return self._load_json(self.room_file)
+
+    def save_room(self, data: dict[str, Any]) -> None:
+        write_atomic(self.room_file, json.dumps(data, sort_keys=True).encode())
+
+    def load_schedule(self) -> bytes | None:
+        """The last valid schedule message exactly as it came from the district."""
+        try:
+            return self.schedule_file.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save_schedule(self, payload: bytes) -> None:
+        write_atomic(self.schedule_file, payload)
+
+    def _load_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            aside = path.with_name(path.name + ".unreadable")
+            log.error("state file %s unreadable (%s); kept as %s", path, e, aside)
+            os.replace(path, aside)
+            return None
+        return data if isinstance(data, dict) else None
