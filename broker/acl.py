@@ -1,0 +1,108 @@
+"""Mosquitto ACL files for a district broker and a province broker.
+
+The topic contract (``docs/mqtt-api.md``) under ``diemcau/v1``:
+
+* a room (user name = site id) writes ``rooms/<site>/{availability,state,events,replies}`` and
+  reads ``rooms/<site>/{commands,schedule}`` — through ``pattern`` lines with ``%u``, so adding a
+  room adds no ACL line and a room can never reach another room's topics;
+* staff users are called ``staff.<name>``: a ``.`` never appears in a site id, so the room
+  patterns only ever give a staff user the topics of a room that cannot exist;
+* ``console`` reads everything and commands/schedules any room and owns ``district/#``;
+  ``viewer`` only reads; ``province`` reads rooms' availability/state/events and, only when
+  configured (``allow_commands``), writes commands and reads replies.
+
+Mosquitto 2.0 grants a SUBSCRIBE even when nothing it matches may be read: the read ACL is
+applied to each message instead, so a denied subscription simply never delivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PREFIX = "diemcau/v1"
+ROOM_WRITES = ("availability", "state", "events", "replies")
+ROOM_READS = ("commands", "schedule")
+PROVINCE_READS = ("availability", "state", "events")
+ROLES = ("console", "viewer", "province")
+
+
+@dataclass(frozen=True)
+class StaffGrant:
+    """One staff user as the ACL needs it."""
+
+    username: str
+    role: str
+    allow_commands: bool = False
+
+
+@dataclass(frozen=True)
+class DistrictGrant:
+    """One district bridge as the province ACL needs it."""
+
+    district: str
+    username: str
+    allow_commands: bool = False
+
+
+def staff_topics(role: str, allow_commands: bool) -> list[tuple[str, str]]:
+    """``(access, topic)`` pairs a staff role gets on a district broker."""
+    rooms = f"{PREFIX}/rooms"
+    if role == "console":
+        return [("read", f"{rooms}/#"),
+                ("write", f"{rooms}/+/commands"),
+                ("write", f"{rooms}/+/schedule"),
+                ("readwrite", f"{PREFIX}/district/#"),
+                ("read", "province/+/bridge/state"),
+                ("read", "$SYS/#")]
+    if role == "viewer":
+        return [("read", f"{rooms}/#"), ("read", f"{PREFIX}/district/#")]
+    if role == "province":
+        pairs = [("read", f"{rooms}/+/{kind}") for kind in PROVINCE_READS]
+        if allow_commands:
+            pairs += [("write", f"{rooms}/+/commands"), ("read", f"{rooms}/+/replies")]
+        return pairs
+    raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+
+
+def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
+    """The district broker's ACL file text."""
+    out = [f"# diemcau district broker {district}: ACL written by `diemcau-broker render`.",
+           "# Do not edit: the next render overwrites it. Anonymous clients are refused by the",
+           "# listeners (allow_anonymous false), so no anonymous topic lines are needed.",
+           "",
+           "# Rooms: %u is the room's user name, which is its site id (and certificate CN).",
+           *[f"pattern write {PREFIX}/rooms/%u/{kind}" for kind in ROOM_WRITES],
+           *[f"pattern read {PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS]]
+    for s in sorted(staff, key=lambda g: g.username):
+        out += ["", f"# {s.role}" + (" (may command rooms)" if s.role == "province"
+                                     and s.allow_commands else ""),
+                f"user {s.username}"]
+        out += [f"topic {access} {topic}" for access, topic in
+                staff_topics(s.role, s.allow_commands)]
+    return "\n".join(out) + "\n"
+
+
+def province_acl(province: str, districts: Iterable[DistrictGrant],
+                 staff: Iterable[StaffGrant]) -> str:
+    """The province broker's ACL file text.
+
+    Each district bridge writes only under ``province/<district>/``; the province console reads
+    all of ``province/#`` and may publish commands only to districts that allow them.
+    """
+    districts = sorted(districts, key=lambda d: d.district)
+    out = [f"# diemcau province broker {province}: ACL written by `diemcau-broker render`.",
+           "# Do not edit: the next render overwrites it."]
+    for d in districts:
+        base = f"province/{d.district}/{PREFIX}/rooms"
+        out += ["", f"# bridge from district {d.district}", f"user {d.username}",
+                *[f"topic write {base}/+/{kind}" for kind in PROVINCE_READS],
+                f"topic write province/{d.district}/bridge/state"]
+        if d.allow_commands:
+            out += [f"topic read {base}/+/commands", f"topic write {base}/+/replies"]
+    for s in sorted(staff, key=lambda g: g.username):
+        out += ["", f"# {s.role}", f"user {s.username}", "topic read province/#"]
+        if s.role == "console":
+            out += [f"topic write province/{d.district}/{PREFIX}/rooms/+/commands"
+                    for d in districts if d.allow_commands]
+    return "\n".join(out) + "\n"
