@@ -1,0 +1,163 @@
+"""Poly RealPresence Group Series codecs over RS-232 (serial mode *Control*).
+
+Site config::
+
+    codec:
+      driver: poly_group
+      serial: {url: /dev/serial/by-id/usb-Prolific-if00-port0, baudrate: 9600}
+      settings: {password: "…"}        # admin password, if the port asks for one
+
+Commands end CR; the device acknowledges an action by echoing it. The driver keeps
+``command_gap_s`` (200 ms) between commands, timed with the injected clock and sleeper.
+The Group Series has no power-state query: the driver sends ``sleep register`` (liveness,
+and it keeps sleep/wake notifications on after a reboot) and reports the state it tracked
+from its own ``sleep``/``wake`` acknowledgements and those notifications. After a (re)connect
+it assumes awake, since the system boots awake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from pydantic import Field, SecretStr
+
+from agent.drivers.base import (
+    CallInfo,
+    DeviceRefused,
+    DeviceTimeout,
+    Driver,
+    DriverSettings,
+    PowerState,
+)
+from agent.drivers.framing import poly
+
+
+class PolyGroupSettings(DriverSettings):
+    """Settings for :class:`PolyGroup`."""
+
+    password: SecretStr | None = Field(None, description="Admin password when the serial "
+                                                         "login mode asks for one")
+    command_gap_s: float = Field(0.2, ge=0, le=5, description="Pause between commands")
+    register_callstate: bool = Field(True, description="Send 'callstate register' to get "
+                                                       "call notifications")
+
+
+class PolyGroup(Driver):
+    """Poly Group Series driver; see the module docstring."""
+
+    name = "poly_group"
+    Settings = PolyGroupSettings
+    has_calls = True
+    settings: PolyGroupSettings
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.command_gap_s = self.settings.command_gap_s
+        self.tracked: PowerState = "on"
+        self.events: list[poly.CallEvent] = []
+
+    def new_parser(self) -> poly.PolyParser:
+        return poly.PolyParser()
+
+    def on_open(self) -> None:
+        self._session = False
+        self.tracked = "on"
+
+    def on_close(self) -> None:
+        self._session = False
+
+    def on_unsolicited(self, frame: poly.Frame) -> None:
+        if isinstance(frame, poly.CallEvent):
+            self.events = [*self.events[-49:], frame]
+        elif isinstance(frame, poly.Line):
+            low = frame.text.lower()
+            if low in ("sleep", "globalsleep"):
+                self.tracked = "standby"
+            elif low in ("wake", "globalwake"):
+                self.tracked = "on"
+
+    # ---- commands
+    def _send(self, line: str, done: Callable[[poly.Frame], object | None]) -> object:
+        def handle(f: poly.Frame) -> object | None:
+            if isinstance(f, poly.PasswordPrompt):
+                raise _NeedPassword
+            if isinstance(f, poly.PolyError):
+                raise DeviceRefused(f"{self.device}: {line!r}: {f.text}", code="error")
+            result = done(f)
+            if result is None:
+                self.on_unsolicited(f)
+            return result
+
+        return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
+
+    def command(self, line: str, done: Callable[[poly.Frame], object | None]) -> object:
+        """Send one command (logging in and registering first if needed)."""
+        with self._lock:
+            self._ensure_open()
+            try:
+                if not self._session:
+                    self._register()
+                return self._send(line, done)
+            except _NeedPassword:
+                self._session = False
+                self._give_password()
+                self._register()
+                return self._send(line, done)
+            except DeviceTimeout:
+                self._session = False
+                raise
+
+    def _give_password(self) -> None:
+        pw = self.settings.password
+        if pw is None:
+            raise DeviceRefused(f"{self.device}: the codec asks for a password; set "
+                                "settings.password", code="login")
+
+        def accepted(f: poly.Frame) -> bool | None:
+            if isinstance(f, poly.PasswordPrompt):
+                raise DeviceRefused(f"{self.device}: password refused", code="login")
+            return True if isinstance(f, poly.Line) else None
+
+        # Some firmware prints nothing after a good password: silence is acceptance.
+        with contextlib.suppress(DeviceTimeout):
+            self._exchange(f"{pw.get_secret_value()}\r".encode(), accepted, what="password",
+                           timeout=min(self.settings.reply_timeout_s, 1.0), drain=False)
+
+    def _register(self) -> None:
+        self._send("sleep register", _expect("sleep registered"))
+        if self.settings.register_callstate:
+            self._send("callstate register", _expect("callstate registered"))
+        self._session = True
+
+    # ---- the contract
+    def power_state(self) -> PowerState:
+        """Liveness by ``sleep register``; the state tracked from acknowledgements."""
+        self.command("sleep register", _expect("sleep registered"))
+        return self.tracked
+
+    def wake(self) -> None:
+        """``wake``, acknowledged by its echo."""
+        self.command("wake", _expect("wake"))
+        self.tracked = "on"
+
+    def standby(self) -> None:
+        """``sleep``, acknowledged by its echo."""
+        self.command("sleep", _expect("sleep"))
+        self.tracked = "standby"
+
+    def call_state(self) -> CallInfo | None:
+        """``callinfo all``: the first call listed, or None."""
+        collector = poly.CallInfoCollector()
+        result = self.command("callinfo all", collector.add)
+        return result[0]  # type: ignore[index]
+
+
+class _NeedPassword(Exception):
+    """The codec printed ``Password:``."""
+
+
+def _expect(text: str) -> Callable[[poly.Frame], bool | None]:
+    def done(f: poly.Frame) -> bool | None:
+        return True if isinstance(f, poly.Line) and f.text.lower() == text else None
+    return done

@@ -1,0 +1,160 @@
+"""Sony VISCA PTZ cameras over RS-232 (also many VISCA-compatible PTZ cameras).
+
+Site config::
+
+    camera:
+      driver: sony_visca
+      serial: {url: /dev/serial/by-id/usb-FTDI-if00-port0, baudrate: 9600}
+      settings: {address: 1}
+
+Before the first command, and again whenever the camera announces a Network Change
+(``z0 38 FF``, sent at power-up) or stops answering, the driver broadcasts Address Set and
+IF_Clear. While the camera initialises it refuses commands with ``z0 6y 41 FF`` (not
+executable): :meth:`SonyVisca.power_state` reports that as ``"booting"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import Field
+
+from agent.drivers.base import (
+    BadReply,
+    DeviceRefused,
+    DeviceTimeout,
+    Driver,
+    DriverSettings,
+    PowerState,
+)
+from agent.drivers.framing import visca
+
+NOT_EXECUTABLE = 0x41
+
+
+class SonyViscaSettings(DriverSettings):
+    """Settings for :class:`SonyVisca`."""
+
+    address: int = Field(1, ge=1, le=7, description="Camera address in the daisy chain")
+    reply_timeout_s: float = Field(1.0, gt=0, le=60,
+                                   description="Longest wait for an ACK or an inquiry answer")
+    completion_timeout_s: float = Field(
+        15.0, gt=0, le=120, description="Longest wait for a command's completion (power on "
+                                        "moves the head and can take seconds)")
+
+
+class SonyVisca(Driver):
+    """VISCA camera driver; see the module docstring."""
+
+    name = "sony_visca"
+    Settings = SonyViscaSettings
+    settings: SonyViscaSettings
+
+    def new_parser(self) -> visca.ViscaParser:
+        return visca.ViscaParser()
+
+    def on_open(self) -> None:
+        self._addressed = False
+
+    def on_close(self) -> None:
+        self._addressed = False
+
+    def on_unsolicited(self, frame: visca.Frame) -> None:
+        if isinstance(frame, visca.NetworkChange):
+            self._addressed = False
+
+    # ---- plumbing
+    def _handle(self, want: Callable[[visca.Frame], object | None]
+                ) -> Callable[[visca.Frame], object | None]:
+        me = self.settings.address
+
+        def handle(f: visca.Frame) -> object | None:
+            if isinstance(f, visca.NetworkChange):
+                self._addressed = False
+                return None
+            if isinstance(f, visca.ViscaError) and f.address == me:
+                raise DeviceRefused(f"{self.device}: {f.text}", code=f"{f.code:02x}")
+            return want(f)
+
+        return handle
+
+    def address(self) -> None:
+        """Broadcast Address Set and IF_Clear (done automatically when needed)."""
+        with self._lock:
+            got = self._exchange(visca.ADDRESS_SET,
+                                 lambda f: f if isinstance(f, visca.AddressSet) else None,
+                                 what="Address Set")
+            cameras = got.next_address - 1
+            if self.settings.address > cameras:
+                raise DeviceRefused(f"{self.device}: no camera at address "
+                                    f"{self.settings.address}: the chain has {cameras}",
+                                    code="address")
+            self._exchange(visca.IF_CLEAR, lambda f: True if isinstance(f, visca.IfClear)
+                           else None, what="IF_Clear")
+            self._addressed = True
+
+    def _run(self, what: str, body: tuple[int, ...],
+             want: Callable[[visca.Frame], object | None], timeout: float | None = None
+             ) -> object:
+        with self._lock:
+            self._ensure_open()
+            self._drain()
+            if not self._addressed:
+                self.address()
+            try:
+                return self._exchange(visca.packet(self.settings.address, *body),
+                                      self._handle(want), what=what, timeout=timeout)
+            except (DeviceTimeout, BadReply):
+                self._addressed = False
+                raise
+
+    def command(self, what: str, *body: int) -> None:
+        """Send a command; wait for its ACK and completion."""
+        me = self.settings.address
+        state: dict[str, int] = {}
+
+        def want(f: visca.Frame) -> bool | None:
+            if isinstance(f, visca.Ack) and f.address == me:
+                state["socket"] = f.socket
+            elif isinstance(f, visca.Completion) and f.address == me and (
+                    f.socket == state.get("socket", f.socket)):
+                return True
+            return None
+
+        self._run(what, (0x01, *body), want, timeout=self.settings.completion_timeout_s)
+
+    def inquiry(self, what: str, *body: int) -> bytes:
+        """Send an inquiry; return the data of its completion."""
+        me = self.settings.address
+
+        def want(f: visca.Frame) -> bytes | None:
+            if isinstance(f, visca.Completion) and f.address == me and f.data:
+                return f.data
+            return None
+
+        result = self._run(what, (0x09, *body), want)
+        assert isinstance(result, bytes)
+        return result
+
+    # ---- the contract
+    def power_state(self) -> PowerState:
+        """Power inquiry ``8x 09 04 00 FF`` → ``y0 50 02 FF`` on, ``03`` standby."""
+        try:
+            data = self.inquiry("power inquiry", 0x04, 0x00)
+        except DeviceRefused as e:
+            if e.code == f"{NOT_EXECUTABLE:02x}":
+                return "booting"
+            raise
+        if data[:1] == b"\x02":
+            return "on"
+        if data[:1] == b"\x03":
+            return "standby"
+        raise BadReply(f"{self.device}: unknown power inquiry answer {data.hex(' ')}")
+
+    def wake(self) -> None:
+        """Power on ``8x 01 04 00 02 FF``."""
+        self.command("power on", 0x04, 0x00, 0x02)
+
+    def standby(self) -> None:
+        """Standby ``8x 01 04 00 03 FF``."""
+        self.command("standby", 0x04, 0x00, 0x03)
