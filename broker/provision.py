@@ -386,7 +386,7 @@ def render(site: Site, s: Settings | None = None) -> list[Path]:
     return [site.acl, site.conf, site.fragment]
 
 
-def _publish_ca_files(site: Site, s: Settings) -> None:
+def publish_ca_files(site: Site, s: Settings) -> None:
     """Copy the CA certificate and CRL where Mosquitto (not root) may read them."""
     site.tls_dir.mkdir(parents=True, exist_ok=True)
     for src in (site.ca.cert_file, site.ca.crl_file):
@@ -432,7 +432,7 @@ def init_site(site: Site, kind: Kind, name: str, hosts: list[str], ips: list[str
     issued = site.ca.issue(hosts[0], site.tls_dir, "server", dns=tuple(hosts),
                            ips=tuple(s.ips), basename="server")
     _share(issued.key_file, s, 0o640 if _broker_gid(s) is not None else 0o600)
-    _publish_ca_files(site, s)
+    publish_ca_files(site, s)
     _write_passwd(site, s, {})
     site.save(s)
     render(site, s)
@@ -507,7 +507,7 @@ def rotate_room(site: Site, site_id: str, cert_only: bool = False,
     if password is not None:
         set_password(site, s, site_id, password)
         site.ca.revoke(room.serial)
-        _publish_ca_files(site, s)
+        publish_ca_files(site, s)
     s.rooms[site_id] = Room(serial=serial, not_after=not_after,
                             old_serials=[*room.old_serials, room.serial])
     site.save(s)
@@ -527,7 +527,7 @@ def revoke_room(site: Site, site_id: str) -> None:
     for serial in [*room.old_serials, room.serial]:
         if serial.upper() not in revoked:
             site.ca.revoke(serial)
-    _publish_ca_files(site, s)
+    publish_ca_files(site, s)
     room.revoked = True
     shutil.rmtree(site.dir / "rooms" / site_id, ignore_errors=True)
     site.save(s)
@@ -573,7 +573,7 @@ def remove_staff(site: Site, name: str) -> None:
     remove_password(site, s, f"staff.{name}")
     if st.serial.upper() not in site.ca.revoked_serials():
         site.ca.revoke(st.serial)
-    _publish_ca_files(site, s)
+    publish_ca_files(site, s)
     shutil.rmtree(site.dir / "staff" / name, ignore_errors=True)
     site.save(s)
     render(site, s)

@@ -1,0 +1,168 @@
+"""The ACL matrix, cell by cell, against the real district broker.
+
+Rows are roles: ``room`` (room-a, over TLS with certificate and password), ``console``,
+``viewer``, ``province`` and ``province_cmd`` (province allowed to command), all staff on the
+loopback listener. Columns are topic classes: ``self/<kind>`` is room-a's own topic,
+``other/<kind>`` room-b's, ``district`` the console's own space. Each cell is checked by doing it:
+
+* publish: the role publishes at QoS 1; a privileged spy subscribed to ``diemcau/v1/#`` must
+  receive it iff allowed;
+* subscribe: the role subscribes to the exact topic and a client allowed to publish there does;
+  the role must receive it iff allowed (Mosquitto 2.0 grants the SUBACK either way and applies
+  the read ACL to each message).
+
+"Never received" is proven with a sentinel: after the cell's message is acknowledged, a sentinel
+goes to a topic the receiver may read, and we wait for it. Mosquitto queues a message for its
+subscribers before it sends the PUBACK, and delivers each subscriber's queue in order, so once
+the sentinel is in, the cell's message would have been in before it. The sentinel comes from
+the same client when that client may publish anywhere; roles that may publish nothing (viewer,
+province) have their sentinel sent by the console after their PUBACK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.broker.conftest import District
+from tests.broker.helpers import BrokerProcess, Client, token
+
+P = "diemcau/v1"
+KINDS = ("availability", "state", "events", "replies", "commands", "schedule")
+TOPICS: dict[str, str] = {
+    **{f"self/{k}": f"{P}/rooms/room-a/{k}" for k in KINDS},
+    **{f"other/{k}": f"{P}/rooms/room-b/{k}" for k in KINDS},
+    "district": f"{P}/district/test",
+}
+ROLES = ("room", "console", "viewer", "province", "province_cmd")
+
+# The contract, written out by hand (not derived from broker/acl.py).
+MAY_PUBLISH: dict[str, set[str]] = {
+    "room": {"self/availability", "self/state", "self/events", "self/replies"},
+    "console": {"self/commands", "self/schedule", "other/commands", "other/schedule",
+                "district"},
+    "viewer": set(),
+    "province": set(),
+    "province_cmd": {"self/commands", "other/commands"},
+}
+MAY_READ: dict[str, set[str]] = {
+    "room": {"self/commands", "self/schedule"},
+    "console": set(TOPICS),
+    "viewer": set(TOPICS),
+    "province": {f"{who}/{k}" for who in ("self", "other")
+                 for k in ("availability", "state", "events")},
+    "province_cmd": {f"{who}/{k}" for who in ("self", "other")
+                     for k in ("availability", "state", "events", "replies")},
+}
+
+
+@dataclass
+class Clients:
+    by_role: dict[str, Client]
+    room_a: Client
+    room_b: Client
+    console: Client
+    spy: Client
+
+    def writer_of(self, cls: str) -> Client:
+        """A client allowed to publish to topic class ``cls``."""
+        kind = cls.split("/")[-1]
+        if kind in ("availability", "state", "events", "replies"):
+            return self.room_a if cls.startswith("self/") else self.room_b
+        return self.console
+
+    def publish_sentinel(self, role: str) -> bytes:
+        """After ``role``'s publish: a sentinel the spy reads (see module docstring)."""
+        s = token()
+        sender, topic = {
+            "room": (self.room_a, f"{P}/rooms/room-a/events"),
+            "province_cmd": (self.by_role["province_cmd"], f"{P}/rooms/room-b/commands"),
+        }.get(role, (self.console, f"{P}/district/sentinel"))
+        assert sender.publish(topic, s).value == 0
+        return s
+
+    def read_sentinel(self, role: str) -> bytes:
+        """After a publish ``role`` may or may not read: a sentinel ``role`` reads."""
+        s = token()
+        sender, topic = {
+            "room": (self.console, f"{P}/rooms/room-a/commands"),
+            "province": (self.room_b, f"{P}/rooms/room-b/events"),
+            "province_cmd": (self.room_b, f"{P}/rooms/room-b/events"),
+        }.get(role, (self.console, f"{P}/district/sentinel"))
+        assert sender.publish(topic, s).value == 0
+        return s
+
+
+SENTINEL_TOPICS = {
+    "room": f"{P}/rooms/room-a/commands",
+    "console": f"{P}/district/sentinel",
+    "viewer": f"{P}/district/sentinel",
+    "province": f"{P}/rooms/room-b/events",
+    "province_cmd": f"{P}/rooms/room-b/events",
+}
+
+
+@pytest.fixture(scope="module")
+def clients(district: District, district_broker: BrokerProcess) -> Iterator[Clients]:
+    room_a = district.room("room-a").connect()
+    room_b = district.room("room-b").connect()
+    console = district.local("console").connect()
+    spy = district.local("console").connect()
+    by_role = {"room": room_a, "console": console,
+               "viewer": district.local("viewer").connect(),
+               "province": district.local("prov").connect(),
+               "province_cmd": district.local("provcmd").connect()}
+    spy.subscribe(f"{P}/#")
+    for role, topic in SENTINEL_TOPICS.items():
+        by_role[role].subscribe(topic)
+    cs = Clients(by_role, room_a, room_b, console, spy)
+    yield cs
+    for c in {id(c): c for c in [*by_role.values(), room_b, spy]}.values():
+        c.close()
+
+
+@pytest.mark.parametrize("cls", list(TOPICS))
+@pytest.mark.parametrize("role", ROLES)
+def test_publish(clients: Clients, role: str, cls: str) -> None:
+    allowed = cls in MAY_PUBLISH[role]
+    msg = token()
+    rc = clients.by_role[role].publish(TOPICS[cls], msg)
+    sentinel = clients.publish_sentinel(role)
+    assert clients.spy.wait_message(sentinel) is not None, "sentinel never arrived"
+    got = clients.spy.received(msg, TOPICS[cls]) is not None
+    assert got == allowed, f"{role} publish to {cls}: {'delivered' if got else 'dropped'}"
+    assert rc.is_failure != allowed, f"PUBACK {rc}"  # v5 says why: 135 Not authorized
+
+
+@pytest.mark.parametrize("cls", list(TOPICS))
+@pytest.mark.parametrize("role", ROLES)
+def test_subscribe(clients: Clients, role: str, cls: str) -> None:
+    allowed = cls in MAY_READ[role]
+    me = clients.by_role[role]
+    me.subscribe(TOPICS[cls])
+    msg = token()
+    assert clients.writer_of(cls).publish(TOPICS[cls], msg).value == 0
+    sentinel = clients.read_sentinel(role)
+    assert me.wait_message(sentinel) is not None, "sentinel never arrived"
+    got = me.received(msg, TOPICS[cls]) is not None
+    assert got == allowed, f"{role} reading {cls}: {'received' if got else 'not received'}"
+
+
+def test_room_wildcard_sees_only_its_own_inbox(district: District, clients: Clients) -> None:
+    """A room subscribing to everything still gets only its own commands and schedule."""
+    snoop = district.room("room-a").connect()
+    try:
+        snoop.subscribe(f"{P}/#")
+        snoop.subscribe("#")
+        sent = {cls: token() for cls in TOPICS}
+        for cls, msg in sent.items():
+            assert clients.writer_of(cls).publish(TOPICS[cls], msg).value == 0
+        sentinel = token()
+        assert clients.console.publish(f"{P}/rooms/room-a/commands", sentinel).value == 0
+        assert snoop.wait_message(sentinel) is not None
+        got = {cls for cls, msg in sent.items() if snoop.received(msg) is not None}
+        assert got == {"self/commands", "self/schedule"}
+    finally:
+        snoop.close()
