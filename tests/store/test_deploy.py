@@ -1,0 +1,285 @@
+"""Deploy files: the systemd unit, udev rules, boot config fragment and the install script."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = ROOT / "deploy/systemd/diemcau-agent.service"
+UDEV = ROOT / "deploy/udev/99-diemcau-serial.rules"
+FRAGMENT = ROOT / "firmware_config/boot/config.txt.fragment"
+INSTALL = ROOT / "deploy/install-room.sh"
+SITE = ROOT / "firmware_config/sites/vq-tan-doan.yaml"
+
+
+def unit_settings(path: Path = UNIT) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment; systemd allows repeated keys."""
+    out = []
+    section = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def values(section: str, key: str) -> list[str]:
+    return [v for s, k, v in unit_settings() if s == section and k == key]
+
+
+def one(section: str, key: str) -> str:
+    (v,) = values(section, key)
+    return v
+
+
+def test_unit_key_settings() -> None:
+    assert one("Service", "Type") == "notify"
+    assert one("Service", "NotifyAccess") == "main"
+    assert one("Service", "WatchdogSec") == "30"
+    assert one("Service", "Restart") == "always"
+    assert one("Service", "RestartSec") == "2"
+    assert one("Unit", "StartLimitIntervalSec") == "0"  # never give up restarting
+    assert one("Service", "User") == "diemcau"
+    assert set(one("Service", "SupplementaryGroups").split()) >= {"gpio", "dialout"}
+    assert one("Service", "ExecStart") == (
+        "/opt/diemcau/.venv/bin/diemcau-agent run --config /etc/diemcau/site.yaml "
+        "--state-dir /var/lib/diemcau")
+    assert one("Install", "WantedBy") == "multi-user.target"
+    assert "network-online.target" not in " ".join(values("Unit", "After"))
+
+
+def test_unit_hardening_is_consistent() -> None:
+    exec_start = one("Service", "ExecStart").split()
+    state_dir = exec_start[exec_start.index("--state-dir") + 1]
+    assert state_dir == "/var/lib/" + one("Service", "StateDirectory")
+    assert one("Service", "ProtectSystem") == "strict"
+    writable = " ".join(values("Service", "ReadWritePaths")).split()
+    assert state_dir in writable
+    # lgpio writes its files in LG_WD: it must be a writable runtime directory
+    env = dict(e.split("=", 1) for v in values("Service", "Environment") for e in v.split())
+    assert env["LG_WD"] == "/run/" + one("Service", "RuntimeDirectory")
+    assert env["LG_WD"] in writable
+    assert one("Service", "WorkingDirectory") in writable
+    # devices: no private /dev; the GPIO and serial classes allowed read-write
+    assert one("Service", "PrivateDevices") == "no"
+    assert one("Service", "DevicePolicy") == "closed"
+    allowed = {v.split()[0]: v.split()[1] for v in values("Service", "DeviceAllow")}
+    for dev in ("char-gpiochip", "char-ttyUSB", "char-ttyACM", "char-ttyAMA"):
+        assert allowed.get(dev) == "rw", dev
+    # the char-ttyUSB/char-ttyACM majors must exist when the unit starts
+    modules = (ROOT / "deploy/modules-load.d/diemcau.conf").read_text().split()
+    assert {"usbserial", "cdc_acm"} <= set(modules)
+    # agent/clock.py reads adjtimex(2): neither ProtectClock nor the filter may deny it
+    assert values("Service", "ProtectClock") in ([], ["no"])
+    filters = " ".join(values("Service", "SystemCallFilter")).split()
+    assert "adjtimex" in filters and "clock_adjtime" in filters
+    assert one("Service", "SystemCallErrorNumber") == "EPERM"  # never SIGSYS the agent
+    families = one("Service", "RestrictAddressFamilies").split()
+    assert "AF_UNIX" in families  # sd_notify, D-Bus, control socket
+    assert one("Service", "NoNewPrivileges") == "yes"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    # The real ExecStart does not exist on a build machine; verify everything else.
+    text = UNIT.read_text().replace("ExecStart=/opt/diemcau/.venv/bin/diemcau-agent",
+                                    "ExecStart=/bin/true")
+    unit = tmp_path / "diemcau-agent.service"
+    unit.write_text(text)
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                       text=True, timeout=30, env={**os.environ, "SYSTEMD_LOG_LEVEL": "info"})
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 0, out
+    problems = [ln for ln in out.splitlines() if str(unit) in ln or "Unknown" in ln]
+    assert problems == []
+
+
+UDEV_TOKEN = re.compile(r'^\s*([A-Z_]+(?:\{[^}]+\})?)\s*(==|!=|\+=|-=|:=|=)\s*"([^"]*)"\s*$')
+
+
+def udev_rules(text: str) -> list[list[tuple[str, str, str]]]:
+    rules = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tokens = []
+        for part in line.split(","):
+            m = UDEV_TOKEN.match(part)
+            assert m, f"line {n}: cannot parse {part!r}"
+            tokens.append(m.groups())
+        rules.append(tokens)
+    return rules
+
+
+def test_udev_rules_syntax() -> None:
+    text = UDEV.read_text()
+    assert "udevadm info -a -n /dev/ttyUSB0" in text
+    rules = udev_rules(text)
+    names = set()
+    for tokens in rules:
+        keys = {k: (op, v) for k, op, v in tokens}
+        assert keys["SUBSYSTEM"] == ("==", "tty")
+        assert keys["ATTRS{idVendor}"][0] == "==" and re.fullmatch(
+            r"[0-9a-f]{4}", keys["ATTRS{idVendor}"][1])
+        assert re.fullmatch(r"[0-9a-f]{4}", keys["ATTRS{idProduct}"][1])
+        assert "ATTRS{serial}" in keys
+        assert keys["GROUP"] == ("=", "dialout")
+        names.add(keys["SYMLINK"][1])
+        assert keys["SYMLINK"][0] == "+="
+    assert names == {"codec", "camera", "amplifier"}
+    # the commented-out alternatives are valid rules too once uncommented
+    alternatives = "\n".join(ln.lstrip("#") for ln in text.splitlines()
+                             if ln.startswith("#SUBSYSTEM"))
+    assert len(udev_rules(alternatives)) == 3
+
+
+def test_boot_fragment() -> None:
+    lines = [ln.strip() for ln in FRAGMENT.read_text().splitlines()]
+    active = [ln for ln in lines if ln and not ln.startswith("#")]
+    for ln in active:
+        assert re.fullmatch(r"\[[a-z0-9]+\]|[a-z_]+=[A-Za-z0-9_,=-]+", ln), ln
+    assert "dtparam=watchdog=on" in active
+    assert "dtoverlay=disable-bt" in active
+    assert not any("gpio-shutdown" in ln or "gpio-poweroff" in ln for ln in active)
+    assert any("NEVER" in ln and "gpio-shutdown" in ln for ln in lines)
+    # every active-low relay of the reference room is released (driven high) at boot
+    gpio = next(ln for ln in active if ln.startswith("gpio="))
+    pins_part, _, mode = gpio.removeprefix("gpio=").partition("=")
+    assert set(mode.split(",")) == {"op", "dh"}
+    site = yaml.safe_load(SITE.read_text())
+    relays = [d["relay"] for d in site["devices"].values()]
+    assert all(not r["active_high"] and r["contact"] == "nc" for r in relays)
+    assert {int(p) for p in pins_part.split(",")} == {r["pin"] for r in relays}
+
+
+def test_polkit_rule_only_for_the_agent() -> None:
+    text = (ROOT / "deploy/polkit/50-diemcau-agent.rules").read_text()
+    assert 'subject.user === "diemcau"' in text
+    actions = set(re.findall(r'"(org\.freedesktop\.[a-z0-9.-]+)"', text))
+    assert actions == {"org.freedesktop.login1.inhibit-block-shutdown",
+                       "org.freedesktop.login1.inhibit-delay-shutdown",
+                       "org.freedesktop.login1.inhibit-handle-power-key"}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to parse JavaScript")
+def test_polkit_rule_is_valid_javascript(tmp_path: Path) -> None:
+    js = tmp_path / "rule.js"
+    js.write_text((ROOT / "deploy/polkit/50-diemcau-agent.rules").read_text())
+    subprocess.run(["node", "--check", str(js)], check=True, timeout=30)
+
+
+def test_install_script_syntax() -> None:
+    subprocess.run(["bash", "-n", str(INSTALL)], check=True, timeout=10)
+    assert os.access(INSTALL, os.X_OK)
+    assert "PREFIX=/opt/diemcau" in INSTALL.read_text()
+
+
+def install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_install_dry_run_changes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "root"
+    target.mkdir()
+    r = install("--dry-run", "--root", str(target), "--site", str(SITE))
+    assert r.returncode == 0, r.stderr
+    for step in ("1. packages", "2. user diemcau", "3. code", "4. configuration",
+                 "5. systemd unit", "6. boot configuration", "7. enable and start"):
+        assert step in r.stdout
+    assert "systemctl enable diemcau-agent.service" in r.stdout
+    assert "check-config /etc/diemcau/site.yaml" in r.stdout
+    assert "dry run: nothing was changed" in r.stdout
+    assert listing(target) == []
+
+
+def test_install_rejects_bad_arguments(tmp_path: Path) -> None:
+    assert install("--dry-run", "--frobnicate").returncode != 0
+    r = install("--dry-run", "--root", str(tmp_path), "--site", str(tmp_path / "nope.yaml"))
+    assert r.returncode != 0 and "no such file" in r.stderr
+
+
+def begins(config: str) -> int:
+    return sum(ln.startswith("# BEGIN diemcau") for ln in config.splitlines())
+
+
+def make_bundle(where: Path) -> Path:
+    (where / "tls").mkdir(parents=True)
+    (where / "tls/ca.crt").write_text("CA\n")
+    (where / "tls/vq-tan-doan.crt").write_text("CERT\n")
+    (where / "tls/vq-tan-doan.key").write_text("KEY\n")
+    (where / "tls/vq-tan-doan.key").chmod(0o600)
+    (where / "credentials.yaml").write_text("username: vq-tan-doan\npassword: s3cret\n")
+    (where / "broker.yaml").write_text("broker: {}\n")
+    return where
+
+
+def test_install_staged_is_idempotent(tmp_path: Path) -> None:
+    target = tmp_path / "root"
+    boot = target / "boot/firmware"
+    boot.mkdir(parents=True)
+    original = "[all]\narm_64bit=1\ndtoverlay=gpio-shutdown,gpio_pin=3\n"
+    (boot / "config.txt").write_text(original)
+    (boot / "cmdline.txt").write_text("console=serial0,115200 console=tty1 rootwait\n")
+    bundle = make_bundle(tmp_path / "bundle")
+
+    r = install("--root", str(target), "--site", str(SITE), "--bundle", str(bundle))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "(staged, not run) systemctl enable diemcau-agent.service" in r.stdout
+    etc = target / "etc"
+    assert (etc / "systemd/system/diemcau-agent.service").read_text() == UNIT.read_text()
+    assert (etc / "udev/rules.d/99-diemcau-serial.rules").exists()
+    assert (etc / "diemcau/site.yaml").read_text() == SITE.read_text()
+    key = etc / "diemcau/tls/vq-tan-doan.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o640  # root + group diemcau, not others
+    assert stat.S_IMODE((etc / "diemcau/credentials.yaml").stat().st_mode) == 0o640
+    assert stat.S_IMODE((etc / "diemcau").stat().st_mode) == 0o750
+    assert (target / "opt/diemcau/agent/outbox.py").exists()
+    assert not (target / "opt/diemcau/.venv").exists()
+    assert not (target / "opt/diemcau/.git").exists()
+
+    config = (boot / "config.txt").read_text()
+    assert begins(config) == 1 and config.splitlines().count("# END diemcau") == 1
+    assert "gpio=26,20,21=op,dh" in config
+    assert "\n# disabled by diemcau (bypasses the lock): dtoverlay=gpio-shutdown" in config
+    assert (boot / "config.txt.diemcau-orig").read_text() == original
+    assert "console=serial0" not in (boot / "cmdline.txt").read_text()
+    assert "REBOOT NEEDED" in r.stdout
+
+    before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    r2 = install("--root", str(target))
+    assert r2.returncode == 0, r2.stderr
+    assert "unchanged: /boot/firmware/config.txt" in r2.stdout
+    assert "REBOOT NEEDED" not in r2.stdout
+    after = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_install_updates_an_old_block(tmp_path: Path) -> None:
+    target = tmp_path / "root"
+    boot = target / "boot/firmware"
+    boot.mkdir(parents=True)
+    (boot / "config.txt").write_text(
+        "[all]\n# BEGIN diemcau old\ngpio=1=op,dl\n# END diemcau\n[pi4]\nfoo=1\n")
+    r = install("--root", str(target), "--no-start")
+    assert r.returncode == 0, r.stderr
+    config = (boot / "config.txt").read_text()
+    assert "gpio=1=op,dl" not in config and "[pi4]\nfoo=1\n" in config
+    assert begins(config) == 1
