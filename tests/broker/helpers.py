@@ -186,12 +186,16 @@ class Client:
         except (ssl.SSLError, OSError) as e:
             self.disconnect_reason = e
             return False
-        self.c.loop_start()
-        self._wait(lambda: self.connected.is_set() or self.disconnected.is_set()
-                   or (self.connack is not None and self.connack.is_failure), timeout)
+        # Drive the network loop here (each call blocks in select() for at most 50 ms) until
+        # CONNACK or a drop; only an accepted client gets the background thread.
+        deadline = time.monotonic() + timeout
+        while not (self.connack is not None or self.disconnected.is_set()):
+            if time.monotonic() > deadline or self.c.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                break
         if self.connected.is_set() and not self.disconnected.is_set():
+            self.c.loop_start()
             return True
-        self.close()
+        self.c.disconnect()
         return False
 
     def connect(self) -> Client:
