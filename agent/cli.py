@@ -86,8 +86,13 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
     def submit(op: str, respond: Callable[[dict[str, Any]], None]) -> None:
         agent.queue.put(LocalCall(op, respond))
 
-    control = ControlServer(agent.store.socket_path, submit)
-    control.start()
+    control: ControlServer | None = None
+    try:
+        control = ControlServer(agent.store.socket_path, submit)
+        control.start()
+    except OSError as e:
+        # Without the socket the room still works; only `diemcau-agent status|on|off` do not.
+        log.error("local control socket %s unavailable: %s", agent.store.socket_path, e)
 
     def on_signal(signum: int, frame: Any) -> None:
         agent.queue.put(Stop())
@@ -101,7 +106,8 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
     try:
         agent.run(stop)
     finally:
-        control.close()
+        if control is not None:
+            control.close()
         agent.close()
         log.info("room %s stopped", agent.cfg.site.id)
 

@@ -118,6 +118,12 @@ class Relay(Strict):
         "nc", description="Contact the device is wired to: 'nc' (fail-safe, powered when the "
                           "relay is released) or 'no' (powered only while the coil is energised)")
 
+    @field_validator("contact", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted `no` as false; here it can only mean the NO contact.
+        return "no" if v is False else v
+
 
 class SerialPort(Strict):
     url: str = Field(description="pyserial URL or device path, e.g. /dev/serial/by-id/usb-...")
@@ -215,30 +221,7 @@ class SiteConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SiteConfig:
-        problems: list[str] = []
-        orders: dict[int, str] = {}
-        for name, d in self.devices.items():
-            if d.order in orders:
-                problems.append(f"devices.{name}.order: {d.order} is also the order of "
-                                f"'{orders[d.order]}'; each device needs its own place")
-            orders[d.order] = name
-        used: dict[int, str] = {}
-
-        def claim(pin: int, where: str) -> None:
-            if pin in used:
-                problems.append(f"{where}: BCM {pin} is already used by {used[pin]}")
-            else:
-                used[pin] = where
-
-        for name, d in self.devices.items():
-            claim(d.relay.pin, f"devices.{name}.relay.pin")
-        if isinstance(self.status_led, SingleLed):
-            claim(self.status_led.pin, "status_led.pin")
-        elif isinstance(self.status_led, RgbLed):
-            for colour in ("red", "green", "blue"):
-                claim(getattr(self.status_led.pins, colour), f"status_led.pins.{colour}")
-        if self.button is not None:
-            claim(self.button.pin, "button.pin")
+        problems = cross_check(self.model_dump(mode="json"))
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -251,6 +234,50 @@ class SiteConfig(Strict):
         """Short hash of the effective config, published so the district can spot drift."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def cross_check(raw: Any) -> list[str]:
+    """Problems between fields (one device order or pin used twice), on plain data.
+
+    Works on a file that has other mistakes too, so that every problem is listed at once.
+    """
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        return problems
+    devices = raw.get("devices") if isinstance(raw.get("devices"), dict) else {}
+    orders: dict[Any, str] = {}
+    used: dict[Any, str] = {}
+
+    def claim(pin: Any, where: str) -> None:
+        if not isinstance(pin, int):
+            return
+        if pin in used:
+            problems.append(f"{where}: BCM {pin} is already used by {used[pin]}")
+        else:
+            used[pin] = where
+
+    for name, d in devices.items():
+        if not isinstance(d, dict):
+            continue
+        order = d.get("order")
+        if isinstance(order, int):
+            if order in orders:
+                problems.append(f"devices.{name}.order: {order} is also the order of "
+                                f"'{orders[order]}'; each device needs its own place")
+            orders[order] = name
+        relay = d.get("relay")
+        if isinstance(relay, dict):
+            claim(relay.get("pin"), f"devices.{name}.relay.pin")
+    led = raw.get("status_led")
+    if isinstance(led, dict):
+        claim(led.get("pin"), "status_led.pin")
+        if isinstance(led.get("pins"), dict):
+            for colour in ("red", "green", "blue"):
+                claim(led["pins"].get(colour), f"status_led.pins.{colour}")
+    button = raw.get("button")
+    if isinstance(button, dict):
+        claim(button.get("pin"), "button.pin")
+    return problems
 
 
 class ConfigError(ValueError):
@@ -323,6 +350,11 @@ def parse_config(text: str, source: str = "<config>") -> SiteConfig:
         return SiteConfig.model_validate(raw)
     except ValidationError as e:
         problems = [p for err in e.errors(include_input=False) for p in _describe(dict(err), lines)]
+        # Cross-field checks run only on valid fields in pydantic: add them here too.
+        for p in cross_check(raw):
+            line = f"{p}{_line_of(p.split(':', 1)[0], lines)}"
+            if line not in problems:
+                problems.append(line)
         raise ConfigError(problems) from None
 
 

@@ -178,11 +178,12 @@ def persistent(state: RoomState) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SetRelay:
-    """Switch a device's power. ``sequence`` is the id of the sequence doing it."""
+    """Switch a device's power, as step of sequence ``sequence`` started for ``reason``."""
 
     device: str
     on: bool
     sequence: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,7 @@ class _Step:
         self.actions: list[Action] = []
 
     # small helpers ------------------------------------------------------------
-    def emit(self, kind: str, **data: Any) -> None:
+    def emit(self, kind: str, /, **data: Any) -> None:
         self.actions.append(Emit(kind, data))
 
     def reply(self, cmd: Command, status: Literal["accepted", "refused", "invalid"],
@@ -460,7 +461,8 @@ class _Step:
         relays = dict(self.st.relays)
         relays[name] = on
         self.set(relays=relays)
-        self.actions.append(SetRelay(name, on, seq_id))
+        reason = self.st.sequence.reason if self.st.sequence is not None else ""
+        self.actions.append(SetRelay(name, on, seq_id, reason))
 
     # refusals -----------------------------------------------------------------
     def refuse_off(self, source: str, w: Window) -> None:
@@ -483,6 +485,7 @@ class _Step:
     # time-driven changes --------------------------------------------------------
     def on_time(self) -> None:
         """Everything that happens because the clock reached a deadline."""
+        w = self.guard_lock()
         seq = self.st.sequence
         if seq is not None and seq.deadline is not None and self.now >= seq.deadline:
             self.finish_step("timeout" if seq.phase in ("wait_ready", "wait_standby") else "done")
@@ -494,13 +497,23 @@ class _Step:
         if self.st.refusal_until is not None and self.now >= self.st.refusal_until:
             self.set(refusal_until=None)
         # Automatic power-up: once per window, from start - lead, while it locks the room.
-        w = self.lock()
         if w is not None and w.id not in self.st.powered:
             self.set(powered=self.st.powered | {w.id})
             self.emit("window_power_up", window_id=w.id, kind=w.kind, title=w.title,
                       start=iso(w.start))
             self.start_sequence(True, f"window:{w.id}")
         self.track_lock()
+
+    def guard_lock(self) -> Window | None:
+        """Stop a switch-off that began before the lock: only an override goes on into it."""
+        w = self.lock()
+        seq = self.st.sequence
+        if (w is not None and seq is not None and not seq.on
+                and not seq.reason.startswith("override:")):
+            self.emit("power_sequence_cancelled", on=False, reason=seq.reason,
+                      replaced_by=f"lock:{w.id}", device=seq.current)
+            self.set(sequence=None)
+        return w
 
     def track_lock(self) -> None:
         """Emit lock changes: the lock itself is derived from windows and the clock."""
@@ -530,6 +543,7 @@ class _Step:
 def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> Outcome:
     """Decide what ``event`` at ``now`` means for the room. Pure: same inputs, same outcome."""
     s = _Step(settings, state, now)
+    s.guard_lock()
     match event:
         case Tick():
             pass
@@ -615,7 +629,8 @@ def _cmd_power(s: _Step, cmd: Command) -> None:
                command_id=cmd.id, by=cmd.sender)
     targets = (device,) if device else None
     s.reply(cmd, "accepted")
-    s.start_sequence(on, f"district:{cmd.id}", targets)
+    s.start_sequence(on, f"{'override' if w is not None and not on else 'district'}:{cmd.id}",
+                     targets)
 
 
 def _cmd_start_window(s: _Step, cmd: Command) -> None:

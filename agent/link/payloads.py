@@ -122,14 +122,33 @@ def decode_json(payload: bytes) -> Any:
     return data
 
 
+def _id_of(data: Any) -> str | None:
+    cid = data.get("id") if isinstance(data, dict) else None
+    return cid if isinstance(cid, str) and 0 < len(cid) <= 64 else None
+
+
+def _peek_id(payload: bytes) -> str | None:
+    """The command id of a payload that is otherwise unusable, so the reply can name it."""
+    if len(payload) > MAX_PAYLOAD:
+        return None
+    try:
+        return _id_of(json.loads(payload))
+    except (ValueError, RecursionError):
+        return None
+
+
 def parse_command(payload: bytes, site: str) -> Command:
     """A :class:`Command` from a command message, or :class:`PayloadError` saying why."""
-    data = decode_json(payload)
-    cid = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
+    try:
+        data = decode_json(payload)
+    except PayloadError as e:
+        e.command_id = _peek_id(payload)
+        raise
+    cid = _id_of(data)
     try:
         env = CommandEnvelope.model_validate(data)
     except ValidationError as e:
-        raise PayloadError(_problems(e), cid if cid and len(cid) <= 64 else None) from None
+        raise PayloadError(_problems(e), cid) from None
     if env.site is not None and env.site != site:
         raise PayloadError([f"site: this is room '{site}', not '{env.site}'"], env.id)
     model = ARGS.get(env.name)

@@ -1,0 +1,154 @@
+"""Shared helpers for tests against a real Mosquitto: a watcher that sees every room topic,
+an agent running in a thread, and site configs pointing at the test broker."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.cli import serve
+from agent.config import SiteConfig, parse_config
+from agent.hardware.pins import mock_factory
+from agent.runtime import Agent
+from agent.store import StateDir
+from broker.local import LocalBroker
+
+SITE = "xa-thu"
+BASE = f"diemcau/v1/rooms/{SITE}"
+
+
+def site_yaml(broker: LocalBroker, lead_min: float = 15, site: str = SITE) -> str:
+    return f"""\
+site: {{id: {site}, name: "Xã Thử"}}
+broker: {{host: 127.0.0.1, port: {broker.port}, keepalive_s: 5}}
+devices:
+  codec: {{role: codec, relay: {{pin: 26}}, order: 1, on_delay_s: 0, off_grace_s: 0}}
+  camera: {{role: camera, relay: {{pin: 20}}, order: 2, on_delay_s: 0}}
+  amplifier: {{role: amplifier, relay: {{pin: 21}}, order: 3, on_delay_s: 0}}
+status_led: {{kind: rgb, pins: {{red: 17, green: 27, blue: 22}}}}
+button: {{pin: 16, hold_s: 0.5, bounce_s: 0}}
+timing: {{lead_min: {lead_min}, heartbeat_s: 30}}
+support:
+  - {{name: "Tổ kỹ thuật", role: "Hỗ trợ", phone: "+84 205 3830 000"}}
+"""
+
+
+def site_config(broker: LocalBroker, **kw: Any) -> SiteConfig:
+    return parse_config(site_yaml(broker, **kw))
+
+
+class Watcher:
+    """A district-side client: records every message under the room and waits for them."""
+
+    def __init__(self, broker: LocalBroker, base: str = BASE) -> None:
+        self.base = base
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._cv = threading.Condition()
+        self._connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self._connected.wait(10), "watcher could not connect"
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe(f"{self.base}/#", qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cv:
+            self.messages.append((msg.topic.removeprefix(self.base + "/"), bytes(msg.payload),
+                                  bool(msg.retain)))
+            self._cv.notify_all()
+
+    def wait(self, topic: str, match: Callable[[Any], bool] = lambda _: True,
+             timeout: float = 10.0, raw: bool = False, since: int = 0) -> Any:
+        """The first message on ``topic`` (after the room base) for which ``match`` holds,
+        among those received after the first ``since``."""
+        deadline = time.monotonic() + timeout
+        seen = since
+        with self._cv:
+            while True:
+                for t, payload, _ in self.messages[seen:]:
+                    if t == topic:
+                        value = payload if raw else json.loads(payload)
+                        if match(value):
+                            return value
+                seen = len(self.messages)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    got = [(t, p[:200]) for t, p, _ in self.messages if t == topic][-5:]
+                    raise AssertionError(f"nothing matching on {topic} in {timeout}s; last: {got}")
+                self._cv.wait(left)
+
+    def event(self, kind: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        return self.wait("events", lambda e: e["kind"] == kind and all(
+            e["data"].get(k) == v for k, v in fields.items()), timeout)
+
+    def availability(self, value: str, timeout: float = 10.0) -> None:
+        self.wait("availability", lambda v: v == value.encode(), timeout, raw=True)
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._cv:
+            return [json.loads(p) for t, p, _ in self.messages if t == "events"]
+
+    def publish(self, topic: str, payload: Any, retain: bool = False) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(f"{self.base}/{topic}", data, qos=1, retain=retain).wait_for_publish(5)
+
+    def command(self, cid: str, name: str, **args: Any) -> dict[str, Any]:
+        """Send a command and return its reply."""
+        with self._cv:
+            mark = len(self.messages)
+        self.publish("commands", {"id": cid, "name": name, "args": args, "sender": "test"})
+        return self.wait("replies", lambda r: r["command_id"] == cid,  # type: ignore[no-any-return]
+                         since=mark)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextmanager
+def watcher(broker: LocalBroker) -> Iterator[Watcher]:
+    w = Watcher(broker)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+class RunningAgent:
+    """An agent on mock pins, its loop in a thread, as ``diemcau-agent run --simulate``."""
+
+    def __init__(self, cfg: SiteConfig, state_dir: Path, factory: Any = None) -> None:
+        self.factory = factory or mock_factory()
+        self.agent = Agent(cfg, self.factory, StateDir(state_dir))
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=serve, args=(self.agent, True, self._stop),
+                                       daemon=True)
+        self.thread.start()
+        assert self.agent.started.wait(10)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "agent loop did not stop"
+
+
+@contextmanager
+def running(cfg: SiteConfig, state_dir: Path, factory: Any = None) -> Iterator[RunningAgent]:
+    r = RunningAgent(cfg, state_dir, factory)
+    try:
+        yield r
+    finally:
+        r.stop()
