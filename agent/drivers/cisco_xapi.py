@@ -42,6 +42,10 @@ class CiscoXapiSettings(DriverSettings):
 class _NeedLogin(Exception):
     """The codec shows a login prompt: it rebooted or logged us out."""
 
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
 
 class CiscoXapi(Driver):
     """Cisco xAPI driver; see the module docstring."""
@@ -85,29 +89,26 @@ class CiscoXapi(Driver):
         self._exchange(f"{s.password.get_secret_value()}\r".encode(), wait_ok,
                        what="login password", drain=False)
 
-    def _prepare(self) -> None:
+    def _prepare(self, *, probe: bool = True) -> None:
+        """Log in if the codec asks (``probe``: press Enter to find out), then ``Echo off``."""
         if self._session:
             return
-        if self.settings.login:
+        if self.settings.login and probe:
             try:
                 self._exchange(b"\r", lambda f: True if isinstance(f, xapi.Prompt) else None,
                                what="login probe", timeout=self.settings.login_probe_s)
                 self._login()
             except DeviceTimeout:
                 pass            # no prompt: still logged in from before
+        self._command("Echo off", block=False)
         self._session = True
-        try:
-            self._command("Echo off", block=False)
-        except BaseException:
-            self._session = False
-            raise
 
     def _command(self, line: str, *, block: bool = True) -> xapi.Reply:
         collector = xapi.ReplyCollector(block=block, require_ok=self.settings.require_ok)
 
         def handle(f: xapi.Frame) -> xapi.Reply | None:
-            if isinstance(f, xapi.Prompt) and f.kind == "login":
-                raise _NeedLogin
+            if isinstance(f, xapi.Prompt):
+                raise _NeedLogin(f.kind)
             return collector.add(f)
 
         return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
@@ -115,19 +116,24 @@ class CiscoXapi(Driver):
     def xapi(self, line: str, *, block: bool = True) -> xapi.Reply:
         """Send one xAPI line (after logging in if needed) and return its reply."""
         with self._lock:
+            probe = True
             for attempt in (1, 2):
                 self._ensure_open()
-                self._prepare()
                 try:
+                    self._prepare(probe=probe)
                     return self._command(line, block=block)
-                except _NeedLogin:
+                except _NeedLogin as need:
                     self._session = False
                     if attempt == 2 or not self.settings.login:
-                        raise DeviceRefused(f"{self.device}: codec keeps asking to log in",
-                                            code="login") from None
+                        raise DeviceRefused(f"{self.device}: codec keeps asking to log in "
+                                            "(set settings.login: true?)", code="login") from None
+                    if need.kind == "password":
+                        # Our command was taken as a user name: fail that login first.
+                        self._exchange(b"\r", lambda f: True if isinstance(f, xapi.Prompt)
+                                       and f.kind == "login" else None, what="login reset",
+                                       drain=False)
                     self._login()
-                    self._session = True
-                    self._command("Echo off", block=False)
+                    probe = False
                 except DeviceTimeout:
                     self._session = False       # it may have rebooted: log in again next time
                     raise

@@ -1,0 +1,292 @@
+"""Device health from serial polling, and serial-confirmed power sequencing.
+
+One :class:`HealthPoller` per device with a driver. The agent runs ``poller.run(stop)`` on a
+thread of its own (or calls :meth:`HealthPoller.poll_once` itself); the poller emits
+:class:`~agent.core.events.DeviceHealthChanged` only when the judgement changes. The agent
+tells it whether the device's relay feeds it (:meth:`HealthPoller.set_relay`), because
+"relay on but silent for N polls" means *no power or unplugged*, while silence with the relay
+off is simply "off".
+
+:meth:`HealthPoller.wait_ready` and :meth:`HealthPoller.standby_and_confirm` are for the
+power-on and power-off sequences: bounded, usable from a worker thread, and they emit
+:class:`~agent.core.events.DeviceReady` / :class:`~agent.core.events.DeviceStandby`.
+
+Example::
+
+    poller = HealthPoller("codec", driver, queue.put, interval_s=10, boot_grace_s=90)
+    poller.set_relay(True)
+    outcome = poller.wait_ready(timeout_s=90)     # Outcome(ok=True, elapsed_s=41.2, …)
+    threading.Thread(target=poller.run, args=(stop,), daemon=True).start()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.core.events import DeviceHealthChanged, DeviceReady, DeviceStandby, Event, HealthStatus
+from agent.drivers.base import (
+    BadReply,
+    CallInfo,
+    DeviceError,
+    DeviceRefused,
+    DeviceTimeout,
+    Driver,
+    PortGone,
+)
+
+# Reasons say it in Vietnamese first, then English: operators and district staff read them.
+R_ON = "Đang hoạt động / on"
+R_STANDBY = "Đang chờ (standby) / standby"
+R_IN_CALL = "Đang trong cuộc gọi / in a call"
+R_OFF = "Đã tắt nguồn / powered off"
+R_BOOTING = "Đang khởi động / starting up"
+R_SLOW_BOOT = "Khởi động quá lâu / still starting up"
+R_SILENT = "Không phản hồi / no answer"
+R_SILENT_FAULT = "Không phản hồi — mất nguồn hoặc rút cáp / no answer: no power or unplugged"
+R_GARBLED = ("Trả lời không đọc được — kiểm tra cáp và tốc độ baud / unreadable reply: "
+             "check the cable and baud rate")
+R_PORT_GONE = ("Mất cổng serial — kiểm tra bộ chuyển USB-RS232 / serial port gone: check the "
+               "USB-RS232 adapter")
+R_REFUSED = "Thiết bị từ chối lệnh / device refused"
+R_ERROR = "Lỗi giao tiếp / communication error"
+R_RELAY_OFF_ALIVE = ("Rơ-le tắt nhưng thiết bị vẫn trả lời — kiểm tra dây rơ-le / relay off but "
+                     "the device answers: check the relay wiring")
+R_CANCELLED = "Đã hủy / cancelled"
+
+ANSWERING = ("on", "standby", "unknown")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a bounded wait ended: ``ok``, the last state seen, time taken and tries."""
+
+    device: str
+    ok: bool
+    state: str          # last power state, or 'silent', 'garbled', 'refused', 'port-gone'…
+    elapsed_s: float
+    attempts: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One poll's raw result before judgement."""
+
+    power: str | None = None
+    call: CallInfo | None = None
+    failure: str | None = None      # 'silent' | 'garbled' | 'refused' | 'port-gone' | 'error'
+    detail: str = ""
+
+
+class HealthPoller:
+    """Polls one device's driver and judges its health; see the module docstring."""
+
+    def __init__(self, device: str, driver: Driver, emit: Callable[[Event], None], *,
+                 interval_s: float = 10.0, silent_polls_for_fault: int = 3,
+                 boot_grace_s: float = 90.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], object] | None = None,
+                 relay_on: bool | None = None) -> None:
+        self.device = device
+        self.driver = driver
+        self.emit = emit
+        self.interval_s = interval_s
+        self.silent_polls_for_fault = silent_polls_for_fault
+        self.boot_grace_s = boot_grace_s
+        self.clock = clock
+        self._cancel = threading.Event()
+        self.sleep: Callable[[float], object] = sleep or self._cancel.wait
+        self.relay_on = relay_on
+        self._relay_since = clock()
+        self.failures = 0
+        self.health: DeviceHealthChanged | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        status = self.health.status if self.health else "unpolled"
+        return f"<HealthPoller {self.device} relay={self.relay_on} {status}>"
+
+    # ------------------------------------------------------------------ inputs
+    def set_relay(self, on: bool) -> None:
+        """The agent switched this device's power (the boot grace starts again)."""
+        with self._lock:
+            if on != self.relay_on:
+                self._relay_since = self.clock()
+                self.failures = 0
+            self.relay_on = on
+
+    def cancel(self) -> None:
+        """Stop :meth:`run` and any :meth:`wait_ready` / :meth:`standby_and_confirm` soon."""
+        self._cancel.set()
+
+    # ------------------------------------------------------------------ polling
+    def _read(self, with_call: bool = True) -> _Reading:
+        d = self.driver
+        try:
+            power = d.power_state()
+            call = d.call_state() if with_call and d.has_calls and power == "on" else None
+            return _Reading(power=power, call=call)
+        except PortGone as e:
+            d.close()           # drop the dead handle; the next call opens the port again
+            return _Reading(failure="port-gone", detail=str(e))
+        except DeviceTimeout as e:
+            return _Reading(failure="silent", detail=str(e))
+        except BadReply as e:
+            return _Reading(failure="garbled", detail=str(e))
+        except DeviceRefused as e:
+            return _Reading(failure="refused", detail=str(e))
+        except DeviceError as e:
+            return _Reading(failure="error", detail=str(e))
+
+    def _in_grace(self) -> bool:
+        return bool(self.relay_on) and self.clock() - self._relay_since < self.boot_grace_s
+
+    def judge(self, r: _Reading) -> DeviceHealthChanged:
+        """Turn one reading into a health value (updates the failure count)."""
+        dev = self.device
+        in_call = (r.call is not None) if self.driver.has_calls and r.power == "on" else None
+        if r.failure is None:
+            self.failures = 0
+            if r.power == "booting":
+                grace = self._in_grace() or self.relay_on is None
+                return DeviceHealthChanged(dev, "unknown" if grace else "degraded",
+                                           R_BOOTING if grace else R_SLOW_BOOT, power="booting")
+            if self.relay_on is False:
+                return DeviceHealthChanged(dev, "degraded", R_RELAY_OFF_ALIVE, power=r.power)
+            reason = R_IN_CALL if in_call else R_STANDBY if r.power == "standby" else R_ON
+            return DeviceHealthChanged(dev, "ok", reason, power=r.power, in_call=in_call)
+        if self.relay_on is False and r.failure in ("silent", "port-gone"):
+            self.failures = 0
+            return DeviceHealthChanged(dev, "ok", R_OFF, power="off")
+        if self._in_grace() and r.failure in ("silent", "port-gone", "refused", "garbled"):
+            return DeviceHealthChanged(dev, "unknown", R_BOOTING, power="booting")
+        if r.failure == "port-gone":
+            self.failures += 1
+            return DeviceHealthChanged(dev, "fault", R_PORT_GONE)
+        if r.failure == "refused":
+            return DeviceHealthChanged(dev, "degraded", f"{R_REFUSED}: {_tail(r.detail)}")
+        self.failures += 1
+        status: HealthStatus
+        if self.relay_on is None:
+            status = "unknown"
+        elif self.failures >= self.silent_polls_for_fault:
+            status = "fault"
+        else:
+            status = "degraded"
+        if r.failure == "garbled":
+            return DeviceHealthChanged(dev, status, R_GARBLED)
+        if r.failure == "error":
+            return DeviceHealthChanged(dev, status, f"{R_ERROR}: {_tail(r.detail)}")
+        return DeviceHealthChanged(dev, status, R_SILENT_FAULT if status == "fault" else R_SILENT)
+
+    def poll_once(self) -> DeviceHealthChanged:
+        """Poll now; emit and return the new health if it changed (else return it anyway)."""
+        reading = self._read()
+        with self._lock:
+            health = self.judge(reading)
+            changed = health != self.health
+            self.health = health
+        if changed:
+            self.emit(health)
+        return health
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Poll every ``interval_s`` until ``stop`` is set or :meth:`cancel` is called."""
+        stop = stop or self._cancel
+        while not (stop.is_set() or self._cancel.is_set()):
+            self.poll_once()
+            stop.wait(self.interval_s)
+
+    # ------------------------------------------------------------------ sequencing
+    def _outcome(self, ok: bool, state: str, start: float, attempts: int,
+                 reason: str) -> Outcome:
+        return Outcome(self.device, ok, state, round(self.clock() - start, 3), attempts, reason)
+
+    def wait_ready(self, timeout_s: float, *, interval_s: float = 1.0,
+                   wake: bool = False) -> Outcome:
+        """Poll until the device answers (not booting) after power on, at most ``timeout_s``.
+
+        With ``wake=True`` a device that comes up in standby is woken. Emits
+        :class:`DeviceReady` on success.
+        """
+        start = self.clock()
+        attempts = 0
+        state, reason = "silent", R_SILENT
+        while True:
+            attempts += 1
+            r = self._read(with_call=False)
+            if r.failure is None and r.power in ANSWERING:
+                if wake and r.power == "standby":
+                    try:
+                        self.driver.wake()
+                    except DeviceError as e:
+                        state, reason = "refused", f"{R_REFUSED}: {_tail(str(e))}"
+                        r = _Reading(failure="refused")
+                if r.failure is None:
+                    self.failures = 0
+                    self.emit(DeviceReady(self.device))
+                    return self._outcome(True, r.power or "on", start, attempts, R_ON)
+            elif r.failure is None:
+                state, reason = r.power or "unknown", R_BOOTING
+            else:
+                state, reason = _explain(r)
+            if self._cancel.is_set():
+                return self._outcome(False, state, start, attempts, R_CANCELLED)
+            left = start + timeout_s - self.clock()
+            if left <= 0:
+                return self._outcome(False, state, start, attempts, reason)
+            self.sleep(min(interval_s, left))
+
+    def standby_and_confirm(self, timeout_s: float, *, interval_s: float = 1.0) -> Outcome:
+        """Send standby, then poll until the device confirms it, at most ``timeout_s``.
+
+        A refused standby (e.g. in a call) is sent again on the next try. Emits
+        :class:`DeviceStandby` on success.
+        """
+        start = self.clock()
+        attempts = 0
+        sent = False
+        state, reason = "silent", R_SILENT
+        while True:
+            attempts += 1
+            try:
+                if not sent:
+                    self.driver.standby()
+                    sent = True
+                power = self.driver.power_state()
+                if power in ("standby", "off"):
+                    self.emit(DeviceStandby(self.device))
+                    return self._outcome(True, power, start, attempts, R_STANDBY)
+                state, reason = power, R_ON
+            except DeviceRefused as e:
+                sent = False
+                state, reason = "refused", f"{R_REFUSED}: {_tail(str(e))}"
+            except PortGone:
+                self.driver.close()
+                state, reason = "port-gone", R_PORT_GONE
+            except DeviceTimeout:
+                state, reason = "silent", R_SILENT
+            except BadReply:
+                state, reason = "garbled", R_GARBLED
+            except DeviceError as e:
+                state, reason = "error", f"{R_ERROR}: {_tail(str(e))}"
+            if self._cancel.is_set():
+                return self._outcome(False, state, start, attempts, R_CANCELLED)
+            left = start + timeout_s - self.clock()
+            if left <= 0:
+                return self._outcome(False, state, start, attempts, reason)
+            self.sleep(min(interval_s, left))
+
+
+def _explain(r: _Reading) -> tuple[str, str]:
+    reasons = {"silent": R_SILENT, "garbled": R_GARBLED, "port-gone": R_PORT_GONE,
+               "refused": f"{R_REFUSED}: {_tail(r.detail)}",
+               "error": f"{R_ERROR}: {_tail(r.detail)}"}
+    return r.failure or "error", reasons.get(r.failure or "", R_ERROR)
+
+
+def _tail(detail: str) -> str:
+    """A driver message without the device name prefix, kept short."""
+    return detail.split(": ", 1)[-1][:120]

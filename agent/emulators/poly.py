@@ -1,0 +1,111 @@
+"""Poly RealPresence Group Series emulator (RS-232 in *Control* mode).
+
+Acknowledges actions by echoing them; ``sleep register`` / ``callstate register`` turn on
+notifications; optional admin password prompt; silent while booting.
+"""
+
+from __future__ import annotations
+
+from agent.emulators.base import Emulator
+
+UNSUPPORTED = b"error: this command is not supported on this model\r\n"
+
+
+class PolyEmulator(Emulator):
+    """Emulated Poly Group 500; see the module docstring."""
+
+    link_name = "ttyCODEC"
+
+    def __init__(self, *, password: str | None = None, asleep: bool = False,
+                 **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.password = password
+        self.call_id = 33
+        self.reset_state()
+        self.asleep = asleep
+
+    def reset_state(self) -> None:
+        self.authed = self.password is None
+        self._prompted = False
+        self.asleep = False
+        self.sleep_registered = False
+        self.callstate_registered = False
+        self.in_call: dict[str, str] | None = None
+
+    def _notify(self, *lines: str) -> None:
+        self._emit(b"", "".join(f"{ln}\r\n" for ln in lines).encode())
+
+    # ---- things that happen in the room
+    def start_call(self, remote: str = "Xa Tan Doan", number: str = "192.168.10.20") -> None:
+        """An incoming call rings and connects (waking the system)."""
+        def do() -> None:
+            self.call_id += 1
+            cid = self.call_id
+            if self.asleep:
+                self.asleep = False
+                if self.sleep_registered:
+                    self._notify("wake")
+            self.in_call = {"id": str(cid), "remote": remote, "number": number}
+            if self.callstate_registered:
+                self._notify(f"cs: call[{cid}] chan[0] dialstr[{number}] state[RINGING]",
+                             f"cs: call[{cid}] chan[0] dialstr[{number}] state[COMPLETE]",
+                             f"active: call[{cid}] speed [384]")
+        self.call(do)
+
+    def end_call(self) -> None:
+        """The far end hangs up."""
+        def do() -> None:
+            if self.in_call is None:
+                return
+            cid = self.in_call["id"]
+            self.in_call = None
+            if self.callstate_registered:
+                self._notify(f"cleared: call[{cid}]", f"ended: call[{cid}]")
+        self.call(do)
+
+    def fall_asleep(self) -> None:
+        """The sleep timer puts the system to sleep (a notification if registered)."""
+        def do() -> None:
+            self.asleep = True
+            if self.sleep_registered:
+                self._notify("sleep")
+        self.call(do)
+
+    # ---- protocol
+    def error_reply(self, command: bytes) -> bytes:
+        return UNSUPPORTED
+
+    def handle(self, command: bytes) -> bytes:
+        line = command.decode("latin-1").strip()
+        if not self.authed:
+            if self._prompted and line == self.password:
+                self.authed = True
+                return b"\r\nHi, my name is : RealPresence Group 500\r\n"
+            self._prompted = True
+            return b"\r\nPassword: "
+        low = line.lower()
+        if low == "sleep":
+            self.asleep = True
+            return b"sleep\r\n"
+        if low == "wake":
+            self.asleep = False
+            return b"wake\r\n"
+        if low == "sleep register":
+            self.sleep_registered = True
+            return b"sleep registered\r\n"
+        if low == "callstate register":
+            self.callstate_registered = True
+            return b"callstate registered\r\n"
+        if low == "notify callstatus":
+            return b"notify callstatus success\r\n"
+        if low == "callinfo all":
+            c = self.in_call
+            if c is None:
+                return b"system is not in a call\r\n"
+            return (f"callinfo begin\r\ncallinfo:{c['id']}:{c['remote']}:{c['number']}:384:"
+                    "connected:notmuted:incoming:videocall\r\ncallinfo end\r\n").encode()
+        if low == "reboot now":
+            self.reset_state()
+            self._boot_until = self.clock() + self.boot_s
+            return b"reboot now\r\n"
+        return UNSUPPORTED
