@@ -29,7 +29,9 @@ def _print_bundle(b: p.Bundle, target: str, installer_hint: str) -> None:
         print(f"  {f.relative_to(b.directory)}" + ("   (secret, mode 0600)"
                                                    if f.stat().st_mode & 0o077 == 0 else ""))
     print(installer_hint)
-    print("Delete the bundle once it is installed; it holds a private key and a password.")
+    secret = "a private key and a password" if any(
+        f.name == "credentials.yaml" for f in b.files) else "a private key"
+    print(f"Delete the bundle once it is installed; it holds {secret}.")
 
 
 def _reload(args: argparse.Namespace, s: p.Settings) -> None:

@@ -506,13 +506,21 @@ def rotate_room(site: Site, site_id: str, cert_only: bool = False,
                                         password, days)
     if password is not None:
         set_password(site, s, site_id, password)
-        site.ca.revoke(room.serial)
+        _revoke_all(site, [*room.old_serials, room.serial])
         publish_ca_files(site, s)
     s.rooms[site_id] = Room(serial=serial, not_after=not_after,
                             old_serials=[*room.old_serials, room.serial])
     site.save(s)
     render(site, s)
     return bundle
+
+
+def _revoke_all(site: Site, serials: list[str]) -> None:
+    """Revoke each of ``serials`` not already revoked (a room's current and older certs)."""
+    revoked = site.ca.revoked_serials()
+    for serial in serials:
+        if serial.upper() not in revoked:
+            site.ca.revoke(serial)
 
 
 def revoke_room(site: Site, site_id: str) -> None:
@@ -523,10 +531,7 @@ def revoke_room(site: Site, site_id: str) -> None:
     if room is None:
         raise ProvisionError(f"no room {site_id} in {site.dir}")
     remove_password(site, s, site_id)
-    revoked = site.ca.revoked_serials()
-    for serial in [*room.old_serials, room.serial]:
-        if serial.upper() not in revoked:
-            site.ca.revoke(serial)
+    _revoke_all(site, [*room.old_serials, room.serial])
     publish_ca_files(site, s)
     room.revoked = True
     shutil.rmtree(site.dir / "rooms" / site_id, ignore_errors=True)
