@@ -37,7 +37,7 @@ outbox carries on in memory (``stats().durable`` is False) rather than stopping 
 
 Example::
 
-    box = Outbox(state_dir / "outbox.sqlite3")
+    box = Outbox(state_dir / "outbox.sqlite")
     rec = box.append("lock_refused", {"source": "button"})
     client.publish(topic, rec.to_json(), qos=1)   # later, from paho's thread: box.ack(rec.seq)
 """

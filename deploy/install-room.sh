@@ -7,7 +7,8 @@
 # What it does (every step is skipped when already done, so running it again is safe):
 #   1. apt: python3-venv and polkitd if missing (not with --wheelhouse/--no-apt)
 #   2. system user "diemcau" in groups gpio and dialout
-#   3. the source tree into /opt/diemcau, a venv /opt/diemcau/.venv with ".[pi]"
+#   3. the source tree into /opt/diemcau, a venv /opt/diemcau/.venv with ".[pi]",
+#      /usr/local/bin/diemcau-agent
 #   4. /etc/diemcau: site.yaml, the broker hand-over bundle (tls/, credentials.yaml), with
 #      secrets readable by root and group diemcau only
 #   5. systemd unit, udev rules, polkit rule, modules-load and hardware-watchdog drop-ins
@@ -33,7 +34,7 @@ UNIT=diemcau-agent.service
 BEGIN_MARK="# BEGIN diemcau (managed by deploy/install-room.sh; edit firmware_config/boot/)"
 END_MARK="# END diemcau"
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit "${1:-0}"; }
 die() { echo "install-room: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -151,6 +152,12 @@ fi
 # Dependencies first, then the project itself again (same version number, new code).
 sys "$PREFIX/.venv/bin/python" -m pip install "${pip_opts[@]}" "$PREFIX[pi]"
 sys "$PREFIX/.venv/bin/python" -m pip install "${pip_opts[@]}" --no-deps --force-reinstall "$PREFIX"
+
+# Operators and technicians type "diemcau-agent status" without the venv path.
+if [ "$(readlink "$ROOT/usr/local/bin/diemcau-agent" 2>/dev/null)" != "$PREFIX/.venv/bin/diemcau-agent" ]; then
+  fs mkdir -p "$ROOT/usr/local/bin"
+  fs ln -sfn "$PREFIX/.venv/bin/diemcau-agent" "$ROOT/usr/local/bin/diemcau-agent"
+fi
 
 step "4. configuration in $ETC"
 fs install -d -m 0750 "$ROOT$ETC"

@@ -187,19 +187,35 @@ def test_install_script_syntax() -> None:
     assert "PREFIX=/opt/diemcau" in INSTALL.read_text()
 
 
-def install(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small, stable source tree to install from (the working tree changes under our feet
+    while others work, and copying it whole would make these tests slow and flaky)."""
+    src = tmp_path_factory.mktemp("src")
+    for rel in ("pyproject.toml", "agent/__init__.py", "agent/outbox.py", "agent/clock.py"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / rel, src / rel)
+    shutil.copytree(ROOT / "deploy", src / "deploy",
+                    ignore=shutil.ignore_patterns("bootstrap.sh", "test.sh"))
+    shutil.copytree(ROOT / "firmware_config/boot", src / "firmware_config/boot")
+    (src / ".venv").mkdir()
+    (src / ".git").mkdir()
+    return src
+
+
+def install(source: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(source / "deploy/install-room.sh"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def test_install_dry_run_changes_nothing(tmp_path: Path) -> None:
+def test_install_dry_run_changes_nothing(tmp_path: Path, source: Path) -> None:
     target = tmp_path / "root"
     target.mkdir()
-    r = install("--dry-run", "--root", str(target), "--site", str(SITE))
+    r = install(source, "--dry-run", "--root", str(target), "--site", str(SITE))
     assert r.returncode == 0, r.stderr
     for step in ("1. packages", "2. user diemcau", "3. code", "4. configuration",
                  "5. systemd unit", "6. boot configuration", "7. enable and start"):
@@ -210,9 +226,9 @@ def test_install_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert listing(target) == []
 
 
-def test_install_rejects_bad_arguments(tmp_path: Path) -> None:
-    assert install("--dry-run", "--frobnicate").returncode != 0
-    r = install("--dry-run", "--root", str(tmp_path), "--site", str(tmp_path / "nope.yaml"))
+def test_install_rejects_bad_arguments(tmp_path: Path, source: Path) -> None:
+    assert install(source, "--dry-run", "--frobnicate").returncode != 0
+    r = install(source, "--dry-run", "--root", str(tmp_path), "--site", str(tmp_path / "nope.yaml"))
     assert r.returncode != 0 and "no such file" in r.stderr
 
 
@@ -231,7 +247,7 @@ def make_bundle(where: Path) -> Path:
     return where
 
 
-def test_install_staged_is_idempotent(tmp_path: Path) -> None:
+def test_install_staged_is_idempotent(tmp_path: Path, source: Path) -> None:
     target = tmp_path / "root"
     boot = target / "boot/firmware"
     boot.mkdir(parents=True)
@@ -240,7 +256,7 @@ def test_install_staged_is_idempotent(tmp_path: Path) -> None:
     (boot / "cmdline.txt").write_text("console=serial0,115200 console=tty1 rootwait\n")
     bundle = make_bundle(tmp_path / "bundle")
 
-    r = install("--root", str(target), "--site", str(SITE), "--bundle", str(bundle))
+    r = install(source, "--root", str(target), "--site", str(SITE), "--bundle", str(bundle))
     assert r.returncode == 0, r.stderr + r.stdout
     assert "(staged, not run) systemctl enable diemcau-agent.service" in r.stdout
     etc = target / "etc"
@@ -252,6 +268,8 @@ def test_install_staged_is_idempotent(tmp_path: Path) -> None:
     assert stat.S_IMODE((etc / "diemcau/credentials.yaml").stat().st_mode) == 0o640
     assert stat.S_IMODE((etc / "diemcau").stat().st_mode) == 0o750
     assert (target / "opt/diemcau/agent/outbox.py").exists()
+    assert os.readlink(target / "usr/local/bin/diemcau-agent") == (
+        "/opt/diemcau/.venv/bin/diemcau-agent")
     assert not (target / "opt/diemcau/.venv").exists()
     assert not (target / "opt/diemcau/.git").exists()
 
@@ -264,7 +282,7 @@ def test_install_staged_is_idempotent(tmp_path: Path) -> None:
     assert "REBOOT NEEDED" in r.stdout
 
     before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
-    r2 = install("--root", str(target))
+    r2 = install(source, "--root", str(target))
     assert r2.returncode == 0, r2.stderr
     assert "unchanged: /boot/firmware/config.txt" in r2.stdout
     assert "REBOOT NEEDED" not in r2.stdout
@@ -272,13 +290,13 @@ def test_install_staged_is_idempotent(tmp_path: Path) -> None:
     assert after == before
 
 
-def test_install_updates_an_old_block(tmp_path: Path) -> None:
+def test_install_updates_an_old_block(tmp_path: Path, source: Path) -> None:
     target = tmp_path / "root"
     boot = target / "boot/firmware"
     boot.mkdir(parents=True)
     (boot / "config.txt").write_text(
         "[all]\n# BEGIN diemcau old\ngpio=1=op,dl\n# END diemcau\n[pi4]\nfoo=1\n")
-    r = install("--root", str(target), "--no-start")
+    r = install(source, "--root", str(target), "--no-start")
     assert r.returncode == 0, r.stderr
     config = (boot / "config.txt").read_text()
     assert "gpio=1=op,dl" not in config and "[pi4]\nfoo=1\n" in config
