@@ -304,13 +304,24 @@ class Outbox:
                       self.path, e2)
             self._durable = False
             self._db = self._connect(":memory:")
-        start = max(self._seq_mark, salvaged, self._seq_hint, 1)
+        start = self._resume_seq(salvaged)
         self._set_next_seq(start)
         self._ensure_mark(start)
         self._append_txn(RESET, _dumps({
             "reason": "corrupt", "error": str(err)[:200],
             "moved_to": moved.name if moved else None, "durable": self._durable,
         }))
+
+    def _resume_seq(self, salvaged: int) -> int:
+        """Where numbering continues in a new database.
+
+        While running, this process knows the exact next number. At start-up only the on-disk
+        mark is certain to be above every number handed out (a damaged file may hide some), so
+        numbering jumps there; the ``outbox_reset`` record explains the gap.
+        """
+        if self._seq_hint > 0:
+            return self._seq_hint
+        return max(self._seq_mark, salvaged, 1)
 
     def _fall_back_to_memory(self, err: BaseException) -> None:
         """Keep working without a file: events survive until the agent restarts."""
@@ -320,7 +331,7 @@ class Outbox:
                 self._db.close()
         self._durable = False
         self._db = self._connect(":memory:")
-        self._set_next_seq(max(self._seq_mark, self._seq_hint, 1))
+        self._set_next_seq(self._resume_seq(0))
         self._append_txn(RESET, _dumps({
             "reason": "unusable", "error": str(err)[:200], "moved_to": None, "durable": False,
         }))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -311,3 +312,42 @@ def test_record_roundtrip_type(tmp_path: Path, clock: FakeClock) -> None:
         rec = box.append("ev", {"nested": {"a": [1, 2, None, True]}})
         (again,) = box.pending()
         assert isinstance(again, Record) and again == rec
+
+
+class FlakyConnection:
+    """Wraps the outbox's connection and fails the next ``execute`` with ``error``."""
+
+    def __init__(self, real: sqlite3.Connection, error: sqlite3.DatabaseError) -> None:
+        self.real = real
+        self.error: sqlite3.DatabaseError | None = error
+
+    def execute(self, *args: object) -> sqlite3.Cursor:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        return self.real.execute(*args)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_corruption_found_at_run_time_resets_and_keeps_the_event(
+        tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, clock=clock) as box:
+        box.append("ev", {"before": True})
+        malformed = sqlite3.DatabaseError("database disk image is malformed")
+        box._db = FlakyConnection(box._db, malformed)  # type: ignore[assignment]
+        rec = box.append("ev", {"after": True})  # no exception reaches the agent
+        kinds = [(r.kind, r.seq) for r in box.pending()]
+        assert kinds == [(RESET, 2), ("ev", 3)] and rec.seq == 3
+        assert list(tmp_path.glob("o.db.corrupt-*"))
+
+
+def test_io_error_at_run_time_reopens(tmp_path: Path, clock: FakeClock) -> None:
+    with Outbox(tmp_path / "o.db", clock=clock) as box:
+        box.append("ev", {})
+        box._db = FlakyConnection(box._db, sqlite3.OperationalError("disk I/O error"))  # type: ignore[assignment]
+        assert box.append("ev", {}).seq == 2
+        assert [r.seq for r in box.pending()] == [1, 2]
+        assert box.stats().durable
