@@ -25,15 +25,26 @@ committed). A reset outbox therefore continues above every number it ever handed
 Bounds: at most ``max_events`` records and nothing older than ``max_age_s`` (when the clock can
 be believed, see :mod:`agent.clock`). Dropping always keeps the newest, removes the oldest and
 appends, in the same transaction, exactly one ``events_dropped`` record
-``{"count", "first_seq", "last_seq", "reason"}``; an older drop notice caught in a later drop
-is folded into the new one (its count added, its range merged), so notices can neither pile up
-nor be lost. Size drops go 1 % below the limit and age sweeps wait until the oldest record is
-1 % past the limit, so a full outbox does not write a notice for every new event.
+``{"count", "first_seq", "last_seq", "reason"}``. Pending notices for the same reason are
+folded into the new one (counts added, range widened to cover them), so there is at most one
+pending notice per reason and none is ever lost. For the district: every seq in
+``first_seq..last_seq`` it has not received will never come; ``count`` is how many records were
+dropped (a record in flight at the moment of the drop may still have been delivered). Size
+drops go 1 % below the limit and age sweeps wait until the oldest record is 1 % past the
+limit, so a full outbox does not write a notice for every new event.
+
+Other events this module writes itself: ``outbox_reset`` ``{"reason": "corrupt" | "unusable" |
+"behind", "error", "moved_to", "durable"}`` when stored events may have been lost (see below).
 
 A database that cannot be read (``file is not a database``, ``malformed``, a failed quick
 check) is moved aside to ``<name>.corrupt-<UTC time>``, a new one is started and an
-``outbox_reset`` record says so. If no file can be used at all (read-only or failing card) the
-outbox carries on in memory (``stats().durable`` is False) rather than stopping the agent.
+``outbox_reset`` record says so; the same happens for corruption found while running, and an
+I/O error first gets the file reopened. If no file can be used at all (read-only or failing
+card) the outbox carries on in memory (``stats().durable`` is False, until the agent restarts)
+rather than stopping the agent. A database found older than its ``.seqmark`` (deleted by hand,
+restored from a backup) continues numbering above the mark with a ``behind`` reset record.
+Numbering after a reset at start-up jumps to the mark (a gap of up to ``SEQ_BLOCK``), because
+only the mark is certain to be above every number already handed out.
 
 Example::
 
