@@ -52,7 +52,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     devices = ", ".join(f"{n} (BCM {cfg.devices[n].relay.pin})" for n in cfg.devices_in_order())
     print(f"{args.path}: OK — site {cfg.site.id} ({cfg.site.name}); power-on order: {devices}; "
           f"config hash {cfg.fingerprint()}")
-    if cfg.broker.credentials_file is not None:
+    missing = cfg.broker.missing_files()
+    for m in missing:
+        print(f"  warning: {m} (needed on the room's Pi)", file=sys.stderr)
+    if cfg.broker.credentials_file is not None and not missing:
         try:
             cfg.broker.credentials()
         except ConfigError as e:
@@ -66,7 +69,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | None) -> Agent:
+def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | None,
+                connect: bool = True) -> Agent:
     """An :class:`Agent` with real pins (lgpio) or, with ``simulate``, mock pins."""
     if simulate:
         from agent.hardware.pins import mock_factory
@@ -77,7 +81,7 @@ def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | 
     host = port = None
     if broker:
         host, port = parse_broker_url(broker)
-    return Agent(cfg, factory, StateDir(state_dir), host, port)
+    return Agent(cfg, factory, StateDir(state_dir), host, port, connect=connect)
 
 
 def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> None:
@@ -118,8 +122,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     state_dir = Path(args.state_dir) if args.state_dir else (
         Path("run") / cfg.site.id if args.simulate else DEFAULT_STATE)
+    missing = cfg.broker.missing_files()
+    if missing:
+        # The room must still follow its cached schedule and keep its lock: run without a link.
+        log.error("%s: running WITHOUT the district broker until these are fixed: %s",
+                  args.config, "; ".join(missing))
     try:
-        agent = build_agent(cfg, args.simulate, state_dir, args.broker)
+        agent = build_agent(cfg, args.simulate, state_dir, args.broker, connect=not missing)
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2

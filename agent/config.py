@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -94,6 +95,16 @@ class Broker(Strict):
         None, description="YAML file with 'username' and 'password', readable only by the agent")
     keepalive_s: int = Field(30, ge=5, le=300)
     topic_prefix: str = Field("diemcau/v1", pattern=r"^[A-Za-z0-9_/-]+[A-Za-z0-9_-]$")
+
+    def missing_files(self) -> list[str]:
+        """TLS and credential files named here that this machine does not have."""
+        named = [("broker.credentials_file", self.credentials_file)]
+        if self.tls is not None:
+            named += [("broker.tls.ca_file", self.tls.ca_file),
+                      ("broker.tls.cert_file", self.tls.cert_file),
+                      ("broker.tls.key_file", self.tls.key_file)]
+        return [f"{field}: {path} does not exist or is not readable" for field, path in named
+                if path is not None and not os.access(path, os.R_OK)]
 
     def credentials(self) -> Credentials | None:
         """Read the credentials file; raises ``ConfigError`` naming the file, never its content."""

@@ -98,14 +98,15 @@ class Agent:
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
                            on_press=lambda: self.queue.put(ButtonPressed()),
                            on_hold=lambda: self.queue.put(ButtonHeld()))
-        self.outbox = Outbox(self.store.outbox_file)
+        self.outbox = Outbox(self.store.outbox_file, clock=clock)
         self._inflight: dict[int, Any] = {}
         self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
         self._last_snapshot: dict[str, Any] | None = None
         self._last_heartbeat = 0.0
         self._host: dict[str, Any] = {}
-        self.link = Link(cfg.broker, self.topics, self.queue.put, broker_host, broker_port)
         self._connect = connect
+        self.link = Link(cfg.broker, self.topics, self.queue.put, broker_host, broker_port,
+                         use_files=connect)
         self.started = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle

@@ -62,7 +62,8 @@ class Link:
     """One MQTT v5 connection to the district broker, reconnecting by itself."""
 
     def __init__(self, cfg: Broker, topics: RoomTopics, put: Callable[[Any], None],
-                 host: str | None = None, port: int | None = None) -> None:
+                 host: str | None = None, port: int | None = None,
+                 use_files: bool = True) -> None:
         self.cfg = cfg
         self.topics = topics
         self.host = host or cfg.host
@@ -75,10 +76,10 @@ class Link:
         self.client.enable_logger(logging.getLogger("paho"))
         self.client.reconnect_delay_set(min_delay=1, max_delay=60)
         self.client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
-        creds = cfg.credentials()
+        creds = cfg.credentials() if use_files else None
         if creds is not None:
             self.client.username_pw_set(creds.username, creds.password.get_secret_value())
-        if cfg.tls is not None:
+        if cfg.tls is not None and use_files:
             self.client.tls_set(ca_certs=str(cfg.tls.ca_file),
                                 certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
                                 keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
