@@ -16,7 +16,7 @@ import pytest
 from agent.drivers import Driver, build_driver
 from agent.emulators import Emulator, make_emulator
 
-FAST = 0.3   # reply timeout in tests: silence costs this much real time per command
+FAST = 0.15  # reply timeout in tests: silence costs this much real time per command
 
 
 class FakeClock:
@@ -63,7 +63,7 @@ class Case:
 
 DEVICES: dict[str, Case] = {
     "cisco_xapi": Case({"password": "s3cret"},
-                       {"password": "s3cret", "login_probe_s": 0.15, "reply_timeout_s": FAST},
+                       {"password": "s3cret", "login_probe_s": 0.1, "reply_timeout_s": FAST},
                        115200),
     "poly_group": Case({}, {"command_gap_s": 0, "reply_timeout_s": FAST}),
     "yealink_vc": Case({}, {"reply_timeout_s": FAST}, 115200),

@@ -1,0 +1,100 @@
+"""Poly Group Series driver against the Poly emulator on a pty."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.drivers import DeviceRefused, DeviceTimeout
+from agent.drivers.poly_group import PolyGroup
+
+from .conftest import FakeClock
+
+
+def test_registers_then_reports_awake(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    assert p.driver.power_state() == "on"
+    assert p.emu.received()[:2] == ["sleep register", "callstate register"]
+
+
+def test_sleep_and_wake_are_acknowledged_by_echo(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    p.driver.standby()
+    assert p.emu.asleep
+    assert p.driver.power_state() == "standby"
+    p.driver.wake()
+    assert not p.emu.asleep
+    assert p.driver.power_state() == "on"
+
+
+def test_sleep_notification_updates_the_state(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    assert p.driver.power_state() == "on"
+    p.emu.fall_asleep()
+    assert p.driver.power_state() == "standby"
+
+
+def test_callinfo_and_callstate_events(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    assert p.driver.call_state() is None
+    p.emu.start_call(remote="Xa Tan Doan", number="10.0.0.7")
+    call = p.driver.call_state()
+    assert call is not None and (call.id, call.remote, call.status) == (
+        "34", "Xa Tan Doan", "connected")
+    assert [(e.kind, e.state) for e in p.driver.events] == [
+        ("cs", "RINGING"), ("cs", "COMPLETE"), ("active", "ACTIVE")]
+    p.emu.end_call()
+    assert p.driver.call_state() is None
+    assert p.driver.events[-1].kind == "ended"
+
+
+def test_unsupported_command_is_refused(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    with pytest.raises(DeviceRefused, match="not supported"):
+        p.driver.command("gendial 1234", lambda f: None)
+    p.emu.fail_next()
+    with pytest.raises(DeviceRefused):
+        p.driver.standby()
+
+
+def test_paces_commands_with_the_injected_sleeper(pair_factory, clock: FakeClock) -> None:
+    p = pair_factory("poly_group", settings={"command_gap_s": 0.2})
+    p.driver.power_state()                      # sleep register ×2, callstate register
+    p.driver.standby()
+    assert len(clock.slept) == 3
+    assert all(s == pytest.approx(0.2) for s in clock.slept)
+    clock.advance(5)
+    p.driver.wake()                             # long after the last: no wait
+    assert len(clock.slept) == 3
+
+
+def test_admin_password(pair_factory) -> None:
+    p = pair_factory("poly_group", {"password": "1234"}, {"password": "1234"})
+    assert p.driver.power_state() == "on"
+    assert "1234" in p.emu.received()
+
+
+def test_missing_password_is_explained(pair_factory) -> None:
+    p = pair_factory("poly_group", {"password": "1234"})
+    with pytest.raises(DeviceRefused, match=r"settings\.password"):
+        p.driver.power_state()
+
+
+def test_silent_while_booting(pair_factory, clock: FakeClock) -> None:
+    p = pair_factory("poly_group", {"boot_s": 120})
+    p.emu.power(False)
+    p.emu.power(True)
+    with pytest.raises(DeviceTimeout):
+        p.driver.power_state()
+    clock.advance(120)
+    assert p.driver.power_state() == "on"
+
+
+def test_settings_model_is_strict() -> None:
+    from agent.drivers import SettingsError
+
+    with pytest.raises(SettingsError) as e:
+        PolyGroup.validate_settings({"pasword": "x", "command_gap_s": -1})
+    assert sorted(e.value.problems) == [
+        "settings.command_gap_s: Input should be greater than or equal to 0",
+        "settings.pasword: unknown setting (check its spelling)",
+    ]

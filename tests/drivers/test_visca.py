@@ -1,0 +1,76 @@
+"""Sony VISCA driver against the VISCA emulator on a pty."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.drivers import DeviceRefused, DeviceTimeout
+
+from .conftest import FakeClock
+
+ADDRESS_SET = bytes.fromhex("883001ff")
+IF_CLEAR = bytes.fromhex("88010001ff")
+
+
+def sent(p) -> list[bytes]:
+    return [ex.received for ex in p.emu.log if ex.received]
+
+
+def test_addresses_then_inquires(pair_factory) -> None:
+    p = pair_factory("sony_visca", {"addressed": False})
+    assert p.driver.power_state() == "on"
+    assert sent(p)[:3] == [ADDRESS_SET, IF_CLEAR, bytes.fromhex("81090400ff")]
+    assert p.emu.log[0].reply == bytes.fromhex("883002ff")
+
+
+def test_power_on_and_standby_get_ack_and_completion(pair_factory) -> None:
+    p = pair_factory("sony_visca")
+    p.driver.standby()
+    assert p.driver.power_state() == "standby"
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+    assert bytes.fromhex("8101040003ff") in sent(p)
+    ex = p.emu.wait_for(lambda ex: ex.received == bytes.fromhex("8101040002ff"))
+    assert ex.reply == bytes.fromhex("9041ff9051ff")
+
+
+def test_refused_while_initialising_then_readdressed(pair_factory, clock: FakeClock) -> None:
+    p = pair_factory("sony_visca", {"boot_s": 8})
+    assert p.driver.power_state() == "on"
+    p.emu.power(False)
+    p.emu.power(True)                           # Network Change 90 38 FF, address lost
+    assert p.driver.power_state() == "booting"  # z0 60 41 FF: not executable
+    with pytest.raises(DeviceRefused) as e:
+        p.driver.wake()
+    assert e.value.code == "41"
+    clock.advance(8)
+    assert p.driver.power_state() == "on"
+    assert sent(p).count(ADDRESS_SET) == 2
+
+
+def test_error_frames(pair_factory) -> None:
+    p = pair_factory("sony_visca")
+    with pytest.raises(DeviceRefused, match="syntax error") as e:
+        p.driver.command("nonsense", 0x7E, 0x01)
+    assert e.value.code == "02"
+    p.emu.fail_next()
+    with pytest.raises(DeviceRefused, match="buffer full"):
+        p.driver.wake()
+    with pytest.raises(DeviceRefused, match="length"):
+        p.driver.command("too long", *([0x01] * 20))
+    assert p.driver.power_state() == "on"
+
+
+def test_no_camera_at_that_address(pair_factory) -> None:
+    p = pair_factory("sony_visca", settings={"address": 3})
+    with pytest.raises(DeviceRefused, match="chain has 1"):
+        p.driver.power_state()
+
+
+def test_unaddressed_camera_is_silent_until_addressed(pair_factory) -> None:
+    p = pair_factory("sony_visca")
+    p.driver.power_state()
+    p.emu.call(lambda: setattr(p.emu, "address", None))   # lost without a Network Change
+    with pytest.raises(DeviceTimeout):
+        p.driver.power_state()
+    assert p.driver.power_state() == "on"       # a timeout makes it address again
