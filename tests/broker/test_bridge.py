@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from broker.local import free_port
+from broker.provision import Site
 from tests.broker.conftest import District, make_district, read_bundle, start
 from tests.broker.helpers import BrokerProcess, Client, token
 
@@ -52,8 +53,7 @@ def _debian_style(d: District) -> BrokerProcess:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("bridge")
-    prov = District(root / "langson", __import__("broker.provision").provision.Site(
-        root / "langson"), free_port(), free_port())
+    prov = District(root / "langson", Site(root / "langson"), free_port(), free_port())
     assert prov.cli("init", "--province", "--name", "langson", "--host", "localhost",
                     "--ip", "127.0.0.1", "--tls-port", str(prov.tls_port),
                     "--tls-bind", "127.0.0.1", "--local-port", str(prov.local_port),
