@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, systemd
 from agent.config import ConfigError, SiteConfig, json_schema, load_config
 from agent.control import ControlServer, request
 from agent.core.led import BY_NAME
@@ -105,11 +105,13 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     agent.start()
+    systemd.ready(f"room {agent.cfg.site.id} running")
     log.info("room %s running (%s); state in %s", agent.cfg.site.id,
              "simulated" if simulate else "hardware", agent.store.root)
     try:
         agent.run(stop)
     finally:
+        systemd.stopping()
         if control is not None:
             control.close()
         agent.close()

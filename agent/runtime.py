@@ -39,6 +39,7 @@ from agent.link.payloads import PayloadError, parse_command, parse_schedule
 from agent.link.topics import API_VERSION, RoomTopics
 from agent.outbox import Outbox
 from agent.store import StateDir
+from agent.systemd import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Agent:
         self.link = Link(cfg.broker, self.topics, self.queue.put, broker_host, broker_port,
                          use_files=connect)
         self.started = threading.Event()
+        self.watchdog = Watchdog.from_env()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -128,6 +130,9 @@ class Agent:
         """The main loop, until :class:`Stop` arrives or ``stop`` is set."""
         stop = stop or threading.Event()
         while not stop.is_set():
+            # systemd restarts the agent if this loop stops coming round (a wedged handler).
+            self.watchdog.loop_alive()
+            self.watchdog.maybe_ping()
             try:
                 msg = self.queue.get(timeout=self._wait_s())
             except queue.Empty:

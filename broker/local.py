@@ -86,8 +86,11 @@ class LocalBroker:
         binary = find_mosquitto()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(render_local_config(self.port, self.data_dir, self.persistence))
+        # Its own session: a Ctrl-C meant for the demo must not stop the broker before the
+        # room has said "offline".
         self._proc = subprocess.Popen([binary, "-c", str(self.conf_path)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
