@@ -203,3 +203,11 @@ def test_list_and_render(district: District, capsys: pytest.CaptureFixture[str])
     assert fragment in conf
     assert provision.Site(district.dir / "nowhere").exists() is False
     assert district.cli("--dir", str(district.dir / "nowhere"), "list") == 1
+
+
+def test_init_never_overwrites_a_ca(district: District,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    key = district.site.ca.key_file.read_bytes()
+    assert district.cli("init", "--name", "again", "--host", "localhost") == 1
+    assert "refusing to overwrite its CA" in capsys.readouterr().err
+    assert district.site.ca.key_file.read_bytes() == key
