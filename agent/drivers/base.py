@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -344,8 +344,3 @@ class Driver(ABC):
 def _why(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return text.splitlines()[0][:200]
-
-
-def first(items: Iterable[T]) -> T | None:
-    """The first item, or None."""
-    return next(iter(items), None)

@@ -1,0 +1,199 @@
+"""The health poller and the serial-confirmed sequencing helpers, on real emulators."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+
+from agent.core.events import DeviceHealthChanged, DeviceReady, DeviceStandby
+from agent.drivers import health as h
+from agent.drivers.health import HealthPoller
+
+from .conftest import FakeClock, Pair
+
+
+def poller_for(p: Pair, events: list, **kw) -> HealthPoller:
+    opts = {"silent_polls_for_fault": 3, "boot_grace_s": 0, "clock": p.clock,
+            "sleep": p.clock.sleep}
+    poller = HealthPoller(p.name, p.driver, events.append, **{**opts, **kw})
+    poller.set_relay(True)
+    return poller
+
+
+def statuses(events: list) -> list[tuple[str, str]]:
+    return [(e.status, e.reason) for e in events if isinstance(e, DeviceHealthChanged)]
+
+
+def test_silent_with_relay_on_becomes_a_fault_and_recovers(pair: Pair) -> None:
+    events: list = []
+    poller = poller_for(pair, events)
+    first = poller.poll_once()
+    assert first.status == "ok" and first.power in ("on", "unknown")
+    pair.emu.silent = True
+    for _ in range(3):
+        poller.poll_once()
+    pair.emu.silent = False
+    poller.poll_once()
+    assert statuses(events)[1:] == [
+        ("degraded", h.R_SILENT), ("fault", h.R_SILENT_FAULT), ("ok", first.reason)]
+
+
+def test_port_gone_is_a_fault_and_the_port_is_reopened(pair: Pair) -> None:
+    events: list = []
+    poller = poller_for(pair, events)
+    poller.poll_once()
+    pair.emu.unplug()
+    assert poller.poll_once().status == "fault"
+    assert poller.poll_once().reason == h.R_PORT_GONE       # cannot open: still gone
+    pair.emu.replug()
+    assert poller.poll_once().status == "ok"
+    assert [s for s, _ in statuses(events)] == ["ok", "fault", "ok"]
+
+
+def test_relay_off_and_silent_is_off(pair_factory) -> None:
+    p = pair_factory("sony_visca")
+    events: list = []
+    poller = poller_for(p, events)
+    poller.set_relay(False)
+    p.emu.power(False)
+    health = poller.poll_once()
+    assert (health.status, health.power, health.reason) == ("ok", "off", h.R_OFF)
+
+
+def test_relay_off_but_answering_is_degraded(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    poller = poller_for(p, [])
+    poller.set_relay(False)
+    assert poller.poll_once().reason == h.R_RELAY_OFF_ALIVE
+
+
+def test_garbled_replies_are_reported(pair_factory) -> None:
+    p = pair_factory("yealink_vc")
+    poller = poller_for(p, [])
+    p.emu.garbage_prefix = b"\x80\x81\xfe"
+    health = poller.poll_once()
+    assert (health.status, health.reason) == ("degraded", h.R_GARBLED)
+
+
+def test_booting_within_grace_is_unknown(pair_factory, clock: FakeClock) -> None:
+    p = pair_factory("sony_visca", {"boot_s": 30})
+    events: list = []
+    poller = poller_for(p, events, boot_grace_s=60)
+    p.emu.power(False)
+    p.emu.power(True)
+    poller.set_relay(False)
+    poller.set_relay(True)
+    health = poller.poll_once()                 # VISCA refuses: "booting"
+    assert (health.status, health.power) == ("unknown", "booting")
+    clock.advance(30)
+    assert poller.poll_once().status == "ok"
+
+
+def test_slow_boot_after_grace_is_degraded(pair_factory, clock: FakeClock) -> None:
+    p = pair_factory("sony_visca", {"boot_s": 300})
+    poller = poller_for(p, [], boot_grace_s=60)
+    p.emu.power(False)
+    p.emu.power(True)
+    clock.advance(61)
+    assert poller.poll_once().reason == h.R_SLOW_BOOT
+
+
+def test_in_call_and_emits_only_on_change(pair_factory) -> None:
+    p = pair_factory("cisco_xapi")
+    events: list = []
+    poller = poller_for(p, events)
+    poller.poll_once()
+    poller.poll_once()
+    p.emu.start_call()
+    poller.poll_once()
+    poller.poll_once()
+    assert [(e.reason, e.in_call) for e in events] == [(h.R_ON, False), (h.R_IN_CALL, True)]
+
+
+def test_unknown_relay_never_declares_a_fault(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    poller = HealthPoller("amp", p.driver, lambda e: None, silent_polls_for_fault=1)
+    p.emu.silent = True
+    assert poller.poll_once().status == "unknown"
+
+
+def test_wait_ready_after_power_on(pair: Pair) -> None:
+    pair.emu.boot_s = 20
+    events: list = []
+    poller = poller_for(pair, events)
+    pair.emu.power(False)
+    pair.emu.power(True)
+    outcome = poller.wait_ready(60, interval_s=10)
+    assert outcome.ok and outcome.attempts == 3
+    assert outcome.elapsed_s == pytest.approx(20)
+    assert DeviceReady(pair.name) in events
+
+
+def test_wait_ready_is_bounded(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    events: list = []
+    poller = poller_for(p, events)
+    p.emu.power(False)
+    outcome = poller.wait_ready(3, interval_s=1)
+    assert (outcome.ok, outcome.state, outcome.attempts, outcome.reason) == (
+        False, "silent", 4, h.R_SILENT)
+    assert outcome.elapsed_s == pytest.approx(3)
+    assert events == []
+
+
+def test_wait_ready_can_wake(pair_factory) -> None:
+    p = pair_factory("poly_group", {"asleep": True})
+    poller = poller_for(p, [])
+    p.driver.standby()
+    assert poller.wait_ready(5, wake=True).ok
+    assert not p.emu.asleep
+
+
+def test_standby_and_confirm(pair: Pair) -> None:
+    events: list = []
+    poller = poller_for(pair, events)
+    outcome = poller.standby_and_confirm(10)
+    if pair.name == "generic_line":
+        assert outcome.state == "standby"
+    assert outcome.ok and outcome.attempts == 1
+    assert events == [DeviceStandby(pair.name)]
+
+
+def test_standby_refused_in_call_is_retried(pair_factory, clock: FakeClock) -> None:
+    p = pair_factory("cisco_xapi")
+    p.emu.start_call()
+    events: list = []
+
+    def sleep(s: float) -> None:
+        clock.advance(s)
+        p.emu.end_call()                        # the meeting ends while we wait
+
+    poller = poller_for(p, events, sleep=sleep)
+    outcome = poller.standby_and_confirm(30, interval_s=5)
+    assert outcome.ok and outcome.attempts == 2 and outcome.elapsed_s == 5
+    assert p.emu.standby_state == "Standby"
+
+
+def test_standby_not_confirmed_in_time(pair_factory) -> None:
+    p = pair_factory("cisco_xapi")
+    p.emu.start_call()
+    outcome = poller_for(p, []).standby_and_confirm(2, interval_s=1)
+    assert not outcome.ok and outcome.state == "refused"
+    assert "Not allowed while in call" in outcome.reason
+
+
+def test_run_on_a_thread_and_cancel(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    q: queue.Queue = queue.Queue()
+    poller = HealthPoller("amp", p.driver, q.put, interval_s=0.01, relay_on=True)
+    stop = threading.Event()
+    t = threading.Thread(target=poller.run, args=(stop,))
+    t.start()
+    assert q.get(timeout=2).status == "ok"
+    p.driver.standby()
+    assert q.get(timeout=2).power == "standby"
+    stop.set()
+    t.join(timeout=2)
+    assert not t.is_alive()
