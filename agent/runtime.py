@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 RECENT_COMMANDS = 512
 MAX_WAIT_S = 0.5
+MAX_IN_FLIGHT = 100
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,10 @@ class Agent:
                 self._command(msg)
             case Incoming(kind="schedule"):
                 self._schedule(msg)
-            case Published():
+            case Published() | Tick():
                 self._collect_acks()
+                if isinstance(msg, Tick):
+                    self.feed(msg)
             case LocalCall():
                 self._local(msg)
             case BrokerConnection(connected=True):
@@ -215,21 +218,26 @@ class Agent:
         self._flush_outbox()
 
     def _flush_outbox(self) -> None:
-        if not self.link.connected:
+        if not self.link.connected or len(self._inflight) >= MAX_IN_FLIGHT:
             return
-        for rec in self.outbox.pending():
+        # Oldest first; a long backlog goes out a window at a time as acknowledgements return.
+        for rec in self.outbox.pending(limit=len(self._inflight) + MAX_IN_FLIGHT):
             if rec.seq in self._inflight:
                 continue
+            if len(self._inflight) >= MAX_IN_FLIGHT:
+                return
             info = self.link.publish_event(rec.to_json())
             if info is None:
                 return
             self._inflight[rec.seq] = info
 
     def _collect_acks(self) -> None:
-        for seq, info in list(self._inflight.items()):
-            if info.is_published():
-                self.outbox.ack(seq)
-                del self._inflight[seq]
+        acked = [seq for seq, info in self._inflight.items() if info.is_published()]
+        for seq in acked:
+            self.outbox.ack(seq)
+            del self._inflight[seq]
+        if acked:
+            self._flush_outbox()
 
     # ------------------------------------------------------------------ district input
     def _reply(self, command_id: str | None, status: str, reason: str = "",
