@@ -80,6 +80,7 @@ class Emulator:
         self.garbage_prefix = garbage_prefix
         self.silent = False
         self.log: list[Exchange] = []
+        self.errors: list[Exception] = []   # exceptions raised by handle(): tests check it
         self._powered = powered
         self._boot_until: float | None = None
         self._fail = 0
@@ -269,7 +270,10 @@ class Emulator:
                 except OSError:
                     data = b""
                 if data:
-                    self._receive(data)
+                    try:
+                        self._receive(data)
+                    except Exception as e:  # an emulator bug must not kill the thread
+                        self.errors.append(e)
 
     def _tick(self) -> None:
         if self._boot_until is not None and self._powered and self.clock() >= self._boot_until:

@@ -92,6 +92,7 @@ class Pair:
     def close(self) -> None:
         self.driver.close()
         self.emu.stop()
+        assert self.emu.errors == [], "the emulator itself failed"
 
 
 @pytest.fixture

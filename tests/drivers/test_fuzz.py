@@ -88,7 +88,7 @@ def test_line_splitting_ignores_how_bytes_arrive(data: bytes, cuts: list[int]) -
     splitter = LineSplitter()
     pieces: list[str | Garbage] = []
     last = 0
-    for cut in sorted(cuts) + [len(data)]:
+    for cut in [*sorted(cuts), len(data)]:
         pieces += splitter.feed(data[last:cut])
         last = max(last, cut)
     assert pieces == whole
