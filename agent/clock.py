@@ -140,7 +140,8 @@ def clock_synchronized(probes: Sequence[Probe] | None = None) -> bool:
     return False
 
 
-def trust_wall_clock(now: float, synced: bool, last_known_good: float) -> bool:
+def trust_wall_clock(now: float, synced: bool, last_known_good: float,
+                     min_plausible: float = MIN_PLAUSIBLE_TIME) -> bool:
     """May ``now`` be used to end or relax protection (a lock's end, a window being over)?
 
     Only when all hold:
@@ -150,11 +151,12 @@ def trust_wall_clock(now: float, synced: bool, last_known_good: float) -> bool:
       disk (time seen to run backwards means something is wrong, whatever NTP says);
     * ``now`` is plausible (not before :data:`MIN_PLAUSIBLE_TIME`).
     """
-    return bool(synced) and now >= last_known_good and now >= MIN_PLAUSIBLE_TIME
+    return bool(synced) and now >= last_known_good and now >= min_plausible
 
 
 def earliest_possible_now(now: float, last_known_good: float,
-                          evidence: Iterable[float] = ()) -> float | None:
+                          evidence: Iterable[float] = (),
+                          min_plausible: float = MIN_PLAUSIBLE_TIME) -> float | None:
     """A time the true time is certainly not before, or None if nothing is known.
 
     Good for *starting* protection only (power up for a window that has begun), never for
@@ -164,8 +166,8 @@ def earliest_possible_now(now: float, last_known_good: float,
     sync a Pi's clock restarts from a saved past time and runs forward, so it is a lower
     bound, possibly hours behind. Implausible values (1970) are ignored.
     """
-    candidates = [t for t in (last_known_good, *evidence) if t >= MIN_PLAUSIBLE_TIME]
-    if now >= MIN_PLAUSIBLE_TIME and now >= last_known_good:
+    candidates = [t for t in (last_known_good, *evidence) if t >= min_plausible]
+    if now >= min_plausible and now >= last_known_good:
         candidates.append(now)
     return max(candidates) if candidates else None
 

@@ -20,16 +20,21 @@ from typing import Any
 from gpiozero import Factory
 
 from agent import __version__
+from agent.clock import (
+    clock_synchronized,
+    read_last_known_good,
+    trust_wall_clock,
+    write_last_known_good,
+)
 from agent.config import SiteConfig
 from agent.core import room as core
 from agent.core.events import (
     BrokerConnection,
     ButtonHeld,
     ButtonPressed,
-    Command,
+    ClockStatus,
     Event,
     LocalPowerRequest,
-    ScheduleReceived,
     Tick,
 )
 from agent.hardware.board import Board, released_power
@@ -111,15 +116,16 @@ class Agent:
                          use_files=connect)
         self.started = threading.Event()
         self.watchdog = Watchdog.from_env()
+        self.clock_synced: Callable[[], bool] = clock_synchronized
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Restore the cached schedule, take the first decisions, then connect."""
+        self._check_clock()
         cached = self.store.load_schedule()
         if cached is not None:
             try:
-                version, windows = parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
-                self.feed(ScheduleReceived(windows, version))
+                self.feed(parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone))
             except PayloadError as e:
                 log.error("cached schedule unusable: %s", e)
         self.feed(Tick())
@@ -257,22 +263,22 @@ class Agent:
                         correlation=msg.correlation)
             return
         self._recent.append(cmd.id)
-        self.feed(Command(cmd.id, cmd.name, cmd.args, cmd.sender))
+        self.feed(cmd)
 
     def _schedule(self, msg: Incoming) -> None:
         if not msg.payload:
             return  # a cleared retained message: nothing to apply
         try:
-            version, windows = parse_schedule(msg.payload, self.cfg.site.id,
-                                              self.cfg.site.timezone)
+            sched = parse_schedule(msg.payload, self.cfg.site.id, self.cfg.site.timezone)
         except PayloadError as e:
             self.emit("schedule_rejected", {"problems": e.problems})
             self._publish_state_if_changed()
             return
-        if version == self.state.schedule_version and windows == self.state.schedule:
+        if (sched.version == self.state.schedule_version
+                and sched.windows == self.state.schedule):
             return  # the retained copy again after a reconnect
         self.store.save_schedule(msg.payload)
-        self.feed(ScheduleReceived(windows, version))
+        self.feed(sched)
 
     # ------------------------------------------------------------------ local control
     def _local(self, call: LocalCall) -> None:
@@ -320,4 +326,16 @@ class Agent:
         if now - self._last_heartbeat >= self.cfg.timing.heartbeat_s:
             self._last_heartbeat = now
             self._host = host_health()
+            self._check_clock()
             self._publish_state_if_changed(force=True)
+
+    def _check_clock(self) -> None:
+        """Tell the core whether the wall clock is synchronised, and save a trusted time."""
+        synced = self.clock_synced()
+        lkg = read_last_known_good(self.store.clock_file)
+        now = self.clock()
+        if trust_wall_clock(now, synced, lkg, self.settings.plausible_after):
+            write_last_known_good(self.store.clock_file, now)
+            lkg = now
+        if synced != self.state.clock_synced or lkg > self.state.last_known_good:
+            self.feed(ClockStatus(synced, lkg))

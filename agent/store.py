@@ -42,6 +42,7 @@ class StateDir:
         self.schedule_file = self.root / "schedule.json"
         self.outbox_file = self.root / "outbox.sqlite"
         self.socket_path = self.root / "agent.sock"
+        self.clock_file = self.root / "last-known-good"
 
     def load_room(self) -> dict[str, Any] | None:
         """What :func:`agent.core.room.persistent` saved last, or None (first start or unreadable,

@@ -33,10 +33,21 @@ class Tick:
 
 @dataclass(frozen=True)
 class ScheduleReceived:
-    """The district's schedule for this room (replaces the previous one)."""
+    """The district's schedule for this room (replaces the previous one). ``issued_at`` is the
+    district's own time stamp on it, if any: proof that at least that time has come."""
 
     windows: tuple[Window, ...]
     version: str = ""
+    issued_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ClockStatus:
+    """What the agent knows of its wall clock (``docs/time.md``): whether NTP synchronised it,
+    and the latest trusted time saved on disk."""
+
+    synced: bool
+    last_known_good: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class Command:
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     sender: str = ""
+    issued_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,5 +111,5 @@ class DeviceHealthChanged:
     in_call: bool | None = None
 
 
-Event = (Tick | ScheduleReceived | ButtonPressed | ButtonHeld | LocalPowerRequest | Command
-         | BrokerConnection | DeviceReady | DeviceStandby | DeviceHealthChanged)
+Event = (Tick | ScheduleReceived | ClockStatus | ButtonPressed | ButtonHeld | LocalPowerRequest
+         | Command | BrokerConnection | DeviceReady | DeviceStandby | DeviceHealthChanged)

@@ -26,10 +26,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from agent.clock import MIN_PLAUSIBLE_TIME, earliest_possible_now, trust_wall_clock
 from agent.core.events import (
     BrokerConnection,
     ButtonHeld,
     ButtonPressed,
+    ClockStatus,
     Command,
     DeviceHealthChanged,
     DeviceReady,
@@ -66,6 +68,7 @@ class RoomSettings:
     hard_cap_s: float = 4 * 3600.0
     refusal_show_s: float = 8.0
     check_timeout_s: float = 120.0
+    plausible_after: float = MIN_PLAUSIBLE_TIME  # no clock reading before this is real
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.devices, key=lambda d: d.order))
@@ -139,6 +142,9 @@ class RoomState:
     refusal_until: float | None = None
     broker_up: bool = False
     health: Mapping[str, DeviceHealth] = field(default_factory=dict)
+    clock_synced: bool = True
+    last_known_good: float = 0.0
+    evidence: float = 0.0  # latest district time stamp seen on a message
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -240,11 +246,32 @@ def release_time(settings: RoomSettings, w: Window) -> float:
     return w.end + settings.hard_cap_s
 
 
+def clock_trusted(settings: RoomSettings, state: RoomState, now: float) -> bool:
+    """May ``now`` end protection? (``docs/time.md`` rule 3)"""
+    return trust_wall_clock(now, state.clock_synced, state.last_known_good,
+                            settings.plausible_after)
+
+
 def lock_window(settings: RoomSettings, state: RoomState, now: float) -> Window | None:
-    """The window that locks the room at ``now``, if any (the earliest-starting one)."""
+    """The window that locks the room at ``now``, if any (the earliest-starting one).
+
+    With an untrusted clock (no NTP yet), time never ends a lock (rule 4) and a lock begins
+    only when the window has provably begun: the earliest the true time can be is used
+    (rule 5).
+    """
+    t: float | None = now
+    if not clock_trusted(settings, state, now):
+        if state.locked_by is not None and state.locked_by not in state.completed:
+            for w in state.windows:
+                if w.id == state.locked_by:
+                    return w
+        t = earliest_possible_now(now, state.last_known_good, (state.evidence,),
+                                  settings.plausible_after)
+        if t is None:
+            return None
     for w in state.windows:
-        if (w.id not in state.completed and w.start - settings.lead_s <= now
-                and now < release_time(settings, w)):
+        if (w.id not in state.completed and w.start - settings.lead_s <= t
+                and t < release_time(settings, w)):
             return w
     return None
 
@@ -361,6 +388,7 @@ def snapshot(settings: RoomSettings, state: RoomState, now: float) -> dict[str, 
         },
         "led": led(settings, state, now).name,
         "broker_connected": state.broker_up,
+        "clock": {"synced": state.clock_synced, "trusted": clock_trusted(settings, state, now)},
     }
 
 
@@ -547,7 +575,11 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
     match event:
         case Tick():
             pass
+        case ClockStatus(synced=synced, last_known_good=lkg):
+            s.set(clock_synced=synced, last_known_good=max(lkg, s.st.last_known_good))
         case ScheduleReceived(windows=windows, version=version):
+            if event.issued_at is not None:
+                s.set(evidence=max(s.st.evidence, event.issued_at))
             s.set(schedule=tuple(windows), schedule_version=version)
             known = {w.id for w in s.st.windows}
             s.set(completed=frozenset(c for c in s.st.completed if c in known),
@@ -566,6 +598,8 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
             else:
                 s.local_off(source)
         case Command():
+            if event.issued_at is not None:
+                s.set(evidence=max(s.st.evidence, event.issued_at))
             _command(s, event)
         case BrokerConnection(connected=up):
             s.set(broker_up=up)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.core.events import Command, Window
+from agent.core.events import Command, ScheduleReceived, Window
 
 MAX_PAYLOAD = 256 * 1024
 MAX_DEPTH = 16
@@ -160,7 +160,8 @@ def parse_command(payload: bytes, site: str) -> Command:
     except ValidationError as e:
         raise PayloadError(_problems(e, "args."), env.id) from None
     return Command(id=env.id, name=env.name, args=args.model_dump(exclude_none=True),
-                   sender=env.sender)
+                   sender=env.sender,
+                   issued_at=env.ts.timestamp() if env.ts and env.ts.tzinfo else None)
 
 
 class WindowIn(_Wire):
@@ -182,6 +183,7 @@ class WindowIn(_Wire):
 class ScheduleIn(_Wire):
     version: str = Field(min_length=1, max_length=64)
     site: str | None = Field(None, max_length=64)
+    ts: datetime | None = Field(None, description="When the district published it")
     windows: list[WindowIn] = Field(max_length=500)
 
     @model_validator(mode="after")
@@ -199,8 +201,8 @@ def _epoch(t: datetime, zone: ZoneInfo) -> float:
     return (t if t.tzinfo is not None else t.replace(tzinfo=zone)).timestamp()
 
 
-def parse_schedule(payload: bytes, site: str, timezone: str) -> tuple[str, tuple[Window, ...]]:
-    """(version, windows) from a schedule message, or :class:`PayloadError` saying why."""
+def parse_schedule(payload: bytes, site: str, timezone: str) -> ScheduleReceived:
+    """The schedule in a schedule message, or :class:`PayloadError` saying why."""
     data = decode_json(payload)
     try:
         sched = ScheduleIn.model_validate(data)
@@ -211,4 +213,5 @@ def parse_schedule(payload: bytes, site: str, timezone: str) -> tuple[str, tuple
     zone = ZoneInfo(timezone)
     windows = tuple(Window(id=w.id, kind=w.kind, start=_epoch(w.start, zone),
                            end=_epoch(w.end, zone), title=w.title) for w in sched.windows)
-    return sched.version, windows
+    issued = _epoch(sched.ts, zone) if sched.ts is not None else None
+    return ScheduleReceived(windows, sched.version, issued)

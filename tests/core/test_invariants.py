@@ -4,6 +4,8 @@ changes, serial confirmations and clock jumps (forward and back).
 1. No device is switched off while the room is locked, except by a district override.
 2. Every power sequence switches on in ascending order and off in descending order.
 3. The core's idea of each relay always equals what its SetRelay actions made it.
+
+The clock may also lose and regain NTP synchronisation (``ClockStatus``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from agent.core.events import (
     BrokerConnection,
     ButtonHeld,
     ButtonPressed,
+    ClockStatus,
     Command,
     DeviceReady,
     DeviceStandby,
@@ -57,6 +60,7 @@ events = st.one_of(
     st.builds(DeviceReady, st.sampled_from(DEVICES)),
     st.builds(DeviceStandby, st.sampled_from(DEVICES)),
     st.builds(BrokerConnection, st.booleans()),
+    st.builds(ClockStatus, st.booleans(), st.floats(0, 10_000, allow_nan=False)),
 )
 
 # Mostly small steps forward; sometimes a big jump, sometimes the clock goes back.

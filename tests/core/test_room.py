@@ -11,6 +11,7 @@ from agent.core.events import (
     BrokerConnection,
     ButtonHeld,
     ButtonPressed,
+    ClockStatus,
     Command,
     DeviceHealthChanged,
     DeviceReady,
@@ -358,3 +359,56 @@ def test_snapshot_shape() -> None:
     assert snap["devices"]["codec"]["power"] == "on"
     assert snap["power"] == "on"
     assert snap["schedule_version"] == "v1"
+
+
+# ----------------------------------------------------------------------------- the clock
+
+
+def test_untrusted_clock_never_ends_a_lock_by_time() -> None:
+    r = Room(relays=ALL_ON)
+    r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=0)
+    r.feed(Tick(), at=200)
+    r.feed(ClockStatus(synced=False, last_known_good=150), at=201)
+    cap = 1600 + r.settings.hard_cap_s
+    # Long past the hard cap, and a clock that jumped back: still locked, off refused.
+    assert r.feed(Tick(), at=cap + 10_000).state.locked_by == "t1"
+    assert r.feed(Tick(), at=10).state.locked_by == "t1"
+    assert "shutdown_refused" in kinds(r.feed(ButtonHeld(), at=cap + 10).actions)
+    assert core.snapshot(r.settings, r.state, cap + 10)["clock"] == {"synced": False,
+                                                                      "trusted": False}
+    # The district's word still ends it.
+    out = r.feed(Command("c1", "complete_window", {"window_id": "t1"}), at=cap + 11)
+    assert "lock_released" in kinds(out.actions)
+
+
+def test_lock_ends_by_cap_once_the_clock_is_synchronised_again() -> None:
+    r = Room(relays=ALL_ON)
+    r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=0)
+    r.feed(ClockStatus(synced=False, last_known_good=100), at=200)
+    r.feed(Tick(), at=300)
+    cap = 1600 + r.settings.hard_cap_s
+    assert r.feed(Tick(), at=cap + 5).state.locked_by == "t1"
+    out = r.feed(ClockStatus(synced=True, last_known_good=100), at=cap + 6)
+    assert [a.data["reason"] for a in out.actions
+            if isinstance(a, core.Emit) and a.kind == "lock_released"] == ["hard_cap"]
+
+
+def test_untrusted_clock_behind_still_powers_up_when_the_window_provably_began() -> None:
+    r = Room()
+    r.feed(ClockStatus(synced=False, last_known_good=50), at=0)
+    # The clock reads 40 (behind the saved 50: not even a lower bound); the schedule was
+    # stamped by the district at 120, after the window's lead began (100).
+    out = r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1", issued_at=120),
+                 at=40)
+    assert "window_power_up" in kinds(out.actions) and r.state.locked_by == "t1"
+
+
+def test_untrusted_clock_with_no_proof_waits() -> None:
+    r = Room()
+    r.feed(ClockStatus(synced=False, last_known_good=50), at=0)
+    out = r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1", issued_at=60),
+                 at=40)
+    assert "window_power_up" not in kinds(out.actions) and r.state.locked_by is None
+    # A command stamped later by the district proves more time has passed.
+    out = r.feed(Command("q", "request_state", issued_at=150), at=41)
+    assert "window_power_up" in kinds(out.actions)
