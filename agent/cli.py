@@ -73,8 +73,8 @@ def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | 
                 connect: bool = True) -> Agent:
     """An :class:`Agent` with real pins (lgpio) or, with ``simulate``, mock pins."""
     if simulate:
-        from agent.hardware.pins import mock_factory
-        factory = mock_factory()
+        from agent.hardware.pins import RecordedMockFactory
+        factory = RecordedMockFactory(state_dir)
     else:
         from agent.hardware.pins import lgpio_factory
         factory = lgpio_factory()

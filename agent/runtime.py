@@ -99,7 +99,11 @@ class Agent:
         relays = {n: released_power(d) for n, d in cfg.devices.items()}
         if saved and isinstance(saved.get("relays"), dict):
             relays.update({n: bool(v) for n, v in saved["relays"].items() if n in relays})
-        self.state = core.initial_state(self.settings, relays, saved)
+        try:
+            self.state = core.initial_state(self.settings, relays, saved)
+        except (KeyError, TypeError, ValueError) as e:
+            log.error("saved room state unusable (%s): starting from the pins alone", e)
+            self.state = core.initial_state(self.settings, relays)
         self._saved = core.persistent(self.state)
         # Pins are claimed at the level the room had: starting never switches a relay.
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,

@@ -158,12 +158,19 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
     rel = {n: bool((relays or {}).get(n, False)) for n in settings.names}
     st = RoomState(relays=rel, health={n: DeviceHealth() for n in settings.names})
     if saved:
+        seq = saved.get("sequence")
         st = replace(
             st,
-            completed=frozenset(saved.get("completed", ())),
-            powered=frozenset(saved.get("powered", ())),
+            completed=frozenset(str(c) for c in saved.get("completed", ())),
+            powered=frozenset(str(p) for p in saved.get("powered", ())),
             adhoc=tuple(Window(**w) for w in saved.get("adhoc", ())),
             locked_by=saved.get("locked_by"),
+            sequences_started=int(saved.get("sequences_started", 0)),
+            # A sequence cut short by a restart goes on from the step it was in.
+            sequence=None if not seq else Sequence(
+                id=int(seq["id"]), on=bool(seq["on"]), reason=str(seq["reason"]),
+                remaining=tuple(n for n in seq["remaining"] if n in rel),
+                started_at=float(seq["started_at"])),
         )
     return st
 
@@ -176,6 +183,12 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "powered": sorted(state.powered),
         "adhoc": [w.__dict__ for w in state.adhoc],
         "locked_by": state.locked_by,
+        "sequences_started": state.sequences_started,
+        "sequence": None if state.sequence is None else {
+            "id": state.sequence.id, "on": state.sequence.on, "reason": state.sequence.reason,
+            "remaining": [n for n in (state.sequence.current, *state.sequence.remaining) if n],
+            "started_at": state.sequence.started_at,
+        },
     }
 
 
@@ -450,7 +463,8 @@ class _Step:
             spec = self.settings.spec(name)
             seq = replace(seq, remaining=rest, current=name, step_started=self.now)
             if seq.on:
-                self.relay(name, True, seq.id)
+                if not self.st.relays[name]:
+                    self.relay(name, True, seq.id)
                 if spec.confirm:
                     seq = replace(seq, phase="wait_ready", deadline=self.now + spec.ready_timeout_s)
                     self.actions.append(AwaitReady(name))
@@ -460,6 +474,11 @@ class _Step:
                     self.set(sequence=seq)
                     self.finish_step("done")
                     continue
+            elif not self.st.relays[name]:
+                # Already off (a sequence resumed after a restart): nothing to wait for.
+                self.set(sequence=seq)
+                self.finish_step("done")
+                continue
             else:
                 if spec.confirm:
                     seq = replace(seq, phase="wait_standby",
@@ -514,6 +533,8 @@ class _Step:
     def on_time(self) -> None:
         """Everything that happens because the clock reached a deadline."""
         w = self.guard_lock()
+        if self.st.sequence is not None and self.st.sequence.current is None:
+            self.advance()  # a sequence restored after a restart
         seq = self.st.sequence
         if seq is not None and seq.deadline is not None and self.now >= seq.deadline:
             self.finish_step("timeout" if seq.phase in ("wait_ready", "wait_standby") else "done")

@@ -15,6 +15,10 @@ close behaviour, so what they prove holds on the Pi. See ``docs/hardware.md``.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from gpiozero import Factory
@@ -74,3 +78,66 @@ def lgpio_factory(chip: int | None = None) -> Factory:
             self.pin_class = SteadyLGPIOPin
 
     return SteadyLGPIOFactory(chip)
+
+
+class RecordedMockPin(SteadyMockPin):
+    """A mock pin that starts at the level it had in the previous process and logs every
+    change, so a simulated room survives ``kill -9`` as a Pi's GPIO lines do."""
+
+    def __init__(self, factory: Any, info: Any) -> None:
+        super().__init__(factory, info)
+        saved = factory.saved_levels.get(info.name)
+        if saved is not None:
+            self._state = saved
+        self.clear_states()
+
+    def _change_state(self, value: bool) -> bool:
+        changed = bool(super()._change_state(value))
+        if changed:
+            self.factory.record(self.info.name, value)
+        return changed
+
+
+class RecordedMockFactory(MockFactory):
+    """Mock pins for ``--simulate`` whose levels live in ``<dir>/pins.log``.
+
+    Each line is ``<unix time> <pin name> <0|1> <pid>``, appended and never rewritten: the last
+    line of a pin is its level, the whole file its history (pid 0 marks a level set from
+    outside, such as the boot levels after a simulated power cut).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.log_path = Path(directory) / "pins.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.saved_levels: dict[str, bool] = read_pin_levels(self.log_path)
+        self._lock = threading.Lock()
+        super().__init__(pin_class=RecordedMockPin)
+
+    def record(self, name: str, level: bool) -> None:
+        with self._lock, self.log_path.open("a") as f:
+            f.write(f"{time.time():.6f} {name} {int(level)} {os.getpid()}\n")
+            f.flush()
+
+
+def read_pin_levels(log_path: Path) -> dict[str, bool]:
+    """The last level of each pin in a :class:`RecordedMockFactory` log."""
+    levels: dict[str, bool] = {}
+    try:
+        lines = log_path.read_text().splitlines()
+    except FileNotFoundError:
+        return levels
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in ("0", "1"):
+            levels[parts[1]] = parts[2] == "1"
+    return levels
+
+
+def read_pin_history(log_path: Path) -> list[tuple[float, str, bool, int]]:
+    """Every recorded change: (time, pin name, level, pid)."""
+    out = []
+    for line in log_path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in ("0", "1"):
+            out.append((float(parts[0]), parts[1], parts[2] == "1", int(parts[3])))
+    return out

@@ -5,7 +5,8 @@ changes, serial confirmations and clock jumps (forward and back).
 2. Every power sequence switches on in ascending order and off in descending order.
 3. The core's idea of each relay always equals what its SetRelay actions made it.
 
-The clock may also lose and regain NTP synchronisation (``ClockStatus``).
+The clock may also lose and regain NTP synchronisation (``ClockStatus``), and the agent may be
+killed and restarted at any point (only what ``persistent`` saved, and the pins, survive).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ events = st.one_of(
     st.builds(DeviceStandby, st.sampled_from(DEVICES)),
     st.builds(BrokerConnection, st.booleans()),
     st.builds(ClockStatus, st.booleans(), st.floats(0, 10_000, allow_nan=False)),
+    st.just("restart"),
 )
 
 # Mostly small steps forward; sometimes a big jump, sometimes the clock goes back.
@@ -83,6 +85,10 @@ def test_no_local_off_while_locked_and_power_order_kept(
     cmd_no = 0
     for dt, event in script:
         now += dt
+        if event == "restart":
+            # kill -9 and start again: only what persistent() saved, and the pins, survive.
+            state = core.initial_state(s, relays, core.persistent(state))
+            event = Tick()
         if isinstance(event, Command):
             cmd_no += 1
             event = Command(f"c{cmd_no}", event.name, event.args, event.sender)

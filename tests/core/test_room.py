@@ -412,3 +412,16 @@ def test_untrusted_clock_with_no_proof_waits() -> None:
     # A command stamped later by the district proves more time has passed.
     out = r.feed(Command("q", "request_state", issued_at=150), at=41)
     assert "window_power_up" in kinds(out.actions)
+
+
+def test_sequence_cut_by_a_restart_goes_on_in_order() -> None:
+    r = Room()
+    r.feed(LocalPowerRequest(True, "cli"), at=0)           # codec on, camera due at 5
+    saved = core.persistent(r.state)
+    r2 = Room(relays=saved["relays"], saved=saved)
+    out = r2.feed(Tick(), at=3)
+    # The codec is already on: no relay change, but it still gets its 5 s before the camera.
+    assert relays(out.actions) == []
+    assert relays(r2.feed(Tick(), at=8).actions) == [("camera", True)]
+    assert relays(r2.feed(Tick(), at=10).actions) == [("amplifier", True)]
+    assert r2.state.sequence is None
