@@ -353,8 +353,12 @@ def parse_config(text: str, source: str = "<config>") -> SiteConfig:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
         raise ConfigError([f"(file): not valid YAML: {problem}{where}"]) from None
+    except RecursionError:
+        raise ConfigError(["(file): not valid YAML: nested too deeply"]) from None
+    except ValueError as e:  # e.g. an integer over Python's 4300-digit limit
+        raise ConfigError([f"(file): not valid YAML: {str(e).split(':')[0]}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"(file): {source} must be a YAML mapping with 'site' and 'devices'"])
     try:

@@ -76,14 +76,25 @@ class CommandEnvelope(_Wire):
     ts: datetime | None = None
 
 
+MAX_PROBLEMS = 20
+MAX_LOC = 100
+
+
 def _problems(e: ValidationError, prefix: str = "") -> list[str]:
+    # Bounded, so that a reply or a schedule_rejected event always fits the broker's size limit
+    # (a 256 KiB payload can hold tens of thousands of unknown keys, some of them huge).
+    errors = e.errors(include_input=False, include_url=False)
     out = []
-    for err in e.errors(include_input=False, include_url=False):
+    for err in errors[:MAX_PROBLEMS]:
         loc = ".".join(str(p) for p in err["loc"])
+        if len(loc) > MAX_LOC:
+            loc = loc[:MAX_LOC] + "…"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         out.append(f"{prefix}{loc or '(payload)'}: {msg}")
+    if len(errors) > MAX_PROBLEMS:
+        out.append(f"(payload): {len(errors) - MAX_PROBLEMS} more problems not listed")
     return out
 
 
@@ -117,6 +128,8 @@ def decode_json(payload: bytes) -> Any:
                            ) from None
     except RecursionError:
         raise PayloadError([f"(payload): nested deeper than {MAX_DEPTH} levels"]) from None
+    except ValueError as e:  # e.g. an integer literal over Python's 4300-digit limit
+        raise PayloadError([f"(payload): not usable JSON: {str(e).split(':')[0]}"]) from None
     if _depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise PayloadError([f"(payload): nested deeper than {MAX_DEPTH} levels"])
     return data
