@@ -90,6 +90,21 @@ class Watcher:
                     raise AssertionError(f"nothing matching on {topic} in {timeout}s; last: {got}")
                 self._cv.wait(left)
 
+    def until(self, ready: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0,
+              ) -> list[dict[str, Any]]:
+        """Wait until ``ready(events so far)`` holds; return the events."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                evs = [json.loads(p) for t, p, _ in self.messages if t == "events"]
+                if ready(evs):
+                    return evs
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"events never got ready in {timeout}s; "
+                                         f"last: {[e['kind'] for e in evs][-10:]}")
+                self._cv.wait(left)
+
     def event(self, kind: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         return self.wait("events", lambda e: e["kind"] == kind and all(
             e["data"].get(k) == v for k, v in fields.items()), timeout)
