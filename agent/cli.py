@@ -88,7 +88,11 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
     """Run ``agent`` with its control socket until SIGINT/SIGTERM (or ``stop``)."""
 
     def submit(op: str, respond: Callable[[dict[str, Any]], None]) -> None:
-        agent.queue.put(LocalCall(op, respond))
+        if op in ("press", "hold"):
+            respond(_simulated_button(agent, op) if simulate else
+                    {"ok": False, "error": "press/hold only in a simulated room (--simulate)"})
+        else:
+            agent.queue.put(LocalCall(op, respond))
 
     control: ControlServer | None = None
     try:
@@ -116,6 +120,21 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
             control.close()
         agent.close()
         log.info("room %s stopped", agent.cfg.site.id)
+
+
+def _simulated_button(agent: Agent, op: str) -> dict[str, Any]:
+    """Press (or hold past its hold time) the simulated room's button, as a finger would."""
+    cfg = agent.cfg.button
+    if cfg is None:
+        return {"ok": False, "error": "this room has no button"}
+    pin = agent.board.factory.pin(cfg.pin)
+    down, up = (pin.drive_low, pin.drive_high) if cfg.pull_up else (pin.drive_high,
+                                                                     pin.drive_low)
+    down()
+    if op == "hold":
+        threading.Event().wait(cfg.hold_s + 0.3)  # the operator's finger, in real time
+    up()
+    return {"ok": True}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -203,6 +222,8 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(f"KHÔNG ĐƯỢC TẮT: phòng đang khoá bởi {r['kind']} «{what}»"
               f" cho đến khi huyện báo kết thúc.\nRefused: the room is locked by {r['kind']} "
               f"{r['window_id']} until the district marks it complete.")
+    elif reply.get("ok") and "state" not in reply:
+        print("OK")
     elif reply.get("ok"):
         support = None
         if args.config:
@@ -241,7 +262,9 @@ def parser() -> argparse.ArgumentParser:
 
     for name, text in (("status", "show the room's status (Vietnamese / English)"),
                        ("on", "switch the room on, in order"),
-                       ("off", "switch the room off (refused while a window locks it)")):
+                       ("off", "switch the room off (refused while a window locks it)"),
+                       ("press", "simulated room: a short press of the button"),
+                       ("hold", "simulated room: hold the button past its hold time")):
         q = sub.add_parser(name, help=text)
         q.add_argument("--state-dir", help=f"the agent's state directory ({DEFAULT_STATE})")
         q.add_argument("--config", help="site config, to show support contacts")

@@ -19,7 +19,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-OPS = ("status", "on", "off")
+OPS = ("status", "on", "off", "press", "hold")
+"""``press`` and ``hold`` work only in a simulated room: they move the mock button pin."""
 
 
 class ControlServer:

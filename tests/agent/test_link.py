@@ -186,3 +186,36 @@ def test_schedule_used_after_restart_with_broker_down(broker: LocalBroker,
             w2.event("power_requested", on=False, source="cli", timeout=30)
             seqs = [e["seq"] for e in w2.events()]
             assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+def test_simulated_button_from_the_command_line(broker: LocalBroker, short_tmp: Path) -> None:
+    cfg_path = short_tmp / "site.yaml"
+    cfg_path.write_text(site_yaml(broker))
+    state = short_tmp / "state"
+    with watcher(broker) as w:
+        proc = start_process(cfg_path, broker, state)
+        try:
+            w.availability("online", timeout=20)
+            w.publish("schedule", schedule(5), retain=True)
+            w.event("lock_engaged", window_id="t1")
+            run = [sys.executable, "-m", "agent"]
+            press = subprocess.run([*run, "press", "--state-dir", str(state)],
+                                   capture_output=True, text=True, timeout=30)
+            assert press.returncode == 0, press.stderr
+            w.event("check_in", window_id="t1")
+            hold = subprocess.run([*run, "hold", "--state-dir", str(state)],
+                                  capture_output=True, text=True, timeout=30)
+            assert hold.returncode == 0
+            w.event("shutdown_refused", source="button")
+            off = subprocess.run([*run, "off", "--state-dir", str(state)],
+                                 capture_output=True, text=True, timeout=30)
+            assert off.returncode == 1 and "KHÔNG ĐƯỢC TẮT" in off.stdout
+            status = subprocess.run([*run, "status", "--state-dir", str(state), "--config",
+                                     str(cfg_path)], capture_output=True, text=True, timeout=30)
+            assert status.returncode == 0
+            assert "Đang khoá / Locked" in status.stdout and "+84 205 3830 000" in status.stdout
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            assert proc.stderr is not None
+            proc.stderr.close()
