@@ -112,6 +112,7 @@ class Agent:
         self.outbox = Outbox(self.store.outbox_file, clock=clock)
         self._inflight: dict[int, Any] = {}
         self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
+        self._correlation: bytes | None = None  # of the command being fed to the core
         self._last_snapshot: dict[str, Any] | None = None
         self._last_heartbeat = 0.0
         self._host: dict[str, Any] = {}
@@ -217,7 +218,8 @@ class Agent:
             case core.Emit(kind=kind, data=data):
                 self.emit(kind, data)
             case core.Reply():
-                self._reply(action.command_id, action.status, action.reason, action.data)
+                self._reply(action.command_id, action.status, action.reason, action.data,
+                            correlation=self._correlation)
             case core.AwaitReady() | core.SendStandby() | core.PublishState():
                 pass  # serial confirmation arrives with the drivers; state handled in feed()
 
@@ -267,7 +269,11 @@ class Agent:
                         correlation=msg.correlation)
             return
         self._recent.append(cmd.id)
-        self.feed(cmd)
+        self._correlation = msg.correlation  # the core's reply carries it too (API contract)
+        try:
+            self.feed(cmd)
+        finally:
+            self._correlation = None
 
     def _schedule(self, msg: Incoming) -> None:
         if not msg.payload:

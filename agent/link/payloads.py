@@ -132,12 +132,35 @@ def decode_json(payload: bytes) -> Any:
         raise PayloadError([f"(payload): not usable JSON: {str(e).split(':')[0]}"]) from None
     if _depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise PayloadError([f"(payload): nested deeper than {MAX_DEPTH} levels"])
+    if "\\u" in text and _lone_surrogate(data):
+        # A "\ud800" escape decodes to a string that cannot be encoded again: any reply or
+        # event quoting it would fail to be sent.
+        raise PayloadError(["(payload): not UTF-8 (a lone surrogate \\u escape)"])
     return data
+
+
+def _bad_str(s: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in s)
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, str):
+            if _bad_str(cur):
+                return True
+        elif isinstance(cur, dict):
+            stack.extend(cur.keys())
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    return False
 
 
 def _id_of(data: Any) -> str | None:
     cid = data.get("id") if isinstance(data, dict) else None
-    return cid if isinstance(cid, str) and 0 < len(cid) <= 64 else None
+    return cid if isinstance(cid, str) and 0 < len(cid) <= 64 and not _bad_str(cid) else None
 
 
 def _peek_id(payload: bytes) -> str | None:
@@ -145,7 +168,7 @@ def _peek_id(payload: bytes) -> str | None:
     if len(payload) > MAX_PAYLOAD:
         return None
     try:
-        return _id_of(json.loads(payload))
+        return _id_of(json.loads(payload.decode("utf-8")))
     except (ValueError, RecursionError):
         return None
 
