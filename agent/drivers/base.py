@@ -287,21 +287,28 @@ class Driver(ABC):
             self.saw_garbage = True
         return frames
 
-    def _drain(self) -> None:
-        """Hand over whatever arrived unasked, then forget half-received noise."""
-        port = self._ensure_open()
+    def _in_waiting(self, port: serial.SerialBase) -> int:
         try:
-            waiting = port.in_waiting
+            return int(port.in_waiting)
         except (serial.SerialException, OSError, TypeError) as e:
             raise self._port_failed(e, "reading") from None
-        while waiting:
+
+    def _drain(self) -> None:
+        """Hand over whatever arrived unasked, then forget half-received noise.
+
+        A half-received message may just be mid-flight, so it gets one read slice to finish
+        before it is thrown away.
+        """
+        port = self._ensure_open()
+        waited = False
+        while True:
+            if not self._in_waiting(port):
+                if waited or not self._parser.pending:
+                    break
+                waited = True
             for frame in self._read_frames():
                 if not isinstance(frame, Garbage):
                     self.on_unsolicited(frame)
-            try:
-                waiting = port.in_waiting
-            except (serial.SerialException, OSError, TypeError) as e:
-                raise self._port_failed(e, "reading") from None
         self._parser.discard_partial()
         self.saw_garbage = False
 

@@ -32,6 +32,10 @@ from agent.drivers.framing import visca
 NOT_EXECUTABLE = 0x41
 
 
+class _Readdress(Exception):
+    """A Network Change arrived while waiting for an answer."""
+
+
 class SonyViscaSettings(DriverSettings):
     """Settings for :class:`SonyVisca`."""
 
@@ -71,7 +75,7 @@ class SonyVisca(Driver):
         def handle(f: visca.Frame) -> object | None:
             if isinstance(f, visca.NetworkChange):
                 self._addressed = False
-                return None
+                raise _Readdress
             if isinstance(f, visca.ViscaError) and f.address == me:
                 raise DeviceRefused(f"{self.device}: {f.text}", code=f"{f.code:02x}")
             return want(f)
@@ -98,15 +102,24 @@ class SonyVisca(Driver):
              ) -> object:
         with self._lock:
             self._ensure_open()
-            self._drain()
-            if not self._addressed:
-                self.address()
-            try:
-                return self._exchange(visca.packet(self.settings.address, *body),
-                                      self._handle(want), what=what, timeout=timeout)
-            except (DeviceTimeout, BadReply):
-                self._addressed = False
-                raise
+            for attempt in (1, 2):
+                self._drain()           # a Network Change waiting here means: address first
+                if not self._addressed:
+                    self.address()
+                try:
+                    # No second drain: a Network Change from now on must reach _handle.
+                    return self._exchange(visca.packet(self.settings.address, *body),
+                                          self._handle(want), what=what, timeout=timeout,
+                                          drain=False)
+                except _Readdress:
+                    # A camera powered up while we asked: address the chain, ask again.
+                    if attempt == 2:
+                        raise DeviceTimeout(f"{self.device}: {what}: the chain keeps "
+                                            "re-initialising") from None
+                except (DeviceTimeout, BadReply):
+                    self._addressed = False
+                    raise
+            raise AssertionError("unreachable")
 
     def command(self, what: str, *body: int) -> None:
         """Send a command; wait for its ACK and completion."""

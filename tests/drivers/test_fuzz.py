@@ -46,8 +46,9 @@ def test_parsers_take_anything(name: str, chunks: list[bytes]) -> None:
     for chunk in chunks:
         for frame in parser.feed(chunk):
             assert isinstance(frame, FRAME_TYPES[name])
+    assert isinstance(parser.pending, bool)
     parser.discard_partial()
-    assert parser.feed(b"") == []
+    assert not parser.pending and parser.feed(b"") == []
 
 
 @settings(max_examples=300, deadline=None)

@@ -74,3 +74,18 @@ def test_unaddressed_camera_is_silent_until_addressed(pair_factory) -> None:
     with pytest.raises(DeviceTimeout):
         p.driver.power_state()
     assert p.driver.power_state() == "on"       # a timeout makes it address again
+
+
+def test_network_change_during_a_command_readdresses(pair_factory) -> None:
+    p = pair_factory("sony_visca")
+    p.driver.power_state()
+    answer = p.emu.handle
+
+    def reboot_once(command: bytes) -> bytes:
+        p.emu.handle = answer
+        p.emu.address = None
+        return bytes.fromhex("9038ff")          # the camera restarted as we asked
+
+    p.emu.handle = reboot_once
+    assert p.driver.power_state() == "on"
+    assert sent(p).count(ADDRESS_SET) == 2

@@ -69,6 +69,11 @@ class LineSplitter:
         text = decode_line(bytes(self._buf))
         return text if isinstance(text, str) else ""
 
+    @property
+    def pending(self) -> bool:
+        """True while an unfinished line is buffered."""
+        return bool(self._buf)
+
     def discard_partial(self) -> None:
         """Forget an unfinished line (noise that arrived before our command)."""
         self._buf.clear()

@@ -105,6 +105,11 @@ class PolyParser:
             self._lines.discard_partial()
         return out
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a frame is waiting for the rest."""
+        return self._lines.pending
+
     def discard_partial(self) -> None:
         """Forget an unfinished line."""
         self._lines.discard_partial()

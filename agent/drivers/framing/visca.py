@@ -139,6 +139,11 @@ class ViscaParser:
             self._buf.clear()
         return out
 
+    @property
+    def pending(self) -> bool:
+        """True while an unfinished packet is buffered."""
+        return bool(self._buf)
+
     def discard_partial(self) -> None:
         """Forget an unfinished packet."""
         self._buf.clear()

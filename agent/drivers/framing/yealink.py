@@ -72,6 +72,11 @@ class YealinkParser:
         """Add bytes; return the frames they complete."""
         return [f if isinstance(f, Garbage) else classify(f) for f in self._lines.feed(data)]
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a frame is waiting for the rest."""
+        return self._lines.pending
+
     def discard_partial(self) -> None:
         """Forget an unfinished line."""
         self._lines.discard_partial()
