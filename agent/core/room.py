@@ -349,7 +349,11 @@ def iso(t: float | None) -> str | None:
     """POSIX seconds as ISO 8601 UTC with milliseconds, e.g. ``2026-11-29T02:00:00.000Z``."""
     if t is None or not math.isfinite(t):
         return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def window_json(w: Window | None) -> dict[str, Any] | None:
@@ -599,7 +603,9 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
         case ClockStatus(synced=synced, last_known_good=lkg):
             s.set(clock_synced=synced, last_known_good=max(lkg, s.st.last_known_good))
         case ScheduleReceived(windows=windows, version=version):
-            if event.issued_at is not None:
+            # A schedule is applied whatever its stamp; a stamp that cannot be right is just
+            # not taken as proof of the time.
+            if event.issued_at is not None and _stamp_problem(s, event.issued_at, "") is None:
                 s.set(evidence=max(s.st.evidence, event.issued_at))
             s.set(schedule=tuple(windows), schedule_version=version)
             known = {w.id for w in s.st.windows}
@@ -619,9 +625,13 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
             else:
                 s.local_off(source)
         case Command():
-            if event.issued_at is not None:
-                s.set(evidence=max(s.st.evidence, event.issued_at))
-            _command(s, event)
+            problem = _stamp_problem(s, event.issued_at, event.name)
+            if problem is not None:
+                s.reply(event, *problem)
+            else:
+                if event.issued_at is not None:
+                    s.set(evidence=max(s.st.evidence, event.issued_at))
+                _command(s, event)
         case BrokerConnection(connected=up):
             s.set(broker_up=up)
         case DeviceReady(device=d):
@@ -641,6 +651,33 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
                        power=event.power, in_call=event.in_call)
     s.on_time()
     return Outcome(s.st, tuple(s.actions))
+
+
+MAX_PLAUSIBLE_TIME = 4_102_444_800.0  # 2100-01-01: a later stamp comes from a broken clock
+FUTURE_SLACK_S = 300.0
+STALE_AFTER_S = 600.0
+STALE_CHECKED = ("power", "start_window")
+
+
+def _stamp_problem(s: _Step, ts: float | None, name: str
+                   ) -> tuple[Literal["invalid", "refused"], str] | None:
+    """Why a district time stamp ``ts`` makes a message unusable, or None if it is fine.
+
+    Stamps prove to a room with an unsynchronised clock that time has come (``docs/time.md``),
+    so a stamp that cannot be right must not count; with a synchronised clock, an old
+    ``power``/``start_window`` (delivered late by a queue) is refused rather than obeyed.
+    """
+    if ts is None:
+        return None
+    if not s.settings.plausible_after <= ts <= MAX_PLAUSIBLE_TIME:
+        return "invalid", f"ts: {iso(ts) or ts} cannot be right: the sender's clock is wrong"
+    if clock_trusted(s.settings, s.st, s.now):
+        if ts > s.now + FUTURE_SLACK_S:
+            return "invalid", (f"ts: {round(ts - s.now)} s ahead of this room's synchronised "
+                               "clock: the sender's clock is wrong")
+        if name in STALE_CHECKED and ts < s.now - STALE_AFTER_S:
+            return "refused", f"stale: sent {round((s.now - ts) / 60)} min ago; send it again"
+    return None
 
 
 def _press(s: _Step) -> None:
@@ -671,7 +708,7 @@ def _cmd_power(s: _Step, cmd: Command) -> None:
     device = cmd.args.get("device")
     override = bool(cmd.args.get("override", False))
     if device is not None and device not in s.st.relays:
-        s.reply(cmd, "invalid", f"unknown device '{device}'; this room has "
+        s.reply(cmd, "invalid", f"args.device: unknown device '{device}'; this room has "
                                 f"{', '.join(s.settings.names)}")
         return
     w = s.lock()
@@ -705,7 +742,7 @@ def _cmd_start_window(s: _Step, cmd: Command) -> None:
 def _cmd_complete_window(s: _Step, cmd: Command) -> None:
     wid = cmd.args["window_id"]
     if all(w.id != wid for w in s.st.windows):
-        s.reply(cmd, "invalid", f"no window '{wid}' in this room's schedule")
+        s.reply(cmd, "invalid", f"args.window_id: no window '{wid}' in this room's schedule")
         return
     if wid in s.st.completed:
         s.reply(cmd, "accepted", "already complete", window_id=wid)

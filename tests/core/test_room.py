@@ -425,3 +425,31 @@ def test_sequence_cut_by_a_restart_goes_on_in_order() -> None:
     assert relays(r2.feed(Tick(), at=8).actions) == [("camera", True)]
     assert relays(r2.feed(Tick(), at=10).actions) == [("amplifier", True)]
     assert r2.state.sequence is None
+
+
+def test_time_stamps_that_cannot_be_right_are_refused_and_never_proof() -> None:
+    s = replace(settings(), plausible_after=1000)
+    r = Room(s)
+    r.feed(ClockStatus(synced=False, last_known_good=1000), at=0)
+    r.feed(ScheduleReceived((Window("t1", "test", 5000, 6000),), "v1"), at=1)
+    out = r.feed(Command("f", "request_state", issued_at=9e12), at=2)   # year 9999-ish
+    assert replies(out.actions)[0].status == "invalid"
+    assert replies(out.actions)[0].reason.startswith("ts: ")
+    assert r.state.locked_by is None and r.state.evidence == 0
+    out = r.feed(Command("o", "request_state", issued_at=10), at=3)     # before 'plausible'
+    assert replies(out.actions)[0].status == "invalid"
+    # A schedule with a wrong stamp is still applied, the stamp is not believed.
+    r.feed(ScheduleReceived((Window("t1", "test", 5000, 6000),), "v2", issued_at=9e12), at=4)
+    assert r.state.schedule_version == "v2" and r.state.evidence == 0
+
+
+def test_stale_power_command_refused_with_a_synchronised_clock() -> None:
+    r = Room(relays=ALL_ON)
+    out = r.feed(Command("p", "power", {"on": False}, issued_at=0), at=1000)
+    assert replies(out.actions)[0].status == "refused"
+    assert replies(out.actions)[0].reason.startswith("stale: ")
+    assert relays(out.actions) == []
+    out = r.feed(Command("p2", "power", {"on": False}, issued_at=999), at=1000)
+    assert replies(out.actions)[0].status == "accepted"
+    out = r.feed(Command("f", "power", {"on": True}, issued_at=2000), at=1001)
+    assert replies(out.actions)[0].reason.startswith("ts: ")
