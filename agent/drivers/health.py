@@ -122,14 +122,12 @@ class HealthPoller:
         self._cancel.set()
 
     # ------------------------------------------------------------------ polling
-    def _read(self, with_call: bool = True) -> _Reading:
-        d = self.driver
+    def _attempt(self, step: Callable[[], _Reading]) -> _Reading:
+        """Run one driver step, turning each typed error into a failed reading."""
         try:
-            power = d.power_state()
-            call = d.call_state() if with_call and d.has_calls and power == "on" else None
-            return _Reading(power=power, call=call)
+            return step()
         except PortGone as e:
-            d.close()           # drop the dead handle; the next call opens the port again
+            self.driver.close()     # drop the dead handle; the next call opens the port again
             return _Reading(failure="port-gone", detail=str(e))
         except DeviceTimeout as e:
             return _Reading(failure="silent", detail=str(e))
@@ -139,6 +137,16 @@ class HealthPoller:
             return _Reading(failure="refused", detail=str(e))
         except DeviceError as e:
             return _Reading(failure="error", detail=str(e))
+
+    def _read(self, with_call: bool = True) -> _Reading:
+        d = self.driver
+
+        def step() -> _Reading:
+            power = d.power_state()
+            call = d.call_state() if with_call and d.has_calls and power == "on" else None
+            return _Reading(power=power, call=call)
+
+        return self._attempt(step)
 
     def _in_grace(self) -> bool:
         return bool(self.relay_on) and self.clock() - self._relay_since < self.boot_grace_s
@@ -204,6 +212,17 @@ class HealthPoller:
                  reason: str) -> Outcome:
         return Outcome(self.device, ok, state, round(self.clock() - start, 3), attempts, reason)
 
+    def _give_up_or_wait(self, start: float, timeout_s: float, interval_s: float,
+                         attempts: int, state: str, reason: str) -> Outcome | None:
+        """The failed outcome if cancelled or out of time; else sleep until the next try."""
+        if self._cancel.is_set():
+            return self._outcome(False, state, start, attempts, R_CANCELLED)
+        left = start + timeout_s - self.clock()
+        if left <= 0:
+            return self._outcome(False, state, start, attempts, reason)
+        self.sleep(min(interval_s, left))
+        return None
+
     def wait_ready(self, timeout_s: float, *, interval_s: float = 1.0,
                    wake: bool = False) -> Outcome:
         """Poll until the device answers (not booting) after power on, at most ``timeout_s``.
@@ -213,31 +232,27 @@ class HealthPoller:
         """
         start = self.clock()
         attempts = 0
-        state, reason = "silent", R_SILENT
+
+        def wake_up() -> _Reading:
+            self.driver.wake()
+            return _Reading(power="on")
+
         while True:
             attempts += 1
             r = self._read(with_call=False)
+            if r.failure is None and wake and r.power == "standby":
+                r = self._attempt(wake_up)
             if r.failure is None and r.power in ANSWERING:
-                if wake and r.power == "standby":
-                    try:
-                        self.driver.wake()
-                    except DeviceError as e:
-                        state, reason = "refused", f"{R_REFUSED}: {_tail(str(e))}"
-                        r = _Reading(failure="refused")
-                if r.failure is None:
-                    self.failures = 0
-                    self.emit(DeviceReady(self.device))
-                    return self._outcome(True, r.power or "on", start, attempts, R_ON)
-            elif r.failure is None:
+                self.failures = 0
+                self.emit(DeviceReady(self.device))
+                return self._outcome(True, r.power or "on", start, attempts, R_ON)
+            if r.failure is None:
                 state, reason = r.power or "unknown", R_BOOTING
             else:
                 state, reason = _explain(r)
-            if self._cancel.is_set():
-                return self._outcome(False, state, start, attempts, R_CANCELLED)
-            left = start + timeout_s - self.clock()
-            if left <= 0:
-                return self._outcome(False, state, start, attempts, reason)
-            self.sleep(min(interval_s, left))
+            if stop := self._give_up_or_wait(start, timeout_s, interval_s, attempts, state,
+                                             reason):
+                return stop
 
     def standby_and_confirm(self, timeout_s: float, *, interval_s: float = 1.0) -> Outcome:
         """Send standby, then poll until the device confirms it, at most ``timeout_s``.
@@ -248,36 +263,26 @@ class HealthPoller:
         start = self.clock()
         attempts = 0
         sent = False
-        state, reason = "silent", R_SILENT
+
+        def step() -> _Reading:
+            nonlocal sent
+            if not sent:
+                self.driver.standby()
+                sent = True
+            return _Reading(power=self.driver.power_state())
+
         while True:
             attempts += 1
-            try:
-                if not sent:
-                    self.driver.standby()
-                    sent = True
-                power = self.driver.power_state()
-                if power in ("standby", "off"):
-                    self.emit(DeviceStandby(self.device))
-                    return self._outcome(True, power, start, attempts, R_STANDBY)
-                state, reason = power, R_ON
-            except DeviceRefused as e:
-                sent = False
-                state, reason = "refused", f"{R_REFUSED}: {_tail(str(e))}"
-            except PortGone:
-                self.driver.close()
-                state, reason = "port-gone", R_PORT_GONE
-            except DeviceTimeout:
-                state, reason = "silent", R_SILENT
-            except BadReply:
-                state, reason = "garbled", R_GARBLED
-            except DeviceError as e:
-                state, reason = "error", f"{R_ERROR}: {_tail(str(e))}"
-            if self._cancel.is_set():
-                return self._outcome(False, state, start, attempts, R_CANCELLED)
-            left = start + timeout_s - self.clock()
-            if left <= 0:
-                return self._outcome(False, state, start, attempts, reason)
-            self.sleep(min(interval_s, left))
+            r = self._attempt(step)
+            if r.failure is None and r.power in ("standby", "off"):
+                self.emit(DeviceStandby(self.device))
+                return self._outcome(True, r.power or "standby", start, attempts, R_STANDBY)
+            if r.failure == "refused":
+                sent = False        # ask again next time (e.g. once the call has ended)
+            state, reason = (r.power or "on", R_ON) if r.failure is None else _explain(r)
+            if stop := self._give_up_or_wait(start, timeout_s, interval_s, attempts, state,
+                                             reason):
+                return stop
 
 
 def _explain(r: _Reading) -> tuple[str, str]:

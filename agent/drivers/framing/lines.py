@@ -15,9 +15,12 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 _ALLOWED_CONTROL = {"\t"}
+F = TypeVar("F")
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,25 @@ class LineSplitter:
     def discard_partial(self) -> None:
         """Forget an unfinished line (noise that arrived before our command)."""
         self._buf.clear()
+
+
+class LineParser(Generic[F]):
+    """Line framing plus a protocol's ``classify(text) -> frame``; Garbage passes through."""
+
+    def __init__(self, classify: Callable[[str], F], max_line: int = 1024) -> None:
+        self._classify = classify
+        self._lines = LineSplitter(max_line)
+
+    def feed(self, data: bytes) -> list[F | Garbage]:
+        """Add bytes; return the frames they complete."""
+        return [f if isinstance(f, Garbage) else self._classify(f)
+                for f in self._lines.feed(data)]
+
+    @property
+    def pending(self) -> bool:
+        """True while an unfinished line is buffered."""
+        return self._lines.pending
+
+    def discard_partial(self) -> None:
+        """Forget an unfinished line."""
+        self._lines.discard_partial()

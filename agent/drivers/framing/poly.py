@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from agent.drivers.base import BadReply, CallInfo
-from agent.drivers.framing.lines import Garbage, LineSplitter
+from agent.drivers.framing.lines import Garbage, LineParser
 
 
 @dataclass(frozen=True)
@@ -90,29 +90,19 @@ def classify(text: str) -> Frame:
     return Line(s)
 
 
-class PolyParser:
+class PolyParser(LineParser[Frame]):
     """Bytes → Poly frames (the ``Password:`` prompt ends without a newline)."""
 
     def __init__(self) -> None:
-        self._lines = LineSplitter()
+        super().__init__(classify)
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return the frames they complete."""
-        out: list[Frame] = [f if isinstance(f, Garbage) else classify(f)
-                            for f in self._lines.feed(data)]
+        out: list[Frame] = super().feed(data)
         if self._lines.partial.rstrip().lower().endswith("password:"):
             out.append(PasswordPrompt())
             self._lines.discard_partial()
         return out
-
-    @property
-    def pending(self) -> bool:
-        """True while part of a frame is waiting for the rest."""
-        return self._lines.pending
-
-    def discard_partial(self) -> None:
-        """Forget an unfinished line."""
-        self._lines.discard_partial()
 
 
 class CallInfoCollector:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from agent.drivers.base import BadReply, CallInfo, DeviceRefused, PowerState
-from agent.drivers.framing.lines import Garbage, LineSplitter
+from agent.drivers.framing.lines import Garbage, LineParser
 
 
 @dataclass(frozen=True)
@@ -148,16 +148,15 @@ def classify(line: str) -> Frame:
     return Text(s)
 
 
-class XapiParser:
+class XapiParser(LineParser[Frame]):
     """Bytes → xAPI frames, including prompts that end without a newline."""
 
     def __init__(self) -> None:
-        self._lines = LineSplitter(max_line=4096)
+        super().__init__(classify, max_line=4096)
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return the frames they complete."""
-        out: list[Frame] = [f if isinstance(f, Garbage) else classify(f)
-                            for f in self._lines.feed(data)]
+        out: list[Frame] = super().feed(data)
         tail = self._lines.partial.rstrip().lower()
         if tail.endswith("login:"):
             out.append(Prompt("login"))
@@ -166,15 +165,6 @@ class XapiParser:
             out.append(Prompt("password"))
             self._lines.discard_partial()
         return out
-
-    @property
-    def pending(self) -> bool:
-        """True while part of a frame is waiting for the rest."""
-        return self._lines.pending
-
-    def discard_partial(self) -> None:
-        """Forget an unfinished line."""
-        self._lines.discard_partial()
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.drivers.framing.lines import Garbage, LineSplitter
+from agent.drivers.framing.lines import Garbage, LineParser
 
 SYSSTATES = ("sleeping", "idle", "outgoing", "ringing", "talking", "finished")
 
@@ -62,21 +62,8 @@ def classify(text: str) -> Frame:
     return Line(s)
 
 
-class YealinkParser:
+class YealinkParser(LineParser[Frame]):
     """Bytes → Yealink frames."""
 
     def __init__(self) -> None:
-        self._lines = LineSplitter()
-
-    def feed(self, data: bytes) -> list[Frame]:
-        """Add bytes; return the frames they complete."""
-        return [f if isinstance(f, Garbage) else classify(f) for f in self._lines.feed(data)]
-
-    @property
-    def pending(self) -> bool:
-        """True while part of a frame is waiting for the rest."""
-        return self._lines.pending
-
-    def discard_partial(self) -> None:
-        """Forget an unfinished line."""
-        self._lines.discard_partial()
+        super().__init__(classify)
