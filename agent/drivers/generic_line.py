@@ -140,7 +140,8 @@ class GenericLine(Driver):
             return "unknown"
         patterns = [q.on_regex, q.standby_regex] + ([q.off_regex] if q.off_regex else [])
         index, _ = self.send_line(q.send, *patterns)
-        return ("on", "standby", "off")[index]  # type: ignore[return-value]
+        states: tuple[PowerState, ...] = ("on", "standby", "off")
+        return states[index]
 
     def wake(self) -> None:
         """Send ``on``."""

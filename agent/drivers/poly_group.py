@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import TypeVar
 
 from pydantic import Field, SecretStr
 
@@ -31,6 +32,8 @@ from agent.drivers.base import (
     PowerState,
 )
 from agent.drivers.framing import poly
+
+R = TypeVar("R")
 
 
 class PolyGroupSettings(DriverSettings):
@@ -78,8 +81,8 @@ class PolyGroup(Driver):
                 self.tracked = "on"
 
     # ---- commands
-    def _send(self, line: str, done: Callable[[poly.Frame], object | None]) -> object:
-        def handle(f: poly.Frame) -> object | None:
+    def _send(self, line: str, done: Callable[[poly.Frame], R | None]) -> R:
+        def handle(f: poly.Frame) -> R | None:
             if isinstance(f, poly.PasswordPrompt):
                 raise _NeedPassword
             if isinstance(f, poly.PolyError):
@@ -91,7 +94,7 @@ class PolyGroup(Driver):
 
         return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
 
-    def command(self, line: str, done: Callable[[poly.Frame], object | None]) -> object:
+    def command(self, line: str, done: Callable[[poly.Frame], R | None]) -> R:
         """Send one command (logging in and registering first if needed)."""
         with self._lock:
             self._ensure_open()
@@ -148,9 +151,7 @@ class PolyGroup(Driver):
 
     def call_state(self) -> CallInfo | None:
         """``callinfo all``: the first call listed, or None."""
-        collector = poly.CallInfoCollector()
-        result = self.command("callinfo all", collector.add)
-        return result[0]  # type: ignore[index]
+        return self.command("callinfo all", poly.CallInfoCollector().add)[0]
 
 
 class _NeedPassword(Exception):

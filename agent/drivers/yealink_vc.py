@@ -15,6 +15,8 @@ an ``error:`` counts as acceptance.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pydantic import Field
 
 from agent.drivers.base import (
@@ -27,6 +29,7 @@ from agent.drivers.base import (
 from agent.drivers.framing import yealink
 
 _IN_CALL = ("outgoing", "ringing", "talking")
+F = TypeVar("F", bound=yealink.Frame)
 
 
 class YealinkVcSettings(DriverSettings):
@@ -54,8 +57,8 @@ class YealinkVc(Driver):
         if isinstance(frame, yealink.Version):
             self.version = frame.text
 
-    def _send(self, line: str, want: type) -> yealink.Frame:
-        def handle(f: yealink.Frame) -> yealink.Frame | None:
+    def _send(self, line: str, want: type[F]) -> F:
+        def handle(f: yealink.Frame) -> F | None:
             if isinstance(f, yealink.YealinkError):
                 raise DeviceRefused(f"{self.device}: {line!r}: {f.text}", code="error")
             if isinstance(f, want):
@@ -67,9 +70,7 @@ class YealinkVc(Driver):
 
     def sysstatus(self) -> str:
         """``sysstatus get``: sleeping / idle / outgoing / ringing / talking / finished."""
-        f = self._send("sysstatus get", yealink.SysStatus)
-        assert isinstance(f, yealink.SysStatus)
-        return f.state
+        return self._send("sysstatus get", yealink.SysStatus).state
 
     def power_state(self) -> PowerState:
         """sleeping → standby, anything else → on."""

@@ -351,7 +351,7 @@ class Emulator:
     # ------------------------------------------------------------------ protocol hooks
     def split_commands(self, buf: bytearray) -> list[bytes]:
         """Remove and return complete commands from ``buf`` (default: lines; CR, LF or CR LF)."""
-        out = []
+        out: list[bytes] = []
         while True:
             if self._skip_lf and buf[:1] == b"\n":
                 del buf[:1]

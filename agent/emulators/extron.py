@@ -33,7 +33,7 @@ class ExtronEmulator(Emulator):
         self._emit(b"", BANNER)
 
     def split_commands(self, buf: bytearray) -> list[bytes]:
-        out = []
+        out: list[bytes] = []
         start = 0
         for i, b in enumerate(buf):
             if chr(b).isalpha() or b >= 0x80:

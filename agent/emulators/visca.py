@@ -33,7 +33,7 @@ class ViscaEmulator(Emulator):
         self._emit(b"", bytes([0x90, 0x38, 0xFF]))
 
     def split_commands(self, buf: bytearray) -> list[bytes]:
-        out = []
+        out: list[bytes] = []
         while (end := buf.find(b"\xff")) >= 0:
             out.append(bytes(buf[:end + 1]))
             del buf[:end + 1]
