@@ -104,3 +104,9 @@ def test_built_from_a_site_config_device() -> None:
                            settings=dev.settings, device="codec")
         with drv:
             assert drv.power_state() == "on"
+
+
+@pytest.mark.parametrize("settings", [[1, 2], "on", 5, ["ab"]])
+def test_settings_that_are_not_a_mapping(settings) -> None:
+    assert check_device_settings("extron_sis", settings) == [
+        "settings: must be a mapping of setting: value"]
