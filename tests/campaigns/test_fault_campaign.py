@@ -4,10 +4,21 @@ The long one is ``bench/fault_campaign.py --cycles N`` (``bench/README.md``)."""
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from bench.fault_campaign import run_campaign, unsafe_transitions
+import pytest
+
+from agent.config import parse_config
+from agent.core.events import Tick
+from agent.hardware.pins import mock_factory
+from agent.link.mqtt import Incoming
+from agent.runtime import Agent, LocalCall
+from agent.store import StateDir
+from bench.fault_campaign import SITE, run_campaign, site_config_text, unsafe_transitions
 
 
 def ev(seq: int, ts: float, kind: str, **data: object) -> dict[str, object]:
@@ -62,3 +73,67 @@ def test_short_fault_campaign(short_tmp: Path) -> None:
     assert figs.crashes == 0, figs.crash_detail
     assert time.monotonic() - started < 60
 
+
+
+
+def locked_room(state: StateDir, clock: Any) -> tuple[Agent, Any]:
+    """A room (in process, no broker, clock not synchronised) locked by window w1, which
+    started 30 s after ``clock()`` and is planned to end 1 minute later (hard cap: 1 min)."""
+    cfg = parse_config(site_config_text(port=1883))
+    room = Agent(cfg, mock_factory(), state, clock=clock, connect=False)
+    room.clock_synced = lambda: False
+    room.start()
+    start = datetime.fromtimestamp(clock(), UTC) + timedelta(seconds=30)
+    schedule = json.dumps({"version": "v1", "site": SITE, "windows": [
+        {"id": "w1", "kind": "session", "title": "", "start": start.isoformat(),
+         "end": (start + timedelta(minutes=1)).isoformat()}]}).encode()
+    room.handle(Incoming("schedule", schedule, retained=True))
+    assert room.state.locked_by == "w1"
+    return room, cfg
+
+
+def restart(room: Agent, cfg: Any, state: StateDir, clock: Any) -> Agent:
+    room.close()
+    again = Agent(cfg, mock_factory(), state, clock=clock, connect=False)
+    again.clock_synced = lambda: False
+    again.start()
+    again.feed(Tick())
+    return again
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "agent bug: Agent.start feeds ClockStatus before restoring the cached schedule, so the "
+    "core sees the lock's window missing and emits lock_released(window_removed), then "
+    "lock_engaged again when the schedule is restored"))
+def test_restart_during_a_lock_reports_no_release(short_tmp: Path) -> None:
+    state = StateDir(short_tmp / "state")
+    room, cfg = locked_room(state, time.time)
+    before = room.outbox.next_seq()
+    room = restart(room, cfg, state, time.time)
+    try:
+        assert room.state.locked_by == "w1"
+        kinds = [r.kind for r in room.outbox.pending() if r.seq >= before]
+        assert "lock_released" not in kinds, kinds
+    finally:
+        room.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "agent bug: with an unsynchronised clock, a restart after the window's planned end + "
+    "hard cap loses the lock (released as window_removed) although the district never "
+    "completed the window: docs/time.md rule 4"))
+def test_restart_keeps_the_lock_past_the_cap_while_the_clock_is_untrusted(short_tmp: Path,
+                                                                          ) -> None:
+    now = [time.time()]
+    state = StateDir(short_tmp / "state")
+    room, cfg = locked_room(state, lambda: now[0])
+    now[0] += 600            # the session overruns; no NTP, so the clock may be wrong anyway
+    room.feed(Tick())
+    assert room.state.locked_by == "w1"      # time alone never ends the lock...
+    room = restart(room, cfg, state, lambda: now[0])
+    try:
+        assert room.state.locked_by == "w1"  # ...not even across a restart
+        assert room.handle(LocalCall("off", lambda reply: None)) is None
+        assert all(room.state.relays.values()), "switched off during the lock"
+    finally:
+        room.close()
