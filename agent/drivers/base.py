@@ -154,12 +154,12 @@ class Driver(ABC):
             return settings
         if isinstance(settings, DriverSettings):
             settings = settings.model_dump()
+        if not isinstance(settings, Mapping):     # a number, a string, a list of pairs…
+            raise SettingsError(["settings: must be a mapping of setting: value"])
         try:
             return cls.Settings.model_validate(dict(settings))
         except ValidationError as e:
             raise SettingsError(settings_problems(e)) from None
-        except (TypeError, ValueError):  # dict() of a number, a string, a list of scalars…
-            raise SettingsError(["settings: must be a mapping of setting: value"]) from None
 
     # ---- lifecycle
     @property
