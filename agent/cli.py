@@ -81,7 +81,8 @@ def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | 
     host = port = None
     if broker:
         host, port = parse_broker_url(broker)
-    return Agent(cfg, factory, StateDir(state_dir), host, port, connect=connect)
+    return Agent(cfg, factory, StateDir(state_dir), host, port, connect=connect,
+                 emulate=simulate)
 
 
 def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> None:

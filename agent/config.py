@@ -141,6 +141,12 @@ class SerialPort(Strict):
     baudrate: int = Field(9600, ge=300, le=921600)
 
 
+class DeviceSimulation(Strict):
+    """How ``--simulate`` emulates this device (ignored on a real room)."""
+
+    boot_s: float = Field(3.0, ge=0, le=600, description="Emulated boot time after power on")
+
+
 class Device(Strict):
     role: Literal["codec", "camera", "amplifier", "display", "other"]
     label: str = Field("", description="Name shown to operators; defaults to the device key")
@@ -154,15 +160,33 @@ class Device(Strict):
     ready_timeout_s: float = Field(90.0, gt=0, le=900,
                                    description="Longest wait for the device to answer after "
                                                "power on, when it has a driver")
-    driver: str | None = Field(None, description="RS-232 driver name (none: relay only)")
+    driver: str | None = Field(None, description="RS-232 driver name (none: relay only): "
+                                                 "cisco_xapi, poly_group, yealink_vc, "
+                                                 "sony_visca, extron_sis, generic_line")
     serial: SerialPort | None = None
     settings: dict[str, Any] = Field(default_factory=dict,
-                                     description="Driver-specific settings")
+                                     description="Driver-specific settings (docs/drivers.md)")
+    poll_s: float = Field(10.0, ge=1, le=600, description="Health poll interval")
+    silent_polls_for_fault: int = Field(3, ge=1, le=100,
+                                        description="Unanswered polls, relay on, before the "
+                                                    "device is a fault (no power or unplugged)")
+    self_help: bool = Field(False, description="Outside a window, power-cycle the device once "
+                                               "when it stops answering (never inside one)")
+    simulation: DeviceSimulation = DeviceSimulation()
 
     @model_validator(mode="after")
-    def _serial_for_driver(self) -> Device:
-        if self.driver is not None and self.serial is None:
-            raise ValueError("a device with a driver needs 'serial'")
+    def _driver_settings(self) -> Device:
+        if self.driver is None:
+            if self.settings:
+                raise ValueError("settings: only a device with a driver has settings")
+            return self
+        from agent.drivers import check_device_settings
+
+        problems = check_device_settings(self.driver, self.settings)
+        if self.serial is None:
+            problems.append("serial: a device with a driver needs 'serial' (its port)")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -342,7 +366,14 @@ def _describe(err: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[st
         # Cross-field checks already name their fields, one problem a line.
         return [f"{m}{_line_of(m.split(':', 1)[0], lines)}" for m in msg.split("\n")]
     path = ".".join(loc) or "(file)"
-    return [f"{path}: {msg}{_line_of(path, lines)}"]
+    out = []
+    for line in msg.split("\n"):
+        # A nested check (a driver's settings) names its own sub-field: join the paths.
+        m = re.match(r"^([A-Za-z_][\w.]*): (.+)$", line)
+        full = f"{path}.{m[1]}" if m and loc else path
+        text = m[2] if m and loc else line
+        out.append(f"{full}: {text}{_line_of(full, lines)}")
+    return out
 
 
 def parse_config(text: str, source: str = "<config>") -> SiteConfig:

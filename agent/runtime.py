@@ -35,8 +35,10 @@ from agent.core.events import (
     ClockStatus,
     Event,
     LocalPowerRequest,
+    ScheduleReceived,
     Tick,
 )
+from agent.devices import EmulatedRoom, SerialDevices
 from agent.hardware.board import Board, released_power
 from agent.host import host_health
 from agent.link.mqtt import Incoming, Link, Published
@@ -72,7 +74,8 @@ def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
         devices=tuple(
             core.DeviceSpec(name=n, order=d.order, on_delay_s=d.on_delay_s,
                             off_grace_s=d.off_grace_s, ready_timeout_s=d.ready_timeout_s,
-                            confirm=False)
+                            confirm=d.driver is not None, role=d.role,
+                            self_help=d.self_help)
             for n, d in cfg.devices.items()),
         lead_s=cfg.timing.lead_min * 60.0,
         hard_cap_s=cfg.timing.lock_hard_cap_min * 60.0,
@@ -86,7 +89,9 @@ class Agent:
 
     def __init__(self, cfg: SiteConfig, factory: Factory, state_dir: StateDir,
                  broker_host: str | None = None, broker_port: int | None = None,
-                 clock: Callable[[], float] = time.time, connect: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, connect: bool = True,
+                 emulate: bool = False,
+                 clock_synced: Callable[[], bool] = clock_synchronized) -> None:
         self.cfg = cfg
         self.clock = clock
         self.store = state_dir
@@ -104,11 +109,20 @@ class Agent:
         except (KeyError, TypeError, ValueError) as e:
             log.error("saved room state unusable (%s): starting from the pins alone", e)
             self.state = core.initial_state(self.settings, relays)
+        self.clock_synced = clock_synced
+        self.state = core.resume(self.state, self._cached_schedule(), self.clock_synced(),
+                                 read_last_known_good(self.store.clock_file))
         self._saved = core.persistent(self.state)
         # Pins are claimed at the level the room had: starting never switches a relay.
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
                            on_press=lambda: self.queue.put(ButtonPressed()),
                            on_hold=lambda: self.queue.put(ButtonHeld()))
+        # A simulated room's serial devices are emulators on pseudo-terminals, powered by the
+        # simulated relays; a real room's are its USB adapters.
+        self.emulated = (EmulatedRoom(cfg.devices, relays, self.store.root / "tty")
+                         if emulate else None)
+        self.devices = SerialDevices(cfg.devices, self.queue.put, relays,
+                                     self.emulated.urls if self.emulated else None)
         self.outbox = Outbox(self.store.outbox_file, clock=clock)
         self._inflight: dict[int, Any] = {}
         self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
@@ -121,22 +135,28 @@ class Agent:
                          use_files=connect)
         self.started = threading.Event()
         self.watchdog = Watchdog.from_env()
-        self.clock_synced: Callable[[], bool] = clock_synchronized
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Restore the cached schedule, take the first decisions, then connect."""
-        self._check_clock()
-        cached = self.store.load_schedule()
-        if cached is not None:
-            try:
-                self.feed(parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone))
-            except PayloadError as e:
-                log.error("cached schedule unusable: %s", e)
+        if self.emulated is not None:
+            self.emulated.start()
+        self.devices.start()
         self.feed(Tick())
+        self._check_clock()
         if self._connect:
             self.link.start()
         self.started.set()
+
+    def _cached_schedule(self) -> ScheduleReceived | None:
+        cached = self.store.load_schedule()
+        if cached is None:
+            return None
+        try:
+            return parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
+        except PayloadError as e:
+            log.error("cached schedule unusable: %s", e)
+            return None
 
     def run(self, stop: threading.Event | None = None) -> None:
         """The main loop, until :class:`Stop` arrives or ``stop`` is set."""
@@ -161,6 +181,9 @@ class Agent:
         """Say offline, let go of the pins (relays keep their state) and close the outbox."""
         if self._connect:
             self.link.stop()
+        self.devices.close()
+        if self.emulated is not None:
+            self.emulated.close()
         self.board.close()
         self.outbox.close()
 
@@ -199,13 +222,18 @@ class Agent:
         now = self.clock()
         out = core.step(self.settings, self.state, event, now)
         self.state = out.state
+        # The decision's events are on disk first, then the state it led to, then the pins
+        # move: a kill -9 at any point loses neither an event nor a relay's true level.
+        for action in out.actions:
+            if isinstance(action, core.Emit):
+                self.outbox.append(action.kind, action.data)
         saved = core.persistent(self.state)
         if saved != self._saved:
-            # Written before the pins move: a restart claims pins at the level saved here.
             self.store.save_room(saved)
             self._saved = saved
         for action in out.actions:
             self._do(action)
+        self._flush_outbox()
         self.board.show(core.led(self.settings, self.state, now))
         self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
                                                  for a in out.actions))
@@ -215,13 +243,20 @@ class Agent:
         match action:
             case core.SetRelay(device=d, on=on):
                 self.board.set_power(d, on)
-            case core.Emit(kind=kind, data=data):
-                self.emit(kind, data)
+                if self.emulated is not None:
+                    self.emulated.relay_changed(d, on)
+                self.devices.relay_changed(d, on)
+            case core.AwaitReady(device=d):
+                self.devices.await_ready(d)
+            case core.SendStandby(device=d):
+                self.devices.send_standby(d)
+            case core.Emit():
+                pass  # recorded in feed(), before anything else
             case core.Reply():
                 self._reply(action.command_id, action.status, action.reason, action.data,
                             correlation=self._correlation)
-            case core.AwaitReady() | core.SendStandby() | core.PublishState():
-                pass  # serial confirmation arrives with the drivers; state handled in feed()
+            case core.PublishState():
+                pass  # handled in feed(), after every action
 
     # ------------------------------------------------------------------ events
     def emit(self, kind: str, data: dict[str, Any]) -> None:

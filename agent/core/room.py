@@ -57,6 +57,8 @@ class DeviceSpec:
     off_grace_s: float = 0.0
     ready_timeout_s: float = 90.0
     confirm: bool = False  # True when a serial driver confirms power on / standby
+    role: str = "other"
+    self_help: bool = False  # power-cycle once when it stops answering outside a window
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class RoomState:
     clock_synced: bool = True
     last_known_good: float = 0.0
     evidence: float = 0.0  # latest district time stamp seen on a message
+    cycled: frozenset[str] = frozenset()  # power-cycled by self-help since last healthy
+    unscheduled: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -173,6 +177,17 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
                 started_at=float(seq["started_at"])),
         )
     return st
+
+
+def resume(state: RoomState, schedule: ScheduleReceived | None, clock_synced: bool,
+           last_known_good: float) -> RoomState:
+    """A restarted room's state before its first step: the cached schedule and what is known
+    of the clock are part of it from the start, so the first decision sees the lock as it was
+    (no false release, and an untrusted clock cannot end it)."""
+    if schedule is not None:
+        state = replace(state, schedule=tuple(schedule.windows),
+                        schedule_version=schedule.version)
+    return replace(state, clock_synced=clock_synced, last_known_good=last_known_good)
 
 
 def persistent(state: RoomState) -> dict[str, Any]:
@@ -462,6 +477,9 @@ class _Step:
                 self.emit("power_sequence_finished", on=seq.on, reason=seq.reason,
                           elapsed_s=round(self.now - seq.started_at, 3))
                 self.set(sequence=None)
+                if not seq.on and seq.reason.startswith(SELF_HELP):
+                    # Second half of a self-help power cycle: the device on again.
+                    self.start_sequence(True, seq.reason, (seq.reason[len(SELF_HELP):],))
                 return
             name, rest = seq.remaining[0], seq.remaining[1:]
             spec = self.settings.spec(name)
@@ -556,6 +574,7 @@ class _Step:
                       start=iso(w.start))
             self.start_sequence(True, f"window:{w.id}")
         self.track_lock()
+        self.track_unscheduled()
 
     def guard_lock(self) -> Window | None:
         """Stop a switch-off that began before the lock: only an override goes on into it."""
@@ -567,6 +586,48 @@ class _Step:
                       replaced_by=f"lock:{w.id}", device=seq.current)
             self.set(sequence=None)
         return w
+
+    def self_help(self, device: str, status: str, reason: str) -> None:
+        """A device went faulty: outside a window, power-cycle it once; inside, leave it to
+        the district (DESIGN: nothing is cut automatically during a window)."""
+        if status == "ok":
+            self.set(cycled=self.st.cycled - {device})
+            return
+        spec = self.settings.spec(device)
+        if status != "fault" or not spec.self_help or device in self.st.cycled:
+            return
+        w = self.lock()
+        if w is not None:
+            self.emit("self_help_withheld", device=device, window_id=w.id, reason=reason)
+            self.set(cycled=self.st.cycled | {device})  # once per fault, not every poll
+            return
+        if not self.st.relays[device] or self.st.sequence is not None:
+            return
+        self.set(cycled=self.st.cycled | {device})
+        self.emit("self_help_power_cycle", device=device, reason=reason)
+        self.start_sequence(False, f"{SELF_HELP}{device}", (device,))
+
+    def track_unscheduled(self) -> None:
+        """Report a codec in a call, or a device awake, outside every window (problem 5)."""
+        locked = self.lock() is not None
+        now_in: dict[tuple[str, str], float] = {}
+        if not locked:
+            for name, h in self.st.health.items():
+                if h.in_call:
+                    now_in[(name, "in_call")] = self.now
+                elif h.power == "on" and self.settings.spec(name).role == "codec":
+                    now_in[(name, "awake")] = self.now
+        before = self.st.unscheduled
+        if set(now_in) == set(before):
+            return
+        for key in now_in:
+            if key not in before:
+                self.emit("unscheduled_use", device=key[0], what=key[1])
+        for key, since in before.items():
+            if key not in now_in:
+                self.emit("unscheduled_use_ended", device=key[0], what=key[1],
+                          duration_s=round(self.now - since, 3))
+        self.set(unscheduled={k: before.get(k, v) for k, v in now_in.items()})
 
     def track_lock(self) -> None:
         """Emit lock changes: the lock itself is derived from windows and the clock."""
@@ -649,10 +710,12 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
                 s.set(health=health)
                 s.emit("device_health", device=d, status=status, reason=reason,
                        power=event.power, in_call=event.in_call)
+                s.self_help(d, status, reason)
     s.on_time()
     return Outcome(s.st, tuple(s.actions))
 
 
+SELF_HELP = "self_help:"
 MAX_PLAUSIBLE_TIME = 4_102_444_800.0  # 2100-01-01: a later stamp comes from a broken clock
 FUTURE_SLACK_S = 300.0
 STALE_AFTER_S = 600.0

@@ -145,9 +145,10 @@ def watcher(broker: LocalBroker) -> Iterator[Watcher]:
 class RunningAgent:
     """An agent on mock pins, its loop in a thread, as ``diemcau-agent run --simulate``."""
 
-    def __init__(self, cfg: SiteConfig, state_dir: Path, factory: Any = None) -> None:
+    def __init__(self, cfg: SiteConfig, state_dir: Path, factory: Any = None,
+                 emulate: bool = False) -> None:
         self.factory = factory or mock_factory()
-        self.agent = Agent(cfg, self.factory, StateDir(state_dir))
+        self.agent = Agent(cfg, self.factory, StateDir(state_dir), emulate=emulate)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=serve, args=(self.agent, True, self._stop),
                                        daemon=True)
@@ -161,8 +162,9 @@ class RunningAgent:
 
 
 @contextmanager
-def running(cfg: SiteConfig, state_dir: Path, factory: Any = None) -> Iterator[RunningAgent]:
-    r = RunningAgent(cfg, state_dir, factory)
+def running(cfg: SiteConfig, state_dir: Path, factory: Any = None,
+            emulate: bool = False) -> Iterator[RunningAgent]:
+    r = RunningAgent(cfg, state_dir, factory, emulate)
     try:
         yield r
     finally:

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agent.config import parse_config
 from agent.core.events import Tick
 from agent.hardware.pins import mock_factory
@@ -80,8 +78,8 @@ def locked_room(state: StateDir, clock: Any) -> tuple[Agent, Any]:
     """A room (in process, no broker, clock not synchronised) locked by window w1, which
     started 30 s after ``clock()`` and is planned to end 1 minute later (hard cap: 1 min)."""
     cfg = parse_config(site_config_text(port=1883))
-    room = Agent(cfg, mock_factory(), state, clock=clock, connect=False)
-    room.clock_synced = lambda: False
+    room = Agent(cfg, mock_factory(), state, clock=clock, connect=False,
+                 clock_synced=lambda: False)
     room.start()
     start = datetime.fromtimestamp(clock(), UTC) + timedelta(seconds=30)
     schedule = json.dumps({"version": "v1", "site": SITE, "windows": [
@@ -94,17 +92,13 @@ def locked_room(state: StateDir, clock: Any) -> tuple[Agent, Any]:
 
 def restart(room: Agent, cfg: Any, state: StateDir, clock: Any) -> Agent:
     room.close()
-    again = Agent(cfg, mock_factory(), state, clock=clock, connect=False)
-    again.clock_synced = lambda: False
+    again = Agent(cfg, mock_factory(), state, clock=clock, connect=False,
+                  clock_synced=lambda: False)
     again.start()
     again.feed(Tick())
     return again
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent bug: Agent.start feeds ClockStatus before restoring the cached schedule, so the "
-    "core sees the lock's window missing and emits lock_released(window_removed), then "
-    "lock_engaged again when the schedule is restored"))
 def test_restart_during_a_lock_reports_no_release(short_tmp: Path) -> None:
     state = StateDir(short_tmp / "state")
     room, cfg = locked_room(state, time.time)
@@ -118,10 +112,6 @@ def test_restart_during_a_lock_reports_no_release(short_tmp: Path) -> None:
         room.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent bug: with an unsynchronised clock, a restart after the window's planned end + "
-    "hard cap loses the lock (released as window_removed) although the district never "
-    "completed the window: docs/time.md rule 4"))
 def test_restart_keeps_the_lock_past_the_cap_while_the_clock_is_untrusted(short_tmp: Path,
                                                                           ) -> None:
     now = [time.time()]
