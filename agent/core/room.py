@@ -620,13 +620,13 @@ class _Step:
         before = self.st.unscheduled
         if set(now_in) == set(before):
             return
-        for key in now_in:
-            if key not in before:
-                self.emit("unscheduled_use", device=key[0], what=key[1])
         for key, since in before.items():
             if key not in now_in:
                 self.emit("unscheduled_use_ended", device=key[0], what=key[1],
                           duration_s=round(self.now - since, 3))
+        for key in now_in:
+            if key not in before:
+                self.emit("unscheduled_use", device=key[0], what=key[1])
         self.set(unscheduled={k: before.get(k, v) for k, v in now_in.items()})
 
     def track_lock(self) -> None:

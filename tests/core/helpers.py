@@ -16,7 +16,7 @@ def settings(confirm: bool = False) -> core.RoomSettings:
             core.DeviceSpec("amplifier", 3, on_delay_s=0, off_grace_s=0, ready_timeout_s=30,
                             confirm=confirm),
             core.DeviceSpec("codec", 1, on_delay_s=5, off_grace_s=10, ready_timeout_s=30,
-                            confirm=confirm),
+                            confirm=confirm, role="codec", self_help=True),
             core.DeviceSpec("camera", 2, on_delay_s=2, off_grace_s=0, ready_timeout_s=30,
                             confirm=confirm),
         ),

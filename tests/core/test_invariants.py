@@ -23,6 +23,7 @@ from agent.core.events import (
     ButtonPressed,
     ClockStatus,
     Command,
+    DeviceHealthChanged,
     DeviceReady,
     DeviceStandby,
     LocalPowerRequest,
@@ -63,6 +64,9 @@ events = st.one_of(
     st.builds(BrokerConnection, st.booleans()),
     st.builds(ClockStatus, st.booleans(), st.floats(0, 10_000, allow_nan=False)),
     st.just("restart"),
+    st.builds(DeviceHealthChanged, st.sampled_from(DEVICES),
+              st.sampled_from(["ok", "fault", "degraded", "unknown"]), st.just("r"),
+              st.sampled_from([None, "on", "standby"]), st.sampled_from([None, True, False])),
 )
 
 # Mostly small steps forward; sometimes a big jump, sometimes the clock goes back.

@@ -453,3 +453,48 @@ def test_stale_power_command_refused_with_a_synchronised_clock() -> None:
     assert replies(out.actions)[0].status == "accepted"
     out = r.feed(Command("f", "power", {"on": True}, issued_at=2000), at=1001)
     assert replies(out.actions)[0].reason.startswith("ts: ")
+
+
+# ----------------------------------------------------------------------------- self-help, use
+
+
+def test_self_help_cycles_a_faulty_codec_once_outside_windows() -> None:
+    r = Room(relays=ALL_ON)
+    out = r.feed(DeviceHealthChanged("codec", "fault", "no answer"), at=0)
+    assert kinds(out.actions)[:3] == ["device_health", "self_help_power_cycle",
+                                      "power_sequence_started"]
+    assert relays(out.actions) == []                      # the codec gets its grace first
+    out = r.feed(Tick(), at=10)
+    assert relays(out.actions) == [("codec", False), ("codec", True)]
+    assert all(a.reason == "self_help:codec" for a in out.actions if isinstance(a, core.SetRelay))
+    # Still faulty after the cycle: not cycled again until it has been healthy once.
+    out = r.feed(DeviceHealthChanged("codec", "fault", "no answer"), at=20)
+    assert "self_help_power_cycle" not in kinds(out.actions)
+    r.feed(DeviceHealthChanged("codec", "ok", ""), at=30)
+    out = r.feed(DeviceHealthChanged("codec", "fault", "no answer"), at=40)
+    assert "self_help_power_cycle" in kinds(out.actions)
+
+
+def test_self_help_withheld_inside_a_window() -> None:
+    r = Room(relays=ALL_ON)
+    r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=0)
+    r.feed(Tick(), at=200)
+    out = r.feed(DeviceHealthChanged("codec", "fault", "no answer"), at=300)
+    assert "self_help_withheld" in kinds(out.actions)
+    assert relays(out.actions) == [] and r.state.sequence is None
+    # Devices without self_help are never cycled.
+    out = r.feed(DeviceHealthChanged("camera", "fault", "no answer"), at=2_000_000)
+    assert "self_help_power_cycle" not in kinds(out.actions)
+
+
+def test_codec_in_call_outside_windows_is_unscheduled_use() -> None:
+    r = Room(relays=ALL_ON)
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", power="on", in_call=True), at=0)
+    assert [a.data for a in out.actions if isinstance(a, core.Emit)
+            and a.kind == "unscheduled_use"] == [{"device": "codec", "what": "in_call"}]
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", power="on", in_call=False), at=60)
+    assert kinds(out.actions) == ["device_health", "unscheduled_use_ended", "unscheduled_use"]
+    # Inside a window a call is what the room is for.
+    r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=100)
+    out = r.feed(Tick(), at=200)
+    assert "unscheduled_use_ended" in kinds(out.actions) and r.state.unscheduled == {}
