@@ -495,6 +495,5 @@ def test_codec_in_call_outside_windows_is_unscheduled_use() -> None:
     out = r.feed(DeviceHealthChanged("codec", "ok", "", power="on", in_call=False), at=60)
     assert kinds(out.actions) == ["device_health", "unscheduled_use_ended", "unscheduled_use"]
     # Inside a window a call is what the room is for.
-    r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=100)
-    out = r.feed(Tick(), at=200)
+    out = r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=100)
     assert "unscheduled_use_ended" in kinds(out.actions) and r.state.unscheduled == {}
