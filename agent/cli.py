@@ -92,6 +92,8 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
         if op in ("press", "hold"):
             respond(_simulated_button(agent, op) if simulate else
                     {"ok": False, "error": "press/hold only in a simulated room (--simulate)"})
+        elif ":" in op:
+            respond(_simulated_serial(agent, op))
         else:
             agent.queue.put(LocalCall(op, respond))
 
@@ -135,6 +137,29 @@ def _simulated_button(agent: Agent, op: str) -> dict[str, Any]:
     if op == "hold":
         threading.Event().wait(cfg.hold_s + 0.3)  # the operator's finger, in real time
     up()
+    return {"ok": True}
+
+
+def _simulated_serial(agent: Agent, op: str) -> dict[str, Any]:
+    """A fault on a simulated serial device: ``unplug:codec`` (the USB adapter pulled),
+    ``replug:codec``, ``silence:codec`` (cable cut: nothing answers), ``speak:codec``,
+    ``garbage:codec`` (noise on the line)."""
+    what, _, device = op.partition(":")
+    emus = agent.emulated.emulators if agent.emulated is not None else {}
+    emu = emus.get(device)
+    if emu is None:
+        return {"ok": False, "error": f"no simulated serial device '{device}' "
+                                      f"(have: {', '.join(emus) or 'none'})"}
+    if what == "unplug":
+        emu.unplug()
+    elif what == "replug":
+        emu.replug()
+    elif what in ("silence", "speak"):
+        emu.silent = what == "silence"
+    elif what == "garbage":
+        emu.inject_garbage()
+    else:
+        return {"ok": False, "error": f"unknown device fault '{what}'"}
     return {"ok": True}
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-OPS = ("status", "on", "off", "press", "hold")
-"""``press`` and ``hold`` work only in a simulated room: they move the mock button pin."""
+OPS = ("status", "on", "off", "press", "hold", "unplug", "replug", "silence", "speak",
+       "garbage")
+"""``press``/``hold`` (the button) and ``unplug|replug|silence|speak|garbage:<device>`` (a
+serial device's emulator) work only in a simulated room."""
 
 
 class ControlServer:
@@ -67,7 +69,7 @@ class ControlServer:
                 op = req.get("op") if isinstance(req, dict) else None
             except (OSError, ValueError):
                 op = None
-            if op not in OPS:
+            if not isinstance(op, str) or op.split(":", 1)[0] not in OPS:
                 self._send(conn, {"ok": False, "error": f"expected one of {', '.join(OPS)}"})
                 return
             done = threading.Event()

@@ -6,5 +6,5 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 deploy/bootstrap.sh
 export PATH="/usr/sbin:$PATH"   # mosquitto lives in /usr/sbin on Debian
-.venv/bin/ruff check agent broker district tests bench
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

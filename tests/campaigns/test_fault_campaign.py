@@ -35,8 +35,10 @@ def test_detector_flags_only_unexplained_switch_offs_during_a_lock(tmp_path: Pat
         ev(1, t0 + 1, "lock_engaged", window_id="w1"),
         ev(2, t0 + 3, "lock_overridden", window_id="w1", device="camera", command_id="c1"),
         ev(3, t0 + 3.5, "power_sequence_finished", reason="override:c1"),
-        ev(4, t0 + 5, "lock_released", window_id="w1", reason="completed"),
-        ev(5, t0 + 8, "lock_engaged", window_id="w2"),          # still locked at the end
+        # The next step's event: the override's last relay moved before it was recorded.
+        ev(4, t0 + 3.6, "check_in", window_id="w1"),
+        ev(5, t0 + 5, "lock_released", window_id="w1", reason="completed"),
+        ev(6, t0 + 8, "lock_engaged", window_id="w2"),          # still locked at the end
     ]
     pins = write_pins(tmp_path / "pins.log", [
         (t0 + 0.5, "GPIO26", 0),   # before the lock: allowed
@@ -47,6 +49,8 @@ def test_detector_flags_only_unexplained_switch_offs_during_a_lock(tmp_path: Pat
         (t0 + 3.3, "GPIO20", 1),
         (t0 + 3.4, "GPIO26", 0),   # another device during that override: UNSAFE
         (t0 + 3.45, "GPIO26", 1),
+        (t0 + 3.52, "GPIO20", 0),  # the override's last step, just after "finished": explained
+        (t0 + 3.55, "GPIO20", 1),
         (t0 + 4.0, "GPIO20", 0),   # after the override's sequence finished: UNSAFE
         (t0 + 4.1, "GPIO20", 1),
         (t0 + 5.0005, "GPIO21", 0),  # the instant after the release: allowed
@@ -57,7 +61,7 @@ def test_detector_flags_only_unexplained_switch_offs_during_a_lock(tmp_path: Pat
     details, offs, explained = unsafe_transitions(events, pins, t0 + 10)
     assert len(details) == 4, details
     assert [d.split()[0] for d in details] == ["amplifier", "codec", "camera", "codec"]
-    assert offs == 7 and explained == 1
+    assert offs == 8 and explained == 2
 
 
 def test_short_fault_campaign(short_tmp: Path) -> None:
