@@ -170,6 +170,11 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
             adhoc=tuple(Window(**w) for w in saved.get("adhoc", ())),
             locked_by=saved.get("locked_by"),
             sequences_started=int(saved.get("sequences_started", 0)),
+            check=None if not saved.get("check") else OperatorCheck(**saved["check"]),
+            cycled=frozenset(str(d) for d in saved.get("cycled", ()) if d in rel),
+            unscheduled={(str(d), str(w)): float(t) for d, w, t in saved.get("unscheduled", ())
+                         if d in rel},
+            evidence=float(saved.get("evidence", 0.0)),
             # A sequence cut short by a restart goes on from the step it was in.
             sequence=None if not seq else Sequence(
                 id=int(seq["id"]), on=bool(seq["on"]), reason=str(seq["reason"]),
@@ -199,6 +204,10 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "adhoc": [w.__dict__ for w in state.adhoc],
         "locked_by": state.locked_by,
         "sequences_started": state.sequences_started,
+        "check": None if state.check is None else state.check.__dict__,
+        "cycled": sorted(state.cycled),
+        "unscheduled": sorted([d, w, t] for (d, w), t in state.unscheduled.items()),
+        "evidence": state.evidence,
         "sequence": None if state.sequence is None else {
             "id": state.sequence.id, "on": state.sequence.on, "reason": state.sequence.reason,
             "remaining": [n for n in (state.sequence.current, *state.sequence.remaining) if n],
@@ -240,7 +249,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class AwaitReady:
-    """Ask the device's driver to report :class:`DeviceReady` once it answers."""
+    """Ask the device's driver to wake it if in standby and report :class:`DeviceReady` once
+    it answers."""
 
     device: str
 
@@ -459,8 +469,11 @@ class _Step:
         if old is not None:
             self.emit("power_sequence_cancelled", on=old.on, reason=old.reason,
                       replaced_by=reason, device=old.current)
-        # A device whose relay already has the wanted state needs no step.
-        todo = tuple(n for n in order if n in wanted and self.st.relays[n] != on)
+        # A device whose relay already has the wanted state needs no step, except that "on"
+        # also means awake: a device with a driver that has not said it is on gets woken.
+        todo = tuple(n for n in order if n in wanted and (
+            self.st.relays[n] != on
+            or (on and self.settings.spec(n).confirm and self.st.health[n].power != "on")))
         seq_id = self.st.sequences_started + 1
         self.set(sequences_started=seq_id, sequence=None)
         if not todo:
@@ -668,7 +681,11 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
             # not taken as proof of the time.
             if event.issued_at is not None and _stamp_problem(s, event.issued_at, "") is None:
                 s.set(evidence=max(s.st.evidence, event.issued_at))
-            s.set(schedule=tuple(windows), schedule_version=version)
+            old_start = {w.id: w.start for w in s.st.schedule}
+            moved = {w.id for w in windows if w.id in old_start and old_start[w.id] != w.start}
+            s.set(schedule=tuple(windows), schedule_version=version,
+                  # A window moved to a new time powers the room up again at that time.
+                  powered=s.st.powered - moved)
             known = {w.id for w in s.st.windows}
             s.set(completed=frozenset(c for c in s.st.completed if c in known),
                   powered=frozenset(p for p in s.st.powered if p in known))

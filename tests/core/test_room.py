@@ -497,3 +497,31 @@ def test_codec_in_call_outside_windows_is_unscheduled_use() -> None:
     # Inside a window a call is what the room is for.
     out = r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=100)
     assert "unscheduled_use_ended" in kinds(out.actions) and r.state.unscheduled == {}
+
+
+def test_window_power_up_wakes_devices_already_powered() -> None:
+    # Fail-safe wiring: the relays are on when the room idles, the codec is in standby.
+    r = Room(settings(confirm=True), relays=ALL_ON)
+    for d, power in (("codec", "standby"), ("camera", "on"), ("amplifier", "standby")):
+        r.feed(DeviceHealthChanged(d, "ok", "", power=power), at=0)
+    r.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=1)
+    out = r.feed(Tick(), at=100)
+    started = [a.data for a in out.actions if isinstance(a, core.Emit)
+               and a.kind == "power_sequence_started"]
+    assert started[0]["devices"] == ["codec", "amplifier"]      # the camera is already on
+    assert relays(out.actions) == [] and core.AwaitReady("codec") in out.actions
+    out = r.feed(DeviceReady("codec"), at=130)
+    assert core.AwaitReady("amplifier") in out.actions
+
+
+def test_window_moved_to_a_new_time_powers_up_again() -> None:
+    r2 = Room()
+    r2.feed(ScheduleReceived((Window("t1", "test", 1000, 1600),), "v1"), at=0)
+    r2.feed(Tick(), at=100)
+    r2.feed(LocalPowerRequest(True, "cli"), at=101)
+    r2.feed(ScheduleReceived((Window("t1", "test", 5000, 5600),), "v2"), at=150)
+    r2.feed(Command("off", "power", {"on": False}), at=200)
+    r2.feed(Tick(), at=215)
+    assert r2.state.relays == {"codec": False, "camera": False, "amplifier": False}
+    out = r2.feed(Tick(), at=4100)
+    assert "window_power_up" in kinds(out.actions)
