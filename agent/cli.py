@@ -179,8 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
-    except ValueError as e:
-        print(str(e), file=sys.stderr)
+    except ImportError as e:
+        print(f"cannot drive the Pi's pins: {e} (pip install '.[pi]' for lgpio, or run with "
+              "--simulate)", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:
+        # A pin in use by another program, a bad broker URL, an unreadable state directory.
+        print(f"cannot start the room agent: {e}", file=sys.stderr)
         return 2
     serve(agent, args.simulate)
     return 0
@@ -236,7 +241,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     path = _socket_for(args)
     try:
         reply = request(path, args.cmd)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         print(f"Không liên lạc được với trợ lý / cannot reach the agent at {path}: {e}",
               file=sys.stderr)
         return 3

@@ -164,7 +164,7 @@ class Device(Strict):
                                                  "cisco_xapi, poly_group, yealink_vc, "
                                                  "sony_visca, extron_sis, generic_line")
     serial: SerialPort | None = None
-    settings: dict[str, Any] = Field(default_factory=dict,
+    settings: dict[str, Any] = Field(default_factory=dict, repr=False,  # may hold passwords
                                      description="Driver-specific settings (docs/drivers.md)")
     poll_s: float = Field(10.0, ge=1, le=600, description="Health poll interval")
     silent_polls_for_fault: int = Field(3, ge=1, le=100,
@@ -266,9 +266,22 @@ class SiteConfig(Strict):
         return sorted(self.devices, key=lambda n: self.devices[n].order)
 
     def fingerprint(self) -> str:
-        """Short hash of the effective config, published so the district can spot drift."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        """Short hash of the effective config, published so the district can spot drift.
+        Secrets are left out: the hash is public and must not let anyone test a password."""
+        blob = json.dumps(_without_secrets(self.model_dump(mode="json")), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+SECRET_KEYS = re.compile(r"pass|secret|token|key$", re.IGNORECASE)
+
+
+def _without_secrets(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: "***" if SECRET_KEYS.search(str(k)) and not isinstance(v, dict | list)
+                else _without_secrets(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_without_secrets(v) for v in data]
+    return data
 
 
 def cross_check(raw: Any) -> list[str]:

@@ -53,15 +53,20 @@ class SerialDevice:
         self.poller.set_relay(on)
 
     def await_ready(self) -> None:
-        """Report ``DeviceReady`` once the device answers after power on (bounded)."""
-        self._work.submit(self._guard, self.poller.wait_ready, self.dev.ready_timeout_s)
+        """Wake the device if it is in standby and report ``DeviceReady`` once it answers
+        (bounded). A step still running for an older request is cancelled first."""
+        self.poller.cancel_step()
+        self._work.submit(self._guard, lambda t: self.poller.wait_ready(t, wake=True),
+                          self.dev.ready_timeout_s)
 
     def send_standby(self) -> None:
         """Send standby and report ``DeviceStandby`` once confirmed (bounded by the grace)."""
+        self.poller.cancel_step()
         self._work.submit(self._guard, self.poller.standby_and_confirm,
                           max(self.dev.off_grace_s, 1.0))
 
     def _guard(self, fn: Callable[[float], Any], timeout: float) -> None:
+        self.poller.begin_step()
         try:
             outcome = fn(timeout)
             log.info("%s: %s", self.name, outcome)

@@ -41,11 +41,12 @@ from agent.core.events import (
 from agent.devices import EmulatedRoom, SerialDevices
 from agent.hardware.board import Board, released_power
 from agent.host import host_health
+from agent.inhibit import ShutdownInhibitor
 from agent.link.mqtt import Incoming, Link, Published
 from agent.link.payloads import PayloadError, parse_command, parse_schedule
 from agent.link.topics import API_VERSION, RoomTopics
 from agent.outbox import Outbox
-from agent.store import StateDir
+from agent.store import StateDir, read_boot_id, system_stopping
 from agent.systemd import Watchdog
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,12 @@ class Agent:
         self.config_hash = cfg.fingerprint()
 
         saved = self.store.load_room()
+        self.boot_id = read_boot_id()
+        # After a reboot or power cut the pins are where /boot/firmware/config.txt put them
+        # (coils released), whatever the room had before: that is the truth to start from.
+        self.rebooted = bool(saved) and saved.get("boot_id") != self.boot_id
         relays = {n: released_power(d) for n, d in cfg.devices.items()}
-        if saved and isinstance(saved.get("relays"), dict):
+        if saved and not self.rebooted and isinstance(saved.get("relays"), dict):
             relays.update({n: bool(v) for n, v in saved["relays"].items() if n in relays})
         try:
             self.state = core.initial_state(self.settings, relays, saved)
@@ -112,7 +117,8 @@ class Agent:
         self.clock_synced = clock_synced
         self.state = core.resume(self.state, self._cached_schedule(), self.clock_synced(),
                                  read_last_known_good(self.store.clock_file))
-        self._saved = core.persistent(self.state)
+        self._saved = self._persistent()
+        self.inhibitor = ShutdownInhibitor()
         # Pins are claimed at the level the room had: starting never switches a relay.
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
                            on_press=lambda: self.queue.put(ButtonPressed()),
@@ -128,8 +134,8 @@ class Agent:
         self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
         self._correlation: bytes | None = None  # of the command being fed to the core
         self._last_snapshot: dict[str, Any] | None = None
-        self._last_heartbeat = 0.0
-        self._host: dict[str, Any] = {}
+        self._last_heartbeat = time.monotonic()
+        self._host: dict[str, Any] = host_health()
         self._connect = connect
         self.link = Link(cfg.broker, self.topics, self.queue.put, broker_host, broker_port,
                          use_files=connect)
@@ -142,11 +148,17 @@ class Agent:
         if self.emulated is not None:
             self.emulated.start()
         self.devices.start()
+        self.outbox.append("agent_started", {
+            "agent_version": __version__, "after_reboot": self.rebooted,
+            "relays": dict(self.state.relays), "locked_by": self.state.locked_by})
         self.feed(Tick())
         self._check_clock()
         if self._connect:
             self.link.start()
         self.started.set()
+
+    def _persistent(self) -> dict[str, Any]:
+        return {**core.persistent(self.state), "boot_id": self.boot_id}
 
     def _cached_schedule(self) -> ScheduleReceived | None:
         cached = self.store.load_schedule()
@@ -179,6 +191,13 @@ class Agent:
 
     def close(self) -> None:
         """Say offline, let go of the pins (relays keep their state) and close the outbox."""
+        lock = core.lock_window(self.settings, self.state, self.clock())
+        if lock is not None:
+            # Stopped during a lock: say so (delivered after the restart if the link is gone).
+            self.outbox.append("agent_stopped_during_lock", {
+                "window_id": lock.id, "kind": lock.kind, "system_shutdown": system_stopping()})
+            self._flush_outbox()
+        self.inhibitor.release()
         if self._connect:
             self.link.stop()
         self.devices.close()
@@ -227,13 +246,25 @@ class Agent:
         for action in out.actions:
             if isinstance(action, core.Emit):
                 self.outbox.append(action.kind, action.data)
-        saved = core.persistent(self.state)
+        saved = self._persistent()
         if saved != self._saved:
-            self.store.save_room(saved)
-            self._saved = saved
+            try:
+                self.store.save_room(saved)
+                self._saved = saved
+            except OSError as e:
+                # A full or failing card must not stop the room: act now, save next time.
+                log.error("cannot save the room state (%s); will try again", e)
         for action in out.actions:
-            self._do(action)
+            try:
+                self._do(action)
+            except Exception:
+                log.exception("failed to carry out %r", action)
         self._flush_outbox()
+        lock = core.lock_window(self.settings, self.state, now)
+        if lock is None:
+            self.inhibitor.release()
+        else:
+            self.inhibitor.hold(f"{lock.kind} {lock.id} {lock.title}".strip())
         self.board.show(core.led(self.settings, self.state, now))
         self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
                                                  for a in out.actions))
@@ -303,12 +334,12 @@ class Agent:
             self._reply(cmd.id, "refused", f"duplicate command id '{cmd.id}': already handled",
                         correlation=msg.correlation)
             return
-        self._recent.append(cmd.id)
         self._correlation = msg.correlation  # the core's reply carries it too (API contract)
         try:
             self.feed(cmd)
         finally:
             self._correlation = None
+        self._recent.append(cmd.id)
 
     def _schedule(self, msg: Incoming) -> None:
         if not msg.payload:

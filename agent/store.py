@@ -32,6 +32,33 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id() -> str:
+    """This boot's id (changes at every boot), or "" where the kernel does not say."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def system_stopping() -> bool:
+    """True while systemd is shutting the machine down (``systemctl is-system-running``)."""
+    import shutil
+    import subprocess
+
+    systemctl = shutil.which("systemctl")
+    if systemctl is None or not Path("/run/systemd/system").is_dir():
+        return False
+    try:
+        out = subprocess.run([systemctl, "is-system-running"], capture_output=True, text=True,
+                             timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip() == "stopping"
+
+
 class StateDir:
     """The agent's state directory: room state, the schedule cache and the outbox."""
 

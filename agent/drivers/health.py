@@ -97,6 +97,7 @@ class HealthPoller:
         self.boot_grace_s = boot_grace_s
         self.clock = clock
         self._cancel = threading.Event()
+        self._step_cancel = threading.Event()
         self.sleep: Callable[[float], object] = sleep or self._cancel.wait
         self.relay_on = relay_on
         self._relay_since = clock()
@@ -116,6 +117,15 @@ class HealthPoller:
                 self._relay_since = self.clock()
                 self.failures = 0
             self.relay_on = on
+
+    def cancel_step(self) -> None:
+        """Stop a running :meth:`wait_ready` / :meth:`standby_and_confirm` (a newer power
+        request replaced it); the poller itself goes on."""
+        self._step_cancel.set()
+
+    def begin_step(self) -> None:
+        """Called by the worker before a new sequencing step: forget an earlier cancel."""
+        self._step_cancel.clear()
 
     def cancel(self) -> None:
         """Stop :meth:`run` and any :meth:`wait_ready` / :meth:`standby_and_confirm` soon."""
@@ -215,7 +225,7 @@ class HealthPoller:
     def _give_up_or_wait(self, start: float, timeout_s: float, interval_s: float,
                          attempts: int, state: str, reason: str) -> Outcome | None:
         """The failed outcome if cancelled or out of time; else sleep until the next try."""
-        if self._cancel.is_set():
+        if self._cancel.is_set() or self._step_cancel.is_set():
             return self._outcome(False, state, start, attempts, R_CANCELLED)
         left = start + timeout_s - self.clock()
         if left <= 0:

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from agent.core.events import Command, ScheduleReceived, Window
 
@@ -34,9 +42,9 @@ class _Wire(BaseModel):
 
 
 class PowerArgs(_Wire):
-    on: bool
+    on: StrictBool
     device: str | None = Field(None, max_length=32)
-    override: bool = False
+    override: StrictBool = False
 
 
 class StartWindowArgs(_Wire):
@@ -73,7 +81,7 @@ class CommandEnvelope(_Wire):
     args: dict[str, Any] = Field(default_factory=dict)
     sender: str = Field("", max_length=128)
     site: str | None = Field(None, max_length=64, description="If given, must be this room")
-    ts: datetime | None = None
+    ts: AwareDatetime | None = Field(None, description="ISO 8601 with its UTC offset")
 
 
 MAX_PROBLEMS = 20
@@ -197,7 +205,7 @@ def parse_command(payload: bytes, site: str) -> Command:
         raise PayloadError(_problems(e, "args."), env.id) from None
     return Command(id=env.id, name=env.name, args=args.model_dump(exclude_none=True),
                    sender=env.sender,
-                   issued_at=env.ts.timestamp() if env.ts and env.ts.tzinfo else None)
+                   issued_at=env.ts.timestamp() if env.ts else None)
 
 
 class WindowIn(_Wire):

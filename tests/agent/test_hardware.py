@@ -14,7 +14,7 @@ from agent.core.led import BY_NAME, PATTERNS, led_table_markdown
 from agent.hardware.board import Board, OperatorButton, coil_active_high
 from agent.hardware.pins import mock_factory
 from agent.runtime import Agent
-from agent.store import StateDir
+from agent.store import StateDir, read_boot_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,8 @@ def test_first_start_claims_pins_without_a_transition(cfg: SiteConfig, tmp_path:
     if levels[26] is False:
         # What the previous agent saved before it died: the relays as it left them.
         st.save_room({"relays": {"codec": False, "camera": True, "amplifier": True},
-                      "completed": [], "powered": [], "adhoc": [], "locked_by": None})
+                      "completed": [], "powered": [], "adhoc": [], "locked_by": None,
+                      "boot_id": read_boot_id()})
     a = agent(cfg, factory, tmp_path)
     a.start()
     for n, pin in pins.items():
@@ -154,3 +155,26 @@ def test_led_guide_in_docs_matches_the_table() -> None:
     # Single-colour LEDs: every pattern must differ by timing alone.
     timings = [(p.on_s, p.off_s) for p in PATTERNS]
     assert len(set(timings)) == len(timings)
+
+
+def test_after_a_reboot_pins_are_taken_as_boot_left_them(cfg: SiteConfig,
+                                                          tmp_path: Path) -> None:
+    factory = mock_factory()
+    pins = relay_pins(factory)
+    boot = {26: True, 20: True, 21: False}   # config.txt: coils released
+    for n, level in boot.items():
+        pin = pins[n]
+        pin.drive_high() if level else pin.drive_low()  # type: ignore[attr-defined]
+        pin.clear_states()  # type: ignore[attr-defined]
+    # Before the power cut the agent had switched everything off.
+    StateDir(tmp_path).save_room({"relays": {"codec": False, "camera": False,
+                                             "amplifier": False}, "boot_id": "an-older-boot"})
+    a = agent(cfg, factory, tmp_path)
+    a.start()
+    for n, pin in pins.items():
+        assert [s.state for s in pin.states] == [boot[n]], f"BCM {n} moved after a reboot"  # type: ignore[attr-defined]
+    # NC devices are powered by a released coil, the NO camera is not.
+    assert a.state.relays == {"codec": True, "camera": False, "amplifier": True}
+    started = [r for r in a.outbox.pending() if r.kind == "agent_started"]
+    assert started and started[-1].data["after_reboot"] is True
+    a.close()

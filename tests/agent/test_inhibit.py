@@ -1,0 +1,60 @@
+"""The logind shutdown inhibitor is held exactly while the room is locked (a stand-in
+``systemd-inhibit`` records how it was called: this machine has no systemd as PID 1)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent.core.events import Command, ScheduleReceived, Tick, Window
+from agent.hardware.pins import mock_factory
+from agent.inhibit import ShutdownInhibitor
+from agent.runtime import Agent
+from agent.store import StateDir
+from broker.local import LocalBroker
+from tests.agent.harness import site_config
+
+
+def fake_inhibit(tmp: Path) -> tuple[Path, Path]:
+    record = tmp / "inhibit-args"
+    script = tmp / "systemd-inhibit"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\nexec sleep 600\n')
+    script.chmod(0o755)
+    return script, record
+
+
+def wait_for(path: Path, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, f"{path} never written"
+        time.sleep(0.01)
+    return path.read_text()
+
+
+def test_held_while_locked_released_after(tmp_path: Path, broker: LocalBroker) -> None:
+    script, record = fake_inhibit(tmp_path)
+    agent = Agent(site_config(broker), mock_factory(), StateDir(tmp_path / "st"),
+                  connect=False)
+    agent.inhibitor = ShutdownInhibitor(binary=str(script), enabled=True)
+    agent.start()
+    try:
+        assert not agent.inhibitor.held
+        now = time.time()
+        agent.feed(ScheduleReceived((Window("s1", "session", now + 60, now + 3600, "Họp"),),
+                                    "v1"))
+        assert agent.inhibitor.held
+        args = wait_for(record)
+        assert "--mode=block" in args and "--what=shutdown:sleep:handle-power-key" in args
+        assert "--why=session s1 Họp" in args
+        agent.feed(Tick())
+        assert len(record.read_text().splitlines()) == 1   # still the same inhibitor
+        agent.feed(Command("c", "complete_window", {"window_id": "s1"}))
+        assert not agent.inhibitor.held
+    finally:
+        agent.close()
+
+
+def test_no_systemd_means_nothing_to_hold() -> None:
+    inh = ShutdownInhibitor(binary="/nonexistent/systemd-inhibit", enabled=False)
+    assert inh.hold("session s1") is False and not inh.held
+    inh.release()
