@@ -34,6 +34,7 @@ import ctypes.util
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,12 @@ def earliest_possible_now(now: float, last_known_good: float,
     return max(candidates) if candidates else None
 
 
+def iso_ms(ts: float) -> str:
+    """``ts`` (epoch seconds) as ISO-8601 UTC with milliseconds and ``Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
 def read_last_known_good(path: Path) -> float:
     """The persisted last trusted time, or 0.0 if the file is missing or unreadable."""
     try:
@@ -184,11 +191,6 @@ def read_last_known_good(path: Path) -> float:
 def write_last_known_good(path: Path, t: float) -> None:
     """Persist a *trusted* time atomically (temp file, fsync, rename). Never store a time that
     :func:`trust_wall_clock` rejected: a wrong time saved here would be believed later."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, f"{t:.3f}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    from agent.store import write_atomic
+
+    write_atomic(path, f"{t:.3f}\n".encode())

@@ -70,7 +70,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.clock import MIN_PLAUSIBLE_TIME
+from agent.clock import MIN_PLAUSIBLE_TIME, iso_ms
+from agent.store import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
-
-
-def iso_ms(ts: float) -> str:
-    """``ts`` (epoch seconds) as ISO-8601 UTC with milliseconds and ``Z``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 def _dumps(obj: Any) -> str:
@@ -465,20 +460,8 @@ class Outbox:
             return
         mark = seq + SEQ_BLOCK
         target = self._mark_path()
-        tmp = target.with_name(target.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, f"{mark}\n".encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-            dfd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_atomic(target, f"{mark}\n".encode())
             self._seq_mark = mark
         except OSError as e:  # the database is still the authority; the mark is a backstop
             log.warning("cannot write %s: %s", target, e)

@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agent.clock import MIN_PLAUSIBLE_TIME, earliest_possible_now, trust_wall_clock
+from agent.clock import MIN_PLAUSIBLE_TIME, earliest_possible_now, iso_ms, trust_wall_clock
 from agent.core.events import (
     BrokerConnection,
     ButtonHeld,
@@ -371,12 +370,12 @@ def next_deadline(settings: RoomSettings, state: RoomState, now: float) -> float
 
 
 def iso(t: float | None) -> str | None:
-    """POSIX seconds as ISO 8601 UTC with milliseconds, e.g. ``2026-11-29T02:00:00.000Z``."""
+    """POSIX seconds as ISO 8601 UTC with milliseconds, e.g. ``2026-11-29T02:00:00.000Z``;
+    None for no time or one no calendar can show."""
     if t is None or not math.isfinite(t):
         return None
     try:
-        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z")
+        return iso_ms(t)
     except (ValueError, OverflowError, OSError):
         return None
 
