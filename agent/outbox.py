@@ -180,18 +180,26 @@ class Outbox:
         ``data`` must be a JSON-serialisable dict (no NaN); it is copied, so later changes by
         the caller do not alter the record.
         """
-        if not isinstance(kind, str) or not kind:
-            raise ValueError("kind must be a non-empty string")
-        if not isinstance(data, dict):
-            raise ValueError("data must be a dict")
-        try:
-            text = _dumps(data)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"data is not JSON-serialisable: {e}") from None
+        return self.append_many([(kind, data)])[0]
+
+    def append_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[Record]:
+        """Store several events durably in one transaction (one disk sync), in order."""
+        texts = []
+        for kind, data in events:
+            if not isinstance(kind, str) or not kind:
+                raise ValueError("kind must be a non-empty string")
+            if not isinstance(data, dict):
+                raise ValueError("data must be a dict")
+            try:
+                texts.append((kind, _dumps(data)))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"data is not JSON-serialisable: {e}") from None
+        if not texts:
+            return []
         with self._lock:
-            rec = self._guarded(lambda: self._append_txn(kind, text))
+            recs: list[Record] = self._guarded(lambda: self._append_txn(texts))
             self._guarded(self._enforce_bounds)
-            return rec
+            return recs
 
     def pending(self, limit: int | None = None) -> list[Record]:
         """Unacknowledged records, lowest ``seq`` first (at most ``limit`` of them)."""
@@ -209,10 +217,14 @@ class Outbox:
 
     def ack(self, seq: int) -> None:
         """Forget ``seq`` once the broker has acknowledged it; unknown or repeated seqs are fine."""
+        self.ack_many([seq])
+
+    def ack_many(self, seqs: list[int]) -> None:
+        """Forget several acknowledged seqs in one transaction."""
 
         def delete() -> None:
             with self._txn() as db:
-                db.execute("DELETE FROM events WHERE seq = ?", (int(seq),))
+                db.executemany("DELETE FROM events WHERE seq = ?", [(int(s),) for s in seqs])
 
         with self._lock:
             self._guarded(delete)
@@ -292,9 +304,9 @@ class Outbox:
             # never hand out a number twice, and say that events may be missing.
             self._set_next_seq(self._seq_mark)
             self._ensure_mark(self._seq_mark)
-            self._append_txn(RESET, _dumps({
+            self._append_txn([(RESET, _dumps({
                 "reason": "behind", "error": f"database starts at seq {start}, below the "
-                f"sequence mark {self._seq_mark}", "moved_to": None, "durable": True}))
+                f"sequence mark {self._seq_mark}", "moved_to": None, "durable": True}))])
         self._ensure_mark(self._read_next_seq())
 
     def _reset(self, err: BaseException) -> None:
@@ -313,10 +325,10 @@ class Outbox:
         start = self._resume_seq(salvaged)
         self._set_next_seq(start)
         self._ensure_mark(start)
-        self._append_txn(RESET, _dumps({
+        self._append_txn([(RESET, _dumps({
             "reason": "corrupt", "error": str(err)[:200],
             "moved_to": moved.name if moved else None, "durable": self._durable,
-        }))
+        }))])
 
     def _resume_seq(self, salvaged: int) -> int:
         """Where numbering continues in a new database.
@@ -338,9 +350,9 @@ class Outbox:
         self._durable = False
         self._db = self._connect(":memory:")
         self._set_next_seq(self._resume_seq(0))
-        self._append_txn(RESET, _dumps({
+        self._append_txn([(RESET, _dumps({
             "reason": "unusable", "error": str(err)[:200], "moved_to": None, "durable": False,
-        }))
+        }))])
 
     def _recover(self, err: sqlite3.DatabaseError, escalate: bool) -> None:
         """After a run-time database error: reset if corrupt, else reopen, else use memory."""
@@ -466,18 +478,20 @@ class Outbox:
         except OSError as e:  # the database is still the authority; the mark is a backstop
             log.warning("cannot write %s: %s", target, e)
 
-    def _append_txn(self, kind: str, text: str) -> Record:
-        seq = self._read_next_seq()
-        self._ensure_mark(seq)
-        rec_id = uuid.uuid4().hex
+    def _append_txn(self, texts: list[tuple[str, str]]) -> list[Record]:
+        first = self._read_next_seq()
+        self._ensure_mark(first + len(texts) - 1)
         ts = float(self._clock())
+        rows = [(first + i, uuid.uuid4().hex, ts, kind, text)
+                for i, (kind, text) in enumerate(texts)]
         with self._txn() as db:
-            db.execute("INSERT INTO events (seq, id, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
-                       (seq, rec_id, ts, kind, text))
+            db.executemany("INSERT INTO events (seq, id, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
+                           rows)
             db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (seq + 1,))
-        self._seq_hint = seq + 1
-        return Record(seq, rec_id, ts, kind, json.loads(text))
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                       (first + len(rows),))
+        self._seq_hint = first + len(rows)
+        return [Record(seq, rid, t, kind, json.loads(text)) for seq, rid, t, kind, text in rows]
 
     def _enforce_bounds(self) -> None:
         db = self._conn()

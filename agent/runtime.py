@@ -243,9 +243,8 @@ class Agent:
         self.state = out.state
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
-        for action in out.actions:
-            if isinstance(action, core.Emit):
-                self.outbox.append(action.kind, action.data)
+        self.outbox.append_many([(a.kind, a.data) for a in out.actions
+                                 if isinstance(a, core.Emit)])
         saved = self._persistent()
         if saved != self._saved:
             try:
@@ -311,8 +310,9 @@ class Agent:
 
     def _collect_acks(self) -> None:
         acked = [seq for seq, info in self._inflight.items() if info.is_published()]
+        if acked:
+            self.outbox.ack_many(acked)
         for seq in acked:
-            self.outbox.ack(seq)
             del self._inflight[seq]
         if acked:
             self._flush_outbox()

@@ -426,11 +426,24 @@ def unsafe_transitions(events: list[dict[str, Any]], pins_log: Path, end: float,
 
 def spurious_releases(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``lock_released`` (``window_removed``) not caused by a schedule: a schedule change
-    emits ``schedule_applied`` just before the release it causes, in the same step."""
+    emits ``schedule_applied`` before the release it causes, in the same step (a few events
+    apart at most, e.g. a ``window_power_up`` in between, stamped within milliseconds)."""
     by_seq = {e["seq"]: e for e in events}
+
+    def caused(release: dict[str, Any]) -> bool:
+        t = parse_ts(release["ts"])
+        for s in range(release["seq"] - 1, release["seq"] - 6, -1):
+            prev = by_seq.get(s)
+            if prev is None:
+                return True        # not seen: cannot tell, do not accuse
+            if t - parse_ts(prev["ts"]) > 0.05:
+                return False       # an earlier step
+            if prev["kind"] == "schedule_applied":
+                return True
+        return False
+
     return [e for e in events if e["kind"] == "lock_released"
-            and e["data"].get("reason") == "window_removed"
-            and by_seq.get(e["seq"] - 1, {}).get("kind") not in ("schedule_applied", None)]
+            and e["data"].get("reason") == "window_removed" and not caused(e)]
 
 
 # --------------------------------------------------------------------------- the campaign

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,15 @@ class Published:
     lock, so the loop checks ``MQTTMessageInfo.is_published()`` itself instead of mapping mids
     here (which would race with ``publish()`` returning).
     """
+
+
+def nodelay(client: mqtt.Client) -> None:
+    """Send small MQTT packets at once: without TCP_NODELAY a reply or event can wait for the
+    broker's delayed ACK (tens of milliseconds on every exchange)."""
+    sock = client.socket()
+    with contextlib.suppress(OSError, AttributeError):
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
@@ -134,6 +144,7 @@ class Link:
             if reason.is_failure:
                 log.warning("broker refused connection: %s", reason)
                 return
+            nodelay(client)
             client.subscribe([(self.topics.commands, 1), (self.topics.schedule, 1)])
             client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
             self.connected = True

@@ -351,3 +351,15 @@ def test_io_error_at_run_time_reopens(tmp_path: Path, clock: FakeClock) -> None:
         assert box.append("ev", {}).seq == 2
         assert [r.seq for r in box.pending()] == [1, 2]
         assert box.stats().durable
+
+
+def test_append_many_is_one_ordered_durable_batch(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    recs = box.append_many([("a", {"n": 1}), ("b", {"n": 2}), ("c", {"n": 3})])
+    assert [r.seq for r in recs] == [1, 2, 3] and [r.kind for r in recs] == ["a", "b", "c"]
+    box.ack_many([1, 3])
+    assert [r.seq for r in box.pending()] == [2]
+    box.close()
+    again = Outbox(tmp_path / "o.db")
+    assert [r.kind for r in again.pending()] == ["b"] and again.next_seq() == 4
+    again.close()
