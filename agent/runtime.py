@@ -178,7 +178,12 @@ class Agent:
             self.watchdog.loop_alive()
             self.watchdog.maybe_ping()
             try:
-                msg = self.queue.get(timeout=self._wait_s())
+                wait = self._wait_s()
+            except Exception:  # pragma: no cover - never let a bug stop the loop
+                log.exception("cannot compute the next deadline")
+                wait = MAX_WAIT_S
+            try:
+                msg = self.queue.get(timeout=wait)
             except queue.Empty:
                 msg = Tick()
             if isinstance(msg, Stop):
@@ -347,6 +352,8 @@ class Agent:
         try:
             sched = parse_schedule(msg.payload, self.cfg.site.id, self.cfg.site.timezone)
         except PayloadError as e:
+            # Also again for the same retained copy after a reconnect: the district should
+            # know its broker still holds a schedule this room cannot use.
             self.emit("schedule_rejected", {"problems": e.problems})
             self._publish_state_if_changed()
             return

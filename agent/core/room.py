@@ -579,6 +579,14 @@ class _Step:
             self.set(check=None)
         if self.st.refusal_until is not None and self.now >= self.st.refusal_until:
             self.set(refusal_until=None)
+        # Ad-hoc windows whose time is surely over are forgotten (they are not in a schedule).
+        if self.st.adhoc and clock_trusted(self.settings, self.st, self.now):
+            keep = tuple(a for a in self.st.adhoc if a.id == self.st.locked_by
+                         or release_time(self.settings, a) > self.now)
+            if keep != self.st.adhoc:
+                gone = {a.id for a in self.st.adhoc} - {a.id for a in keep}
+                self.set(adhoc=keep, completed=self.st.completed - gone,
+                         powered=self.st.powered - gone)
         # Automatic power-up: once per window, from start - lead, while it locks the room.
         if w is not None and w.id not in self.st.powered:
             self.set(powered=self.st.powered | {w.id})

@@ -525,3 +525,12 @@ def test_window_moved_to_a_new_time_powers_up_again() -> None:
     assert r2.state.relays == {"codec": False, "camera": False, "amplifier": False}
     out = r2.feed(Tick(), at=4100)
     assert "window_power_up" in kinds(out.actions)
+
+
+def test_adhoc_windows_are_forgotten_once_surely_over() -> None:
+    r = Room()
+    r.feed(Command("c1", "start_window", {"duration_min": 10}), at=0)
+    r.feed(Command("d", "complete_window", {"window_id": "adhoc-c1"}), at=100)
+    assert [w.id for w in r.state.adhoc] == ["adhoc-c1"]
+    r.feed(Tick(), at=600 + r.settings.hard_cap_s + 1)
+    assert r.state.adhoc == () and "adhoc-c1" not in r.state.completed
