@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,15 @@ class ShutdownInhibitor:
     """``hold(why)`` takes the inhibitor (or changes nothing if it is held), ``release()``
     lets it go. The inhibitor lives as long as a child ``systemd-inhibit ... sleep`` process."""
 
+    RETRY_S = 60.0
+
     def __init__(self, binary: str | None = None, enabled: bool | None = None) -> None:
         self.binary = binary or shutil.which("systemd-inhibit")
         self.enabled = (systemd_running() if enabled is None else enabled) and bool(self.binary)
         self._proc: subprocess.Popen[bytes] | None = None
         self.why: str | None = None
+        self._failed_at: float | None = None
+        self.failure: str | None = None
 
     @property
     def held(self) -> bool:
@@ -44,15 +49,25 @@ class ShutdownInhibitor:
         """Hold the inhibitor; returns True if it is held now."""
         if not self.enabled:
             return False
+        if self._proc is not None and self._proc.poll() is not None:
+            # systemd-inhibit exits at once when logind refuses (polkit): say so, once.
+            err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            self.failure = err.strip() or f"systemd-inhibit exited {self._proc.returncode}"
+            log.error("shutdown inhibitor refused: %s (deploy/polkit/ rule installed?)",
+                      self.failure)
+            self._proc = None
+            self._failed_at = time.monotonic()
         if self.held and why == self.why:
             return True
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.RETRY_S:
+            return False
         self.release()
         assert self.binary is not None
         try:
             self._proc = subprocess.Popen(
                 [self.binary, f"--what={WHAT}", "--who=diemcau", f"--why={why}", "--mode=block",
                  "sleep", "infinity"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent)
         except OSError as e:
             log.error("cannot hold the shutdown inhibitor: %s", e)
@@ -63,6 +78,7 @@ class ShutdownInhibitor:
 
     def release(self) -> None:
         proc, self._proc, self.why = self._proc, None, None
+        self._failed_at = None
         if proc is not None and proc.poll() is None:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):

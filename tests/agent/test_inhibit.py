@@ -58,3 +58,20 @@ def test_no_systemd_means_nothing_to_hold() -> None:
     inh = ShutdownInhibitor(binary="/nonexistent/systemd-inhibit", enabled=False)
     assert inh.hold("session s1") is False and not inh.held
     inh.release()
+
+
+def test_a_refused_inhibitor_is_noticed_not_respawned_in_a_loop(tmp_path: Path) -> None:
+    script = tmp_path / "systemd-inhibit"
+    calls = tmp_path / "calls"
+    script.write_text(f'#!/bin/sh\necho x >> {calls}\n'
+                      'echo "Failed to inhibit: Access denied" >&2\nexit 1\n')
+    script.chmod(0o755)
+    inh = ShutdownInhibitor(binary=str(script), enabled=True)
+    inh.hold("session s1")
+    assert inh._proc is not None
+    inh._proc.wait(5)                      # logind said no
+    assert inh.hold("session s1") is False
+    assert inh.failure is not None and "Access denied" in inh.failure
+    for _ in range(5):
+        assert inh.hold("session s1") is False
+    assert wait_for(calls).count("x") == 1  # not started again on every pass of the loop
