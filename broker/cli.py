@@ -157,6 +157,15 @@ def cmd_render(args: argparse.Namespace, site: p.Site) -> int:
     return 0
 
 
+def cmd_renew_server(args: argparse.Namespace, site: p.Site) -> int:
+    with site.locked():
+        crt = p.renew_server(site, args.days)
+    print(f"New server certificate {crt} (valid {args.days} days).")
+    print("  Mosquitto reads it at start: systemctl restart mosquitto  (rooms reconnect by "
+          "themselves; their certificates and the CA are unchanged)")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, site: p.Site) -> int:
     s = site.load()
     print(f"{s.kind} {s.name}: {', '.join(s.hosts)} port {s.tls_port} (TLS), "
@@ -254,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     a = add("render", "write mosquitto.conf, conf.d/diemcau.conf and the ACL again")
     a.add_argument("--reload", action="store_true", help="SIGHUP the broker afterwards")
     a.set_defaults(func=cmd_render)
+
+    a = add("renew-server", "a new certificate for the broker itself (same names)")
+    a.add_argument("--days", type=int, default=CERT_DAYS, help="certificate lifetime")
+    a.set_defaults(func=cmd_renew_server)
 
     a = add("list", "show rooms, staff, bridge and expiring certificates")
     a.set_defaults(func=cmd_list)

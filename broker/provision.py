@@ -46,14 +46,14 @@ from typing import Any, Literal
 import yaml
 
 from broker.acl import ROLES, DistrictGrant, StaffGrant, district_acl, province_acl
-from broker.pki import CERT_DAYS, CertAuthority, PkiError
+from broker.pki import CERT_DAYS, CertAuthority, PkiError, cert_field
 
 DEFAULT_DIR = Path("/etc/diemcau-broker")
 STATE_FILE = "diemcau-broker.yaml"
 TEMPLATES = Path(__file__).parent / "mosquitto"
 # Same rule as agent.config.SITE_ID (a site id becomes an MQTT topic level and user name).
-SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")   # whole string: use fullmatch
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 ROOM_ETC = "/etc/diemcau"
 Kind = Literal["district", "province"]
 
@@ -420,7 +420,7 @@ def reload_broker(s: Settings, pid_file: str | None = None) -> str:
 def init_site(site: Site, kind: Kind, name: str, hosts: list[str], ips: list[str] | None = None,
               **settings: Any) -> Settings:
     """Create the CA, the broker's server certificate for ``hosts``/``ips`` and the configs."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ProvisionError(f"name {name!r}: use 1-32 characters a-z, 0-9 and '-'")
     if not hosts:
         raise ProvisionError("give at least one --host: the name rooms use to reach the broker")
@@ -470,7 +470,7 @@ def add_room(site: Site, site_id: str, days: int = CERT_DAYS) -> Bundle:
     """
     s = site.load()
     _district_only(s, "add-room")
-    if not SITE_ID.match(site_id):
+    if not SITE_ID.fullmatch(site_id):
         raise ProvisionError(f"site id {site_id!r}: 2-63 characters of a-z, 0-9 and '-', "
                              "starting with a letter or digit (the agent's site.id)")
     old = s.rooms.get(site_id)
@@ -547,7 +547,7 @@ def add_staff(site: Site, name: str, role: str, allow_commands: bool = False,
     own machine the loopback listener takes the password alone.
     """
     s = site.load()
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ProvisionError(f"staff name {name!r}: use 1-32 characters a-z, 0-9 and '-'")
     allowed = ROLES if s.kind == "district" else ("console", "viewer")
     if role not in allowed:
@@ -595,7 +595,7 @@ def add_district(site: Site, district: str, allow_commands: bool = False,
     s = site.load()
     if s.kind != "province":
         raise ProvisionError("add-district is a province command (init --province)")
-    if not NAME.match(district):
+    if not NAME.fullmatch(district):
         raise ProvisionError(f"district {district!r}: use 1-32 characters a-z, 0-9 and '-'")
     if district in s.districts:
         raise ProvisionError(f"district {district} already exists")
@@ -630,18 +630,33 @@ def set_bridge(site: Site, bundle_dir: Path, allow_commands: bool = False,
     if info.get("district") != s.name:
         raise ProvisionError(f"this bundle is for district {info.get('district')!r}, "
                              f"not {s.name!r}")
-    username = info["username"]
+    username, bhost = str(info.get("username", "")), str(host or info.get("host", ""))
+    # These go into file names and mosquitto.conf: nothing but a plain name may pass.
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", username):
+        raise ProvisionError(f"bundle username {username!r} is not a plain account name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", bhost):
+        raise ProvisionError(f"bridge host {bhost!r} is not a host name or address")
+    files = ("tls/ca.crt", f"tls/{username}.crt", f"tls/{username}.key", "credentials.yaml")
+    missing = [rel for rel in files if not (bundle_dir / rel).is_file()]
+    if missing:
+        raise ProvisionError(f"bundle {bundle_dir} lacks {', '.join(missing)}")
     gid = _broker_gid(s)
     dest = site.dir / "bridge"
+    # Build the new bridge directory beside the old one, then swap: a failure half-way
+    # leaves the working bridge (and mosquitto.conf) as they were.
+    new = site.dir / "bridge.new"
+    if new.exists():
+        shutil.rmtree(new)
+    (new / "tls").mkdir(parents=True)
+    for rel in files:
+        shutil.copyfile(bundle_dir / rel, new / rel)
+        _share(new / rel, s, 0o640 if gid is not None else 0o600)
+    for d in (new, new / "tls"):
+        _share(d, s, 0o750 if gid is not None else 0o700)
     if dest.exists():
         shutil.rmtree(dest)
-    (dest / "tls").mkdir(parents=True)
-    for rel in ("tls/ca.crt", f"tls/{username}.crt", f"tls/{username}.key", "credentials.yaml"):
-        shutil.copyfile(bundle_dir / rel, dest / rel)
-        _share(dest / rel, s, 0o640 if gid is not None else 0o600)
-    for d in (dest, dest / "tls"):
-        _share(d, s, 0o750 if gid is not None else 0o700)
-    b = Bridge(host=host or info["host"], port=port or int(info["port"]), username=username,
+    os.replace(new, dest)
+    b = Bridge(host=bhost, port=port or int(info["port"]), username=username,
                allow_commands=allow_commands)
     s.bridge = b
     site.save(s)
@@ -663,12 +678,31 @@ def _district_only(s: Settings, what: str) -> None:
         raise ProvisionError(f"{what} is a district command; this is province {s.name}")
 
 
+def renew_server(site: Site, days: int = CERT_DAYS) -> Path:
+    """A new server certificate for the same names, put in place atomically (key and
+    certificate replaced only once both exist). Mosquitto reads it when it starts."""
+    s = site.load()
+    issued = site.ca.issue(s.hosts[0], site.tls_dir, "server", dns=tuple(s.hosts),
+                           ips=tuple(s.ips), days=days, basename="server.new")
+    _share(issued.key_file, s, 0o640 if _broker_gid(s) is not None else 0o600)
+    os.replace(issued.key_file, site.tls_dir / "server.key")
+    os.replace(issued.cert_file, site.tls_dir / "server.crt")
+    return site.tls_dir / "server.crt"
+
+
 def certificate_status(site: Site, s: Settings, days: int = 60) -> list[str]:
-    """Lines warning about room/staff/district certificates expiring within ``days``."""
+    """Lines warning about certificates expiring within ``days``: the broker's own server
+    certificate and CA (every room loses the broker when those expire), rooms, staff,
+    districts."""
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
     out = []
-    entries: list[tuple[str, str]] = [(f"room {k}", r.not_after) for k, r in s.rooms.items()
-                                      if not r.revoked]
+    entries: list[tuple[str, str]] = []
+    for label, pem in (("SERVER (renew-server, then restart Mosquitto)",
+                        site.tls_dir / "server.crt"),
+                       ("CA (plan a new CA and re-provision rooms)", site.ca.cert_file)):
+        if pem.exists():
+            entries.append((label, cert_field(pem, "enddate")))
+    entries += [(f"room {k}", r.not_after) for k, r in s.rooms.items() if not r.revoked]
     entries += [(f"staff {k}", v.not_after) for k, v in s.staff.items()]
     entries += [(f"district {k}", v.not_after) for k, v in s.districts.items()]
     for label, not_after in entries:
@@ -684,4 +718,5 @@ def certificate_status(site: Site, s: Settings, days: int = 60) -> list[str]:
 __all__ = ["DEFAULT_DIR", "Bridge", "Bundle", "PkiError", "ProvisionError", "Room", "Settings",
            "Site", "Staff", "add_district", "add_room", "add_staff", "certificate_status",
            "init_site", "reload_broker", "remove_bridge", "remove_staff", "render",
+           "renew_server",
            "revoke_room", "rotate_room", "set_bridge"]

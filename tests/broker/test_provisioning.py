@@ -75,6 +75,11 @@ def test_add_room_refuses_bad_or_duplicate_ids(district: District,
     err = capsys.readouterr().err
     assert "site id 'Bad_Id'" in err and "already exists" in err
     assert district.site.passwd.read_text() == passwd, "a refused request changes nothing"
+    rooms = sorted(p.name for p in (district.dir / "rooms").iterdir())
+    for bad in ("../x", "a/b", "ab\n", "x+y", "-ab", "a" * 64):
+        assert district.cli("--no-reload", "add-room", bad) == 1, bad
+    assert sorted(p.name for p in (district.dir / "rooms").iterdir()) == rooms
+    assert district.site.passwd.read_text() == passwd
     with pytest.raises(SystemExit):
         district.cli("add-staff", "x", "--role", "admin")
 
@@ -211,3 +216,31 @@ def test_init_never_overwrites_a_ca(district: District,
     assert district.cli("init", "--name", "again", "--host", "localhost") == 1
     assert "refusing to overwrite its CA" in capsys.readouterr().err
     assert district.site.ca.key_file.read_bytes() == key
+
+
+def _pubkey(args: list[str]) -> str:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_renew_server_certificate_and_expiry_warning(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from broker.cli import main
+
+    d = tmp_path / "b"
+    assert main(["--dir", str(d), "init", "--name", "thu", "--host", "localhost",
+                 "--user", "root"]) == 0
+    crt, key = d / "tls" / "server.crt", d / "tls" / "server.key"
+    old = crt.read_bytes()
+    capsys.readouterr()
+    assert main(["--dir", str(d), "list"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    # A server certificate close to its end is named by `list`; renew-server replaces it.
+    assert main(["--dir", str(d), "renew-server", "--days", "20"]) == 0
+    assert crt.read_bytes() != old
+    assert _pubkey(["x509", "-noout", "-pubkey", "-in", str(crt)]) == _pubkey(
+        ["pkey", "-pubout", "-in", str(key)])
+    assert stat.S_IMODE(key.stat().st_mode) & 0o077 in (0, 0o040)
+    assert not list((d / "tls").glob("server.new*"))
+    capsys.readouterr()
+    assert main(["--dir", str(d), "list"]) == 0
+    assert "WARNING SERVER (renew-server" in capsys.readouterr().out
