@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,8 @@ R_RELAY_OFF_ALIVE = ("Rơ-le tắt nhưng thiết bị vẫn trả lời — ki�
 R_CANCELLED = "Đã hủy / cancelled"
 
 ANSWERING = ("on", "standby", "unknown")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -211,11 +214,36 @@ class HealthPoller:
         return health
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Poll every ``interval_s`` until ``stop`` is set or :meth:`cancel` is called."""
+        """Poll every ``interval_s`` until ``stop`` is set or :meth:`cancel` is called.
+
+        Nothing one poll raises ends the loop: an unexpected exception (a driver bug) is
+        logged, reported as health ``unknown`` with the error, and the driver's port is
+        closed so the next poll starts a fresh session.
+        """
         stop = stop or self._cancel
         while not (stop.is_set() or self._cancel.is_set()):
-            self.poll_once()
+            try:
+                self.poll_once()
+            except Exception as e:
+                log.exception("%s: health poll failed", self.device)
+                self._poll_crashed(e)
             stop.wait(self.interval_s)
+
+    def _poll_crashed(self, e: Exception) -> None:
+        try:
+            self.driver.close()
+        except Exception:
+            log.exception("%s: closing the driver failed", self.device)
+        health = DeviceHealthChanged(self.device, "unknown",
+                                     f"{R_ERROR}: {type(e).__name__}: {_tail(str(e))}")
+        with self._lock:
+            changed = health != self.health
+            self.health = health
+        if changed:
+            try:
+                self.emit(health)
+            except Exception:
+                log.exception("%s: reporting health failed", self.device)
 
     # ------------------------------------------------------------------ sequencing
     def _outcome(self, ok: bool, state: str, start: float, attempts: int,

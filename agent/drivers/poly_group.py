@@ -59,12 +59,14 @@ class PolyGroup(Driver):
         self.command_gap_s = self.settings.command_gap_s
         self.tracked: PowerState = "on"
         self.events: list[poly.CallEvent] = []
+        self._awaiting_password = False
 
     def new_parser(self) -> poly.PolyParser:
         return poly.PolyParser()
 
     def on_open(self) -> None:
         self._session = False
+        self._awaiting_password = False
         self.tracked = "on"
 
     def on_close(self) -> None:
@@ -95,21 +97,33 @@ class PolyGroup(Driver):
         return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
 
     def command(self, line: str, done: Callable[[poly.Frame], R | None]) -> R:
-        """Send one command (logging in and registering first if needed)."""
+        """Send one command (logging in and registering first if needed).
+
+        A ``Password:`` prompt gets the password and one retry; a prompt again after that
+        (wrong password, or firmware that re-prompts only later) is
+        :class:`DeviceRefused` with code ``login``.
+        """
         with self._lock:
-            self._ensure_open()
-            try:
-                if not self._session:
-                    self._register()
-                return self._send(line, done)
-            except _NeedPassword:
-                self._session = False
-                self._give_password()
-                self._register()
-                return self._send(line, done)
-            except DeviceTimeout:
-                self._session = False
-                raise
+            for attempt in (1, 2):
+                self._ensure_open()
+                try:
+                    if self._awaiting_password:
+                        self._give_password()
+                        self._awaiting_password = False
+                    if not self._session:
+                        self._register()
+                    return self._send(line, done)
+                except _NeedPassword:
+                    self._session = False
+                    self._awaiting_password = True      # the next line must be the password
+                    if attempt == 2:
+                        raise DeviceRefused(f"{self.device}: the codec keeps asking for the "
+                                            "password: check settings.password",
+                                            code="login") from None
+                except DeviceTimeout:
+                    self._session = False
+                    raise
+            raise AssertionError("unreachable")
 
     def _give_password(self) -> None:
         pw = self.settings.password

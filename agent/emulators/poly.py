@@ -1,7 +1,8 @@
 """Poly RealPresence Group Series emulator (RS-232 in *Control* mode).
 
 Acknowledges actions by echoing them; ``sleep register`` / ``callstate register`` turn on
-notifications; optional admin password prompt; silent while booting.
+notifications; optional admin password prompt (``quiet_wrong_password``: a wrong password
+gets no answer, the prompt only comes back with the next line); silent while booting.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ class PolyEmulator(Emulator):
     link_name = "ttyCODEC"
 
     def __init__(self, *, password: str | None = None, asleep: bool = False,
-                 **kw: object) -> None:
+                 quiet_wrong_password: bool = False, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.password = password
+        self.quiet_wrong_password = quiet_wrong_password
         self.call_id = 33
         self.reset_state()
         self.asleep = asleep
@@ -27,6 +29,7 @@ class PolyEmulator(Emulator):
     def reset_state(self) -> None:
         self.authed = self.password is None
         self._prompted = False
+        self._owed_prompt = False
         self.asleep = False
         self.sleep_registered = False
         self.callstate_registered = False
@@ -81,6 +84,10 @@ class PolyEmulator(Emulator):
             if self._prompted and line == self.password:
                 self.authed = True
                 return b"\r\nHi, my name is : RealPresence Group 500\r\n"
+            if self._prompted and self.quiet_wrong_password and not self._owed_prompt:
+                self._owed_prompt = True
+                return b""      # says nothing now; the next line gets the prompt again
+            self._owed_prompt = False
             self._prompted = True
             return b"\r\nPassword: "
         low = line.lower()

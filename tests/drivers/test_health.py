@@ -197,3 +197,37 @@ def test_run_on_a_thread_and_cancel(pair_factory) -> None:
     stop.set()
     t.join(timeout=2)
     assert not t.is_alive()
+
+
+def test_poll_with_a_login_refusal_is_degraded(pair_factory) -> None:
+    p = pair_factory("poly_group", {"password": "1234", "quiet_wrong_password": True},
+                     {"password": "wrong"})
+    health = poller_for(p, []).poll_once()
+    assert health.status == "degraded" and health.reason.startswith(h.R_REFUSED)
+
+
+def test_run_survives_an_unexpected_exception(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    q: queue.Queue = queue.Queue()
+    poller = HealthPoller("amp", p.driver, q.put, interval_s=0.01, relay_on=True)
+    real = p.driver.power_state
+    calls = {"n": 0}
+
+    def buggy() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("driver bug")
+        return real()
+
+    p.driver.power_state = buggy  # type: ignore[method-assign]
+    stop = threading.Event()
+    t = threading.Thread(target=poller.run, args=(stop,))
+    t.start()
+    try:
+        first = q.get(timeout=2)
+        assert first.status == "unknown" and "RuntimeError: driver bug" in first.reason
+        assert q.get(timeout=2).status == "ok"          # the poller carried on
+    finally:
+        stop.set()
+        t.join(timeout=2)
+    assert not t.is_alive()

@@ -98,3 +98,16 @@ def test_settings_model_is_strict() -> None:
         "settings.command_gap_s: Input should be greater than or equal to 0",
         "settings.pasword: unknown setting (check its spelling)",
     ]
+
+
+def test_password_prompt_again_later_is_a_login_refusal(pair_factory) -> None:
+    """A wrong password that the codec answers only with the next line's prompt: a typed
+    login refusal, never a stray internal exception."""
+    p = pair_factory("poly_group", {"password": "1234", "quiet_wrong_password": True},
+                     {"password": "wrong"})
+    with pytest.raises(DeviceRefused) as e:
+        p.driver.power_state()
+    assert e.value.code == "login"
+    with pytest.raises(DeviceRefused) as e:    # and again on the next call, still typed
+        p.driver.power_state()
+    assert e.value.code == "login"
