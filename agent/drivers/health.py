@@ -40,6 +40,7 @@ from agent.drivers.base import (
 
 # Reasons say it in Vietnamese first, then English: operators and district staff read them.
 R_ON = "Đang hoạt động / on"
+R_ANSWERING = "Đang trả lời, chưa rõ trạng thái nguồn / answering, power state not known"
 R_STANDBY = "Đang chờ (standby) / standby"
 R_IN_CALL = "Đang trong cuộc gọi / in a call"
 R_OFF = "Đã tắt nguồn / powered off"
@@ -156,7 +157,8 @@ class HealthPoller:
 
         def step() -> _Reading:
             power = d.power_state()
-            call = d.call_state() if with_call and d.has_calls and power == "on" else None
+            call = (d.call_state() if with_call and d.has_calls and power in ("on", "unknown")
+                    else None)
             return _Reading(power=power, call=call)
 
         return self._attempt(step)
@@ -167,7 +169,8 @@ class HealthPoller:
     def judge(self, r: _Reading) -> DeviceHealthChanged:
         """Turn one reading into a health value (updates the failure count)."""
         dev = self.device
-        in_call = (r.call is not None) if self.driver.has_calls and r.power == "on" else None
+        in_call = ((r.call is not None)
+                   if self.driver.has_calls and r.power in ("on", "unknown") else None)
         if r.failure is None:
             self.failures = 0
             if r.power == "booting":
@@ -176,7 +179,8 @@ class HealthPoller:
                                            R_BOOTING if grace else R_SLOW_BOOT, power="booting")
             if self.relay_on is False:
                 return DeviceHealthChanged(dev, "degraded", R_RELAY_OFF_ALIVE, power=r.power)
-            reason = R_IN_CALL if in_call else R_STANDBY if r.power == "standby" else R_ON
+            reason = (R_IN_CALL if in_call else R_STANDBY if r.power == "standby"
+                      else R_ANSWERING if r.power == "unknown" else R_ON)
             return DeviceHealthChanged(dev, "ok", reason, power=r.power, in_call=in_call)
         if self.relay_on is False and r.failure in ("silent", "port-gone"):
             self.failures = 0
@@ -265,7 +269,9 @@ class HealthPoller:
                    wake: bool = False) -> Outcome:
         """Poll until the device answers (not booting) after power on, at most ``timeout_s``.
 
-        With ``wake=True`` a device that comes up in standby is woken. Emits
+        With ``wake=True`` a device that answers in standby, or without saying whether it
+        is awake (``unknown``: Poly after a reconnect, Cisco half awake), is woken (waking an
+        awake device is harmless). Emits
         :class:`DeviceReady` on success.
         """
         start = self.clock()
@@ -278,7 +284,7 @@ class HealthPoller:
         while True:
             attempts += 1
             r = self._read(with_call=False)
-            if r.failure is None and wake and r.power == "standby":
+            if r.failure is None and wake and r.power in ("standby", "unknown"):
                 r = self._attempt(wake_up)
             if r.failure is None and r.power in ANSWERING:
                 self.failures = 0

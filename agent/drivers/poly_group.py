@@ -12,7 +12,9 @@ Commands end CR; the device acknowledges an action by echoing it. The driver kee
 The Group Series has no power-state query: the driver sends ``sleep register`` (liveness,
 and it keeps sleep/wake notifications on after a reboot) and reports the state it tracked
 from its own ``sleep``/``wake`` acknowledgements and those notifications. After a (re)connect
-it assumes awake, since the system boots awake.
+it reports ``"unknown"`` until it sees one of those: the codec may have gone to sleep while the
+port was closed. (The health poller treats an answering ``unknown`` as alive, and
+``wait_ready(wake=True)`` wakes it.)
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class PolyGroup(Driver):
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.command_gap_s = self.settings.command_gap_s
-        self.tracked: PowerState = "on"
+        self.tracked: PowerState = "unknown"
         self.events: list[poly.CallEvent] = []
         self._awaiting_password = False
 
@@ -67,7 +69,7 @@ class PolyGroup(Driver):
     def on_open(self) -> None:
         self._session = False
         self._awaiting_password = False
-        self.tracked = "on"
+        self.tracked = "unknown"
 
     def on_close(self) -> None:
         self._session = False

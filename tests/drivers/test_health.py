@@ -231,3 +231,18 @@ def test_run_survives_an_unexpected_exception(pair_factory) -> None:
         stop.set()
         t.join(timeout=2)
     assert not t.is_alive()
+
+
+def test_wait_ready_wakes_a_poly_whose_state_is_unknown(pair_factory) -> None:
+    """A Poly that fell asleep while the port was closed: after reopening, its state is
+    unknown; the poller calls it alive and ``wait_ready(wake=True)`` wakes it."""
+    p = pair_factory("poly_group", {"asleep": True})
+    events: list = []
+    poller = poller_for(p, events)
+    health = poller.poll_once()
+    assert (health.status, health.power, health.reason) == ("ok", "unknown", h.R_ANSWERING)
+    assert health.in_call is False
+    outcome = poller.wait_ready(5, wake=True)
+    assert outcome.ok and "wake" in p.emu.received()
+    assert not p.emu.asleep
+    assert p.driver.power_state() == "on"

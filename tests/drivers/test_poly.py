@@ -10,10 +10,16 @@ from agent.drivers.poly_group import PolyGroup
 from .conftest import FakeClock
 
 
-def test_registers_then_reports_awake(pair_factory) -> None:
-    p = pair_factory("poly_group")
-    assert p.driver.power_state() == "on"
+def test_registers_then_reports_unknown_until_told(pair_factory) -> None:
+    """No power query exists: after opening the port the state is unknown (the codec may
+    have gone to sleep meanwhile) until an acknowledgement or a notification says."""
+    p = pair_factory("poly_group", {"asleep": True})
+    assert p.driver.power_state() == "unknown"
     assert p.emu.received()[:2] == ["sleep register", "callstate register"]
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+    p.driver.close()
+    assert p.driver.power_state() == "unknown"      # a reopened port knows nothing again
 
 
 def test_sleep_and_wake_are_acknowledged_by_echo(pair_factory) -> None:
@@ -28,7 +34,7 @@ def test_sleep_and_wake_are_acknowledged_by_echo(pair_factory) -> None:
 
 def test_sleep_notification_updates_the_state(pair_factory) -> None:
     p = pair_factory("poly_group")
-    assert p.driver.power_state() == "on"
+    assert p.driver.power_state() == "unknown"
     p.emu.fall_asleep()
     assert p.driver.power_state() == "standby"
 
@@ -69,7 +75,7 @@ def test_paces_commands_with_the_injected_sleeper(pair_factory, clock: FakeClock
 
 def test_admin_password(pair_factory) -> None:
     p = pair_factory("poly_group", {"password": "1234"}, {"password": "1234"})
-    assert p.driver.power_state() == "on"
+    assert p.driver.power_state() == "unknown"
     assert "1234" in p.emu.received()
 
 
@@ -86,7 +92,7 @@ def test_silent_while_booting(pair_factory, clock: FakeClock) -> None:
     with pytest.raises(DeviceTimeout):
         p.driver.power_state()
     clock.advance(120)
-    assert p.driver.power_state() == "on"
+    assert p.driver.power_state() == "unknown"
 
 
 def test_settings_model_is_strict() -> None:
