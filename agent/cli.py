@@ -55,6 +55,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     missing = cfg.broker.missing_files()
     for m in missing:
         print(f"  warning: {m} (needed on the room's Pi)", file=sys.stderr)
+    for m in boot_pin_warnings(cfg):
+        print(f"  warning: {m}", file=sys.stderr)
     if cfg.broker.credentials_file is not None and not missing:
         try:
             cfg.broker.credentials()
@@ -62,6 +64,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print("\n".join(e.problems), file=sys.stderr)
             return 2
     return 0
+
+
+BOOT_FRAGMENT = Path(__file__).resolve().parents[1] / "firmware_config" / "boot" / \
+    "config.txt.fragment"
+
+
+def boot_pin_warnings(cfg: SiteConfig, fragment: Path = BOOT_FRAGMENT) -> list[str]:
+    """Where the relays in ``cfg`` are not held released at boot by the config.txt fragment
+    (``gpio=...=op,dh`` for active-low coils, ``op,dl`` for active-high)."""
+    try:
+        lines = [ln.strip() for ln in fragment.read_text().splitlines()
+                 if ln.strip().startswith("gpio=")]
+    except OSError:
+        return []
+    held: dict[int, str] = {}
+    for ln in lines:
+        pins, _, mode = ln.removeprefix("gpio=").partition("=")
+        for part in pins.split(","):
+            if part.strip().isdigit():
+                held[int(part)] = "dh" if "dh" in mode else "dl" if "dl" in mode else ""
+    out = []
+    for name, d in cfg.devices.items():
+        want = "dl" if d.relay.active_high else "dh"
+        if held.get(d.relay.pin) != want:
+            out.append(f"devices.{name}.relay.pin: BCM {d.relay.pin} is not held released at "
+                       f"boot (add it to the gpio= line in {fragment.name} as op,{want}): "
+                       "until the agent starts its coil may switch the device")
+    return out
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

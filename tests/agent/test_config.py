@@ -129,3 +129,12 @@ def test_json_schema_is_exported_and_current() -> None:
     shipped = SITES.parent / "site.schema.json"
     assert json.loads(shipped.read_text()) == schema, (
         "firmware_config/site.schema.json is stale: diemcau-agent schema > it")
+
+
+def test_relay_pins_not_held_at_boot_are_named(tmp_path: Path) -> None:
+    from agent.cli import boot_pin_warnings
+
+    assert boot_pin_warnings(load_config(SITES / "vq-tan-doan.yaml")) == []
+    cfg = parse_config(GOOD.replace("pin: 20", "pin: 5"))
+    warnings = boot_pin_warnings(cfg)
+    assert len(warnings) == 1 and warnings[0].startswith("devices.camera.relay.pin: BCM 5 ")
