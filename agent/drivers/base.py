@@ -130,6 +130,13 @@ class Driver(ABC):
     Settings: ClassVar[type[DriverSettings]] = DriverSettings
     has_calls: ClassVar[bool] = False
     read_slice_s: ClassVar[float] = 0.02
+    drain_max_s: float = 0.5
+    """Longest time :meth:`_drain` reads before sending anyway (a device that keeps talking
+    must not hold the port forever)."""
+    late_reply_quiet_s: float = 0.25
+    """After a timeout or an unreadable reply, the next command waits until the line has
+    been quiet this long (at most ``drain_max_s``): the late answer is drained, not taken
+    as the answer to the next command."""
 
     def __init__(self, serial_settings: SerialSettings | Mapping[str, Any],
                  settings: DriverSettings | Mapping[str, Any] | None = None, *,
@@ -145,6 +152,8 @@ class Driver(ABC):
         self._port: serial.SerialBase | None = None
         self._parser = self.new_parser()
         self.saw_garbage = False
+        self._unsettled = False         # the last exchange failed: its answer may still come
+        self._last_rx = 0.0             # time.monotonic() of the last bytes read
 
     # ---- construction
     @classmethod
@@ -182,6 +191,7 @@ class Driver(ABC):
             self._port = port
             self._parser = self.new_parser()
             self.saw_garbage = False
+            self._unsettled = False
             self.on_open()
 
     def close(self) -> None:
@@ -282,6 +292,7 @@ class Driver(ABC):
             raise self._port_failed(e, "reading") from None
         if not data:
             return []
+        self._last_rx = time.monotonic()
         frames = list(self._parser.feed(data))
         if any(isinstance(f, Garbage) for f in frames):
             self.saw_garbage = True
@@ -297,20 +308,33 @@ class Driver(ABC):
         """Hand over whatever arrived unasked, then forget half-received noise.
 
         A half-received message may just be mid-flight, so it gets one read slice to finish
-        before it is thrown away.
+        before it is thrown away. After a failed exchange (timeout, unreadable reply) the
+        line must stay quiet for ``late_reply_quiet_s`` first, so that a late answer is not
+        taken for the answer to the next command. Never longer than ``drain_max_s``.
         """
         port = self._ensure_open()
+        start = time.monotonic()
+        deadline = start + self.drain_max_s
+        quiet = self.late_reply_quiet_s if self._unsettled else 0.0
         waited = False
         while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
             if not self._in_waiting(port):
-                if waited or not self._parser.pending:
+                if quiet:
+                    if now - max(start, self._last_rx) >= quiet:
+                        break
+                elif waited or not self._parser.pending:
                     break
-                waited = True
+                else:
+                    waited = True
             for frame in self._read_frames():
                 if not isinstance(frame, Garbage):
                     self.on_unsolicited(frame)
         self._parser.discard_partial()
         self.saw_garbage = False
+        self._unsettled = False
 
     def _exchange(self, data: bytes | None, handle: Callable[[Any], T | None], *,
                   what: str, timeout: float | None = None, drain: bool = True) -> T:
@@ -342,6 +366,7 @@ class Driver(ABC):
                         return result
                 if time.monotonic() >= deadline:
                     break
+            self._unsettled = True      # the answer may still be on its way
             if self.saw_garbage:
                 raise BadReply(f"{self.device}: unreadable reply to {what} "
                                "(noise or wrong baud rate?)")

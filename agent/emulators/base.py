@@ -84,6 +84,7 @@ class Emulator:
         self._powered = powered
         self._boot_until: float | None = None
         self._fail = 0
+        self._refuse: set[bytes] = set()
         self._own_dir = link_dir is None
         self._link_dir = Path(link_dir) if link_dir else None
         if link_name:
@@ -201,6 +202,11 @@ class Emulator:
             self._fail = n
         self.call(do)
 
+    def refuse_next(self, command: bytes) -> None:
+        """Answer the next receipt of exactly ``command`` with the error reply. Takes effect
+        at once, even while the emulator thread is busy (say, delaying a reply)."""
+        self._refuse = self._refuse | {bytes(command)}
+
     def send_unsolicited(self, data: bytes) -> None:
         """Send bytes the device emits on its own (notifications) and log them."""
         self.call(lambda: self._emit(b"", data))
@@ -288,7 +294,10 @@ class Emulator:
                                                      and not self.answers_while_booting):
                 self._log(command, b"")
                 continue
-            if self._fail > 0:
+            if command in self._refuse:
+                self._refuse = self._refuse - {command}
+                reply = self.error_reply(command)
+            elif self._fail > 0:
                 self._fail -= 1
                 reply = self.error_reply(command)
             else:

@@ -5,11 +5,12 @@ errors may come out, and the next call after the fault clears must work."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import pytest
 
-from agent.drivers import BadReply, DeviceError, DeviceTimeout, PortGone
+from agent.drivers import BadReply, DeviceError, DeviceRefused, DeviceTimeout, PortGone
 
 from .conftest import DEVICES, FAST, Pair
 
@@ -72,14 +73,53 @@ def test_slow_reply_within_the_timeout(pair: Pair) -> None:
 
 
 def test_late_reply_does_not_confuse_the_next_command(pair: Pair) -> None:
-    pair.driver.standby()
+    """The answer to a timed-out command arrives only after the next command has begun
+    (without the settling drain: after it was sent). That next command is refused; the late
+    acknowledgement must not be taken as its answer."""
+    pair.driver.late_reply_quiet_s = 0.5        # generous: the late answer comes ~FAST after
+    pair.driver.drain_max_s = 2.0               # the timeout; the bound is tested below
+    pair.driver.power_state()
     pair.emu.reply_delay_s = FAST * 2
     with pytest.raises(DeviceTimeout):
-        pair.driver.power_state()
+        pair.driver.standby()
+    standby = pair.emu.log[-1].received         # logged on arrival, before the delay
+    port = pair.driver._port
+    assert port is not None and port.in_waiting == 0    # the late answer is not here yet
     pair.emu.reply_delay_s = 0
-    pair.emu.call(lambda: None)                 # the late reply has been written
+    pair.emu.refuse_next(standby)
+    with pytest.raises(DeviceRefused):
+        pair.driver.standby()                   # at once: the late answer comes meanwhile
     pair.driver.wake()
     assert pair.driver.power_state() in ("on", "unknown")
+
+
+def test_a_device_that_keeps_talking_cannot_hold_the_port(pair_factory) -> None:
+    """Every line drained makes the device say another: the drain gives up after
+    ``drain_max_s`` and the command is sent anyway."""
+    p = pair_factory("extron_sis")
+    p.driver.power_state()
+    talking = threading.Event()
+    talking.set()
+
+    def chatter(frame: object) -> None:
+        if talking.is_set():                    # another line, visible before this returns
+            p.emu.send_unsolicited(b"Vol050\r\n")
+            wait_until(lambda: port.in_waiting > 0)
+
+    p.driver.on_unsolicited = chatter  # type: ignore[method-assign]
+    p.emu.send_unsolicited(b"Vol050\r\n")
+    port = p.driver._port
+    assert port is not None
+    wait_until(lambda: port.in_waiting > 0)
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(p.driver.power_state()), daemon=True)
+    t.start()
+    t.join(timeout=5)
+    held = t.is_alive()
+    talking.clear()                             # let a stuck drain go, then judge
+    t.join(timeout=5)
+    assert not held, "the drain held the port while the device kept talking"
+    assert result
 
 
 def test_relay_cycle(pair: Pair) -> None:
