@@ -102,17 +102,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | None,
                 connect: bool = True) -> Agent:
     """An :class:`Agent` with real pins (lgpio) or, with ``simulate``, mock pins."""
+    clock_kw: dict[str, Any] = {}
+    sim_clock = None
     if simulate:
         from agent.hardware.pins import RecordedMockFactory
-        factory = RecordedMockFactory(state_dir)
+        from agent.simclock import SimClock
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        sim_clock = SimClock(state_dir)
+        clock_kw = {"clock": sim_clock.now, "clock_synced": sim_clock.synced}
+        factory = RecordedMockFactory(state_dir, clock=sim_clock.now)
     else:
         from agent.hardware.pins import lgpio_factory
         factory = lgpio_factory()
     host = port = None
     if broker:
         host, port = parse_broker_url(broker)
-    return Agent(cfg, factory, StateDir(state_dir), host, port, connect=connect,
-                 emulate=simulate)
+    agent = Agent(cfg, factory, StateDir(state_dir), host, port, connect=connect,
+                  emulate=simulate, **clock_kw)
+    agent.sim_clock = sim_clock
+    return agent
 
 
 def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> None:
@@ -173,8 +182,21 @@ def _simulated_button(agent: Agent, op: str) -> dict[str, Any]:
 def _simulated_serial(agent: Agent, op: str) -> dict[str, Any]:
     """A fault on a simulated serial device: ``unplug:codec`` (the USB adapter pulled),
     ``replug:codec``, ``silence:codec`` (cable cut: nothing answers), ``speak:codec``,
-    ``garbage:codec`` (noise on the line)."""
+    ``garbage:codec`` (noise on the line); or on the simulated clock: ``clock:+600``,
+    ``sync:0|1|auto``."""
     what, _, device = op.partition(":")
+    clock = getattr(agent, "sim_clock", None)
+    if what in ("clock", "sync"):
+        if clock is None:
+            return {"ok": False, "error": "only a simulated room's clock can be moved"}
+        try:
+            if what == "clock":
+                clock.jump(float(device))
+            else:
+                clock.set_synced(None if device == "auto" else device == "1")
+        except ValueError:
+            return {"ok": False, "error": f"bad value '{device}'"}
+        return {"ok": True, "offset_s": clock.offset}
     emus = agent.emulated.emulators if agent.emulated is not None else {}
     emu = emus.get(device)
     if emu is None:

@@ -20,7 +20,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OPS = ("status", "on", "off", "press", "hold", "unplug", "replug", "silence", "speak",
-       "garbage")
+       "garbage", "clock", "sync")
 """``press``/``hold`` (the button) and ``unplug|replug|silence|speak|garbage:<device>`` (a
 serial device's emulator) work only in a simulated room."""
 

@@ -130,6 +130,9 @@ class Agent:
         self.devices = SerialDevices(cfg.devices, self.queue.put, relays,
                                      self.emulated.urls if self.emulated else None)
         self.outbox = Outbox(self.store.outbox_file, clock=clock)
+        self._acting: str = ""
+        if hasattr(factory, "context"):  # a simulated room's pins log who moved them
+            factory.context = lambda: f"{self.outbox.next_seq()}:{self._acting or '-'}"
         self._inflight: dict[int, Any] = {}
         self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
         self._correlation: bytes | None = None  # of the command being fed to the core
@@ -141,6 +144,7 @@ class Agent:
                          use_files=connect)
         self.started = threading.Event()
         self.watchdog = Watchdog.from_env()
+        self.sim_clock: Any = None  # a simulated room's movable clock (agent/simclock.py)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -277,7 +281,11 @@ class Agent:
     def _do(self, action: core.Action) -> None:
         match action:
             case core.SetRelay(device=d, on=on):
-                self.board.set_power(d, on)
+                self._acting = action.reason
+                try:
+                    self.board.set_power(d, on)
+                finally:
+                    self._acting = ""
                 if self.emulated is not None:
                     self.emulated.relay_changed(d, on)
                 self.devices.relay_changed(d, on)

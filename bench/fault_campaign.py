@@ -61,7 +61,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.control import request
-from agent.hardware.pins import read_pin_history
+from agent.hardware.pins import read_pin_changes
 from agent.outbox import Outbox
 from broker.local import LocalBroker, free_port
 
@@ -70,16 +70,9 @@ BASE = f"diemcau/v1/rooms/{SITE}"
 RECORDER_ID = "diemcau-fault-campaign-recorder"
 DEVICES = {"codec": 26, "camera": 20, "amplifier": 21}
 RELAY_PINS = {f"GPIO{n}": name for name, n in DEVICES.items()}
-# Event ts are ISO 8601 with milliseconds, truncated: the true time is up to 1 ms later.
-TS_RESOLUTION = 0.001
-# A step's relays move within this time after its events are stamped (same thread, no I/O
-# but fsyncs in between): the end of an override's span is widened by it.
-STEP_SLACK = 0.05
 
-NOT_COVERED = (
-    "clock jumps: the agent reads the wall clock and a subprocess has no hook to move it; "
-    "covered by the core's property tests (tests/core/test_invariants.py)",
-)
+NOT_COVERED: tuple[str, ...] = ()
+MAX_CLOCK_OFFSET = 3 * 3600.0
 SERIAL_FAULTS = ("unplug", "silence", "garbage")
 
 
@@ -306,6 +299,7 @@ class Figures:
     duration_s: float = 0.0
     actions: Counter[str] = field(default_factory=Counter)
     serial_faults: Counter[str] = field(default_factory=Counter)
+    clock_jumps: int = 0
     lost_seqs: list[int] = field(default_factory=list)
     unsafe_detail: list[str] = field(default_factory=list)
     crash_detail: list[str] = field(default_factory=list)
@@ -334,6 +328,7 @@ class Figures:
         out.append(f"  lock releases with no cause (window_removed without a schedule "
                    f"change): {self.spurious_releases}")
         out.append("  actions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.actions.items())))
+        out.append(f"  clock jumps: {self.clock_jumps}")
         out.append("  serial faults: " + (", ".join(
             f"{k} {v}" for k, v in sorted(self.serial_faults.items())) or "none"))
         out += [f"  not covered: {n}" for n in self.not_covered]
@@ -343,84 +338,47 @@ class Figures:
         return "\n".join(out)
 
 
-def lock_intervals(events: list[dict[str, Any]], end: float) -> list[tuple[float, float, str]]:
-    """(from, to, window) for each lock, from ``lock_engaged``/``lock_released`` in seq order.
-
-    An event's ts is truncated to the millisecond and stamped when the decision it reports is
-    recorded — before that decision's relays move (the agent writes events first), in the
-    same process and from the same clock as the pins: a relay change made after the lock
-    began has a later pin time than ``lock_engaged``'s true time (≤ ts + 1 ms), and one made
-    after the release (the very instant after) a later time than ``lock_released``'s ts.
-    """
-    out = []
-    current: tuple[float, str] | None = None
-    for ev in sorted(events, key=lambda e: e["seq"]):
-        if ev["kind"] == "lock_released" and current is not None:
-            out.append((current[0], parse_ts(ev["ts"]), current[1]))
-            current = None
-        elif ev["kind"] == "lock_engaged":
-            if current is not None:  # (a lost release would show as lost, not here)
-                out.append((current[0], parse_ts(ev["ts"]), current[1]))
-            current = (parse_ts(ev["ts"]) + TS_RESOLUTION, ev["data"]["window_id"])
-    if current is not None:
-        out.append((current[0], end, current[1]))
-    return out
-
-
-def override_spans(events: list[dict[str, Any]], end: float,
-                   ) -> list[tuple[float, float, str | None, str]]:
-    """(from, to, device or None for all, command id) for each district override: from its
-    ``lock_overridden`` until its sequence (reason ``override:<id>``) finished or was
-    cancelled; open till the end if neither was seen (a sequence resumed after a restart).
-
-    The agent records a step's events before it moves that step's relays, so the last relay
-    of the sequence moves just after ``power_sequence_finished`` is stamped: the span ends at
-    the next event recorded after it (a later step), or at the end."""
-    spans = []
-    ordered = sorted(events, key=lambda e: e["seq"])
-    for i, ev in enumerate(ordered):
-        if ev["kind"] != "lock_overridden":
-            continue
-        cid = ev["data"]["command_id"]
-        stop = end
-        for j in range(i + 1, len(ordered)):
-            later = ordered[j]
-            if (later["kind"] in ("power_sequence_finished", "power_sequence_cancelled")
-                    and later["data"].get("reason") == f"override:{cid}"):
-                step_end = next((parse_ts(x["ts"]) for x in ordered[j + 1:]
-                                 if parse_ts(x["ts"]) > parse_ts(later["ts"])), end)
-                stop = step_end + STEP_SLACK
-                break
-        spans.append((parse_ts(ev["ts"]), stop, ev["data"].get("device"), cid))
-    return spans
-
-
-def unsafe_transitions(events: list[dict[str, Any]], pins_log: Path, end: float,
+def unsafe_transitions(events: list[dict[str, Any]], pins_log: Path,
                        ) -> tuple[list[str], int, int]:
-    """Relay switch-offs during a lock not explained by an override: (details, all relay
-    off-transitions, off-transitions during a lock explained by an override)."""
-    locks = lock_intervals(events, end)
-    overrides = override_spans(events, end)
+    """Relay switch-offs during a lock not made by a district override: (details, all relay
+    off-transitions, off-transitions during a lock made by an override).
+
+    Clock-free, so clock jumps cannot fool it: the simulated pins log, for every change, the
+    agent's next event number ``k`` (every event below ``k`` was recorded before the pin
+    moved: the agent writes a decision's events first) and the reason of the power sequence
+    that moved it. The room is locked at ``k`` if, in ``seq`` order, the last of
+    ``lock_engaged``/``lock_released`` below ``k`` is an engagement.
+    """
+    marks = sorted((e["seq"], e["kind"] == "lock_engaged", e["data"].get("window_id"))
+                   for e in events if e["kind"] in ("lock_engaged", "lock_released"))
+
+    def lock_at(k: int) -> str | None:
+        window = None
+        for seq, engaged, wid in marks:
+            if seq >= k:
+                break
+            window = wid if engaged else None
+        return window
+
     level: dict[str, bool] = {}
     details = []
     offs = explained = 0
-    for t, pin, high, pid in read_pin_history(pins_log):
-        if pin not in RELAY_PINS:
+    for c in read_pin_changes(pins_log):
+        if c.pin not in RELAY_PINS:
             continue
-        was = level.get(pin)
-        level[pin] = high
-        if high or was is False:
+        was = level.get(c.pin)
+        level[c.pin] = c.level
+        if c.level or was is False or c.seq is None:
             continue
         offs += 1  # device powered = pin HIGH; LOW = device switched off
-        device = RELAY_PINS[pin]
-        lock = next((lk for lk in locks if lk[0] <= t < lk[1]), None)
-        if lock is None:
+        window = lock_at(c.seq)
+        if window is None:
             continue
-        if any(a <= t <= b and d in (None, device) for a, b, d, _ in overrides):
+        if c.reason.startswith("override:"):
             explained += 1
             continue
-        details.append(f"{device} ({pin}) switched off at {t:.6f} by pid {pid} during the lock "
-                       f"of {lock[2]} ({lock[0]:.3f}..{lock[1]:.3f})")
+        details.append(f"{RELAY_PINS[c.pin]} ({c.pin}) switched off by pid {c.pid} for "
+                       f"'{c.reason}' after event {c.seq - 1}, during the lock of {window}")
     return details, offs, explained
 
 
@@ -463,6 +421,7 @@ class Campaign:
         self.windows: dict[str, dict[str, Any]] = {}  # id -> start, end, scheduled, done
         self.version = 0
         self.n = 0
+        self.clock_offset = 0.0
 
     # ---------------------------------------------------------------- parts
     def setup(self) -> None:
@@ -554,7 +513,8 @@ class Campaign:
 
     # ---------------------------------------------------------------- actions
     def a_schedule_window(self) -> None:
-        now = datetime.now(UTC)
+        # In the room's time, which a clock jump may have moved away from the district's.
+        now = datetime.now(UTC) + timedelta(seconds=self.clock_offset)
         wid = f"w{self.n}"
         start = now + timedelta(seconds=self.rng.uniform(5, 40))  # lead 1 min: locks at once
         self.windows[wid] = {"id": wid, "kind": self.rng.choice(["test", "session"]),
@@ -624,6 +584,21 @@ class Campaign:
                 self.pause(0.5, 4)
                 request(self.sock_path(), f"{'replug' if fault == 'unplug' else 'speak'}:"
                                           f"{device}")
+
+    def a_clock_jump(self) -> None:
+        """The Pi's wall clock jumps (NTP step, a wrong saved time) and NTP sync comes and
+        goes; the simulated clock moves the agent's time and its pins' log alike."""
+        delta = self.rng.choice([-1, 1]) * self.rng.uniform(30, 1800)
+        if abs(self.clock_offset + delta) > MAX_CLOCK_OFFSET:
+            delta = -delta
+        with contextlib.suppress(OSError, ValueError):
+            if request(self.sock_path(), f"clock:{delta:+.0f}").get("ok"):
+                self.clock_offset += round(delta)
+                self.figs.clock_jumps += 1
+            if self.rng.random() < 0.4:
+                request(self.sock_path(), f"sync:{self.rng.choice(['0', '1', 'auto'])}")
+        if self.rng.random() < 0.5:  # the room is used meanwhile
+            self.rng.choice([self.a_local, self.a_button, self.a_district_power])()
 
     def a_operator_check(self) -> None:
         self.command("operator_check", timeout_s=5)
@@ -703,13 +678,13 @@ class Campaign:
         ("complete_window", 3), ("button", 3), ("local", 3), ("district_power", 3),
         ("operator_check", 1), ("agent_kill", 3), ("agent_restart", 1),
         ("broker_stop", 1), ("broker_kill", 2), ("link_cut", 2), ("link_stall", 1),
-        ("serial_fault", 3),
+        ("serial_fault", 3), ("clock_jump", 2),
     )
 
     # Every campaign, however short, has each of these at least once (at random places).
     MUST: tuple[str, ...] = ("schedule_window", "agent_kill", "broker_kill", "link_cut",
                              "district_power", "button", "local", "complete_window",
-                             "serial_fault")
+                             "serial_fault", "clock_jump")
 
     def plan(self, cycles: int) -> list[str]:
         names = [a for a, _ in self.ACTIONS]
@@ -792,8 +767,7 @@ class Campaign:
         with (self.workdir / "events.jsonl").open("w") as out:
             for e in sorted(events, key=lambda e: e["seq"]):
                 out.write(json.dumps(e, ensure_ascii=False) + "\n")
-        details, offs, explained = unsafe_transitions(events, self.state / "pins.log",
-                                                      time.time())
+        details, offs, explained = unsafe_transitions(events, self.state / "pins.log")
         f.unsafe = len(details)
         f.unsafe_detail = details
         f.relay_off_transitions = offs

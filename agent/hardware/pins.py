@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +103,17 @@ class RecordedMockPin(SteadyMockPin):
 class RecordedMockFactory(MockFactory):
     """Mock pins for ``--simulate`` whose levels live in ``<dir>/pins.log``.
 
-    Each line is ``<unix time> <pin name> <0|1> <pid>``, appended and never rewritten: the last
-    line of a pin is its level, the whole file its history (pid 0 marks a level set from
-    outside, such as the boot levels after a simulated power cut).
+    Each line is ``<time> <pin name> <0|1> <pid> <seq>:<reason>``, appended and never
+    rewritten: the last line of a pin is its level, the whole file its history (pid 0 marks a
+    level set from outside, such as the boot levels after a simulated power cut). ``seq`` is
+    the agent's next event number when the pin moved (so every event below it was recorded
+    before), ``reason`` the power sequence's reason; ``-`` where unknown.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        # Who moved a pin: the agent sets this to give "<next event seq>:<reason>".
+        self.context: Callable[[], str] = lambda: "-"
         self.log_path = Path(directory) / "pins.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.saved_levels: dict[str, bool] = read_pin_levels(self.log_path)
@@ -115,7 +122,7 @@ class RecordedMockFactory(MockFactory):
 
     def record(self, name: str, level: bool) -> None:
         with self._lock, self.log_path.open("a") as f:
-            f.write(f"{time.time():.6f} {name} {int(level)} {os.getpid()}\n")
+            f.write(f"{self.clock():.6f} {name} {int(level)} {os.getpid()} {self.context()}\n")
             f.flush()
 
 
@@ -128,16 +135,39 @@ def read_pin_levels(log_path: Path) -> dict[str, bool]:
         return levels
     for line in lines:
         parts = line.split()
-        if len(parts) == 4 and parts[2] in ("0", "1"):
+        if len(parts) >= 4 and parts[2] in ("0", "1"):
             levels[parts[1]] = parts[2] == "1"
     return levels
 
 
 def read_pin_history(log_path: Path) -> list[tuple[float, str, bool, int]]:
     """Every recorded change: (time, pin name, level, pid)."""
+    return [(c.t, c.pin, c.level, c.pid) for c in read_pin_changes(log_path)]
+
+
+@dataclass(frozen=True)
+class PinChange:
+    """One line of a :class:`RecordedMockFactory` log."""
+
+    t: float
+    pin: str
+    level: bool
+    pid: int
+    seq: int | None = None      # the agent's next event number when the pin moved
+    reason: str = ""            # the power sequence's reason
+
+
+def read_pin_changes(log_path: Path) -> list[PinChange]:
+    """Every recorded change, with who made it where the log says."""
     out = []
     for line in log_path.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[2] in ("0", "1"):
-            out.append((float(parts[0]), parts[1], parts[2] == "1", int(parts[3])))
+        if len(parts) < 4 or parts[2] not in ("0", "1"):
+            continue
+        seq, reason = None, ""
+        if len(parts) >= 5 and ":" in parts[4]:
+            head, _, reason = parts[4].partition(":")
+            seq = int(head) if head.isdigit() else None
+        out.append(PinChange(float(parts[0]), parts[1], parts[2] == "1", int(parts[3]), seq,
+                             reason))
     return out

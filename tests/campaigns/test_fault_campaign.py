@@ -24,8 +24,9 @@ def ev(seq: int, ts: float, kind: str, **data: object) -> dict[str, object]:
     return {"seq": seq, "ts": iso_ms(ts), "kind": kind, "data": data}
 
 
-def write_pins(path: Path, lines: list[tuple[float, str, int]]) -> Path:
-    path.write_text("".join(f"{t:.6f} {pin} {level} 1\n" for t, pin, level in lines))
+def write_pins(path: Path, lines: list[tuple[float, str, int, int, str]]) -> Path:
+    path.write_text("".join(f"{t:.6f} {pin} {level} 1 {seq}:{why}\n"
+                            for t, pin, level, seq, why in lines))
     return path
 
 
@@ -34,34 +35,30 @@ def test_detector_flags_only_unexplained_switch_offs_during_a_lock(tmp_path: Pat
     events = [
         ev(1, t0 + 1, "lock_engaged", window_id="w1"),
         ev(2, t0 + 3, "lock_overridden", window_id="w1", device="camera", command_id="c1"),
-        ev(3, t0 + 3.5, "power_sequence_finished", reason="override:c1"),
-        # The next step's event: the override's last relay moved before it was recorded.
-        ev(4, t0 + 3.6, "check_in", window_id="w1"),
-        ev(5, t0 + 5, "lock_released", window_id="w1", reason="completed"),
-        ev(6, t0 + 8, "lock_engaged", window_id="w2"),          # still locked at the end
+        ev(3, t0 + 5, "lock_released", window_id="w1", reason="completed"),
+        # The clock jumps back an hour: times no longer say anything, event numbers do.
+        ev(4, t0 - 3600, "lock_engaged", window_id="w2"),       # still locked at the end
     ]
     pins = write_pins(tmp_path / "pins.log", [
-        (t0 + 0.5, "GPIO26", 0),   # before the lock: allowed
-        (t0 + 0.6, "GPIO26", 1),
-        (t0 + 2.0, "GPIO21", 0),   # during the lock, no override: UNSAFE
-        (t0 + 2.1, "GPIO21", 1),
-        (t0 + 3.2, "GPIO20", 0),   # the overridden device, during its sequence: explained
-        (t0 + 3.3, "GPIO20", 1),
-        (t0 + 3.4, "GPIO26", 0),   # another device during that override: UNSAFE
-        (t0 + 3.45, "GPIO26", 1),
-        (t0 + 3.52, "GPIO20", 0),  # the override's last step, just after "finished": explained
-        (t0 + 3.55, "GPIO20", 1),
-        (t0 + 4.0, "GPIO20", 0),   # after the override's sequence finished: UNSAFE
-        (t0 + 4.1, "GPIO20", 1),
-        (t0 + 5.0005, "GPIO21", 0),  # the instant after the release: allowed
-        (t0 + 6.0, "GPIO21", 1),
-        (t0 + 9.0, "GPIO17", 0),   # the LED, not a relay
-        (t0 + 9.5, "GPIO26", 0),   # during the lock still open at the end: UNSAFE
+        # (time, pin, level, next event seq when it moved, reason of its sequence)
+        (t0 + 0.5, "GPIO26", 0, 1, "local:cli"),      # before the lock: allowed
+        (t0 + 0.6, "GPIO26", 1, 1, "local:cli"),
+        (t0 + 2.0, "GPIO21", 0, 2, "local:button"),   # during the lock, no override: UNSAFE
+        (t0 + 2.1, "GPIO21", 1, 2, "window:w1"),
+        (t0 + 3.2, "GPIO20", 0, 3, "override:c1"),    # the district's override: explained
+        (t0 + 3.3, "GPIO20", 1, 3, "window:w1"),
+        (t0 + 3.4, "GPIO26", 0, 3, "self_help:codec"),  # self-help during a lock: UNSAFE
+        (t0 + 3.45, "GPIO26", 1, 3, "self_help:codec"),
+        (t0 + 5.0, "GPIO21", 0, 4, "local:cli"),      # after the release: allowed
+        (t0 + 6.0, "GPIO21", 1, 4, "local:cli"),
+        (t0 + 9.0, "GPIO17", 0, 4, "-"),              # the LED, not a relay
+        (t0 - 3000, "GPIO26", 0, 5, "local:cli"),     # during w2, clock behind: UNSAFE
+        (t0 - 2990, "GPIO20", 0, 5, "override:c9"),   # during w2, override: explained
     ])
-    details, offs, explained = unsafe_transitions(events, pins, t0 + 10)
-    assert len(details) == 4, details
-    assert [d.split()[0] for d in details] == ["amplifier", "codec", "camera", "codec"]
-    assert offs == 8 and explained == 2
+    details, offs, explained = unsafe_transitions(events, pins)
+    assert len(details) == 3, details
+    assert [d.split()[0] for d in details] == ["amplifier", "codec", "codec"]
+    assert offs == 7 and explained == 2
 
 
 def test_short_fault_campaign(short_tmp: Path) -> None:
