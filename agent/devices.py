@@ -54,19 +54,24 @@ class SerialDevice:
 
     def await_ready(self) -> None:
         """Wake the device if it is in standby and report ``DeviceReady`` once it answers
-        (bounded). A step still running for an older request is cancelled first."""
-        self.poller.cancel_step()
-        self._work.submit(self._guard, lambda t: self.poller.wait_ready(t, wake=True),
+        (bounded). A step still running or queued for an older request is cancelled."""
+        gen = self.poller.new_step()
+        self._work.submit(self._guard, gen,
+                          lambda t: self.poller.wait_ready(t, wake=True, generation=gen),
                           self.dev.ready_timeout_s)
 
     def send_standby(self) -> None:
-        """Send standby and report ``DeviceStandby`` once confirmed (bounded by the grace)."""
-        self.poller.cancel_step()
-        self._work.submit(self._guard, self.poller.standby_and_confirm,
+        """Send standby and report ``DeviceStandby`` once confirmed (bounded by the grace).
+        A step still running or queued for an older request is cancelled."""
+        gen = self.poller.new_step()
+        self._work.submit(self._guard, gen,
+                          lambda t: self.poller.standby_and_confirm(t, generation=gen),
                           max(self.dev.off_grace_s, 1.0))
 
-    def _guard(self, fn: Callable[[float], Any], timeout: float) -> None:
-        self.poller.begin_step()
+    def _guard(self, generation: int, fn: Callable[[float], Any], timeout: float) -> None:
+        if not self.poller.is_current(generation):
+            log.info("%s: skipped a sequencing step a newer power request replaced", self.name)
+            return
         try:
             outcome = fn(timeout)
             log.info("%s: %s", self.name, outcome)

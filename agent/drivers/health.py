@@ -101,8 +101,9 @@ class HealthPoller:
         self.boot_grace_s = boot_grace_s
         self.clock = clock
         self._cancel = threading.Event()
-        self._step_cancel = threading.Event()
-        self.sleep: Callable[[float], object] = sleep or self._cancel.wait
+        self._generation = 0            # bumped by every new power request (new_step)
+        self._wakeup = threading.Condition()
+        self.sleep: Callable[[float], object] | None = sleep
         self.relay_on = relay_on
         self._relay_since = clock()
         self.failures = 0
@@ -122,18 +123,39 @@ class HealthPoller:
                 self.failures = 0
             self.relay_on = on
 
+    def new_step(self) -> int:
+        """A new power request: returns its generation. Any step of an older generation is
+        now superseded: a running one stops at its next check, a queued one is skipped."""
+        with self._wakeup:
+            self._generation += 1
+            self._wakeup.notify_all()
+            return self._generation
+
     def cancel_step(self) -> None:
         """Stop a running :meth:`wait_ready` / :meth:`standby_and_confirm` (a newer power
         request replaced it); the poller itself goes on."""
-        self._step_cancel.set()
+        self.new_step()
 
-    def begin_step(self) -> None:
-        """Called by the worker before a new sequencing step: forget an earlier cancel."""
-        self._step_cancel.clear()
+    def is_current(self, generation: int) -> bool:
+        """True while no newer power request than ``generation`` was made."""
+        return generation == self._generation
+
+    def _superseded(self, generation: int) -> bool:
+        return self._cancel.is_set() or generation != self._generation
+
+    def _pause(self, seconds: float, generation: int) -> None:
+        """Sleep between tries; woken early by :meth:`cancel` or a newer request."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+            return
+        with self._wakeup:
+            self._wakeup.wait_for(lambda: self._superseded(generation), seconds)
 
     def cancel(self) -> None:
         """Stop :meth:`run` and any :meth:`wait_ready` / :meth:`standby_and_confirm` soon."""
         self._cancel.set()
+        with self._wakeup:
+            self._wakeup.notify_all()
 
     # ------------------------------------------------------------------ polling
     def _attempt(self, step: Callable[[], _Reading]) -> _Reading:
@@ -255,33 +277,40 @@ class HealthPoller:
         return Outcome(self.device, ok, state, round(self.clock() - start, 3), attempts, reason)
 
     def _give_up_or_wait(self, start: float, timeout_s: float, interval_s: float,
-                         attempts: int, state: str, reason: str) -> Outcome | None:
-        """The failed outcome if cancelled or out of time; else sleep until the next try."""
-        if self._cancel.is_set() or self._step_cancel.is_set():
+                         attempts: int, state: str, reason: str,
+                         generation: int) -> Outcome | None:
+        """The failed outcome if superseded or out of time; else sleep until the next try."""
+        if self._superseded(generation):
             return self._outcome(False, state, start, attempts, R_CANCELLED)
         left = start + timeout_s - self.clock()
         if left <= 0:
             return self._outcome(False, state, start, attempts, reason)
-        self.sleep(min(interval_s, left))
+        self._pause(min(interval_s, left), generation)
+        if self._superseded(generation):
+            return self._outcome(False, state, start, attempts, R_CANCELLED)
         return None
 
     def wait_ready(self, timeout_s: float, *, interval_s: float = 1.0,
-                   wake: bool = False) -> Outcome:
+                   wake: bool = False, generation: int | None = None) -> Outcome:
         """Poll until the device answers (not booting) after power on, at most ``timeout_s``.
 
         With ``wake=True`` a device that answers in standby, or without saying whether it
         is awake (``unknown``: Poly after a reconnect, Cisco half awake), is woken (waking an
         awake device is harmless). Emits
-        :class:`DeviceReady` on success.
+        :class:`DeviceReady` on success. ``generation`` (from :meth:`new_step`; default: the
+        current one): a newer request cancels this wait.
         """
         start = self.clock()
         attempts = 0
+        gen = self._generation if generation is None else generation
 
         def wake_up() -> _Reading:
             self.driver.wake()
             return _Reading(power="on")
 
         while True:
+            if self._superseded(gen):
+                return self._outcome(False, "cancelled", start, attempts, R_CANCELLED)
             attempts += 1
             r = self._read(with_call=False)
             if r.failure is None and wake and r.power in ("standby", "unknown"):
@@ -295,18 +324,20 @@ class HealthPoller:
             else:
                 state, reason = _explain(r)
             if stop := self._give_up_or_wait(start, timeout_s, interval_s, attempts, state,
-                                             reason):
+                                             reason, gen):
                 return stop
 
-    def standby_and_confirm(self, timeout_s: float, *, interval_s: float = 1.0) -> Outcome:
+    def standby_and_confirm(self, timeout_s: float, *, interval_s: float = 1.0,
+                            generation: int | None = None) -> Outcome:
         """Send standby, then poll until the device confirms it, at most ``timeout_s``.
 
         A refused standby (e.g. in a call) is sent again on the next try. Emits
-        :class:`DeviceStandby` on success.
+        :class:`DeviceStandby` on success. ``generation``: as for :meth:`wait_ready`.
         """
         start = self.clock()
         attempts = 0
         sent = False
+        gen = self._generation if generation is None else generation
 
         def step() -> _Reading:
             nonlocal sent
@@ -316,6 +347,8 @@ class HealthPoller:
             return _Reading(power=self.driver.power_state())
 
         while True:
+            if self._superseded(gen):
+                return self._outcome(False, "cancelled", start, attempts, R_CANCELLED)
             attempts += 1
             r = self._attempt(step)
             if r.failure is None and r.power in ("standby", "off"):
@@ -325,7 +358,7 @@ class HealthPoller:
                 sent = False        # ask again next time (e.g. once the call has ended)
             state, reason = (r.power or "on", R_ON) if r.failure is None else _explain(r)
             if stop := self._give_up_or_wait(start, timeout_s, interval_s, attempts, state,
-                                             reason):
+                                             reason, gen):
                 return stop
 
 
