@@ -141,7 +141,8 @@ class CiscoXapi(Driver):
 
     # ---- the contract
     def power_state(self) -> PowerState:
-        """``xStatus Standby State``: Off/Halfwake → on, Standby/EnteringStandby → standby."""
+        """``xStatus Standby State``: Off → on, Standby → standby; Halfwake and
+        EnteringStandby → unknown (to be woken; not yet a confirmed standby)."""
         return xapi.power_from_standby(self.xapi("xStatus Standby State").value("Standby State"))
 
     def wake(self) -> None:

@@ -1,7 +1,9 @@
 """Cisco codec emulator: xAPI text mode with login, echo, standby and calls.
 
-Firmware ``"ce"`` prints ``** end`` then ``OK``; ``"tc"`` prints ``OK`` before the block, as
-some older firmware does. Silent while booting; optional noise burst at power-up (boot
+Standby states: Off, Standby, EnteringStandby for ``entering_standby_s`` after Activate,
+Halfwake after :meth:`CiscoEmulator.halfwake` (someone walked in) or ``xCommand Standby
+Halfwake``. Firmware ``"ce"`` prints ``** end`` then ``OK``; ``"tc"`` prints ``OK`` before
+the block, as some older firmware does. Silent while booting; optional noise burst at power-up (boot
 messages at 38400 baud look like this at 115200).
 """
 
@@ -38,6 +40,7 @@ class CiscoEmulator(Emulator):
         self._login: str = "user" if self.login_required else "done"
         self._echo = True
         self._standby = False           # a codec boots awake
+        self._halfwake = False
         self._entering_until: float | None = None
         self._call: dict[str, str] | None = None
 
@@ -47,19 +50,29 @@ class CiscoEmulator(Emulator):
 
     @property
     def standby_state(self) -> str:
-        """Off, Standby or EnteringStandby, as the codec would report it."""
+        """Off, Halfwake, EnteringStandby or Standby, as the codec would report it."""
+        if self._halfwake:
+            return "Halfwake"
         if not self._standby:
             return "Off"
         if self._entering_until is not None and self.clock() < self._entering_until:
             return "EnteringStandby"
         return "Standby"
 
+    def halfwake(self) -> None:
+        """Someone walks in: a codec in standby wakes halfway (the proximity sensor)."""
+        def do() -> None:
+            if self._standby:
+                self._standby = False
+                self._halfwake = True
+        self.call(do)
+
     def start_call(self, remote: str = "Xa Tan Doan", number: str = "sip:1001@vq.local",
                    direction: str = "Incoming") -> None:
         """A call connects (wakes the codec)."""
         def do() -> None:
             self.call_id += 1
-            self._standby = False
+            self._standby = self._halfwake = False
             self._call = {"id": str(self.call_id), "remote": remote, "number": number,
                           "direction": direction}
         self.call(do)
@@ -123,11 +136,15 @@ class CiscoEmulator(Emulator):
                                      '    Reason: "Not allowed while in call"'], ok=False)
             if not self._standby:
                 self._standby = True
+                self._halfwake = False
                 self._entering_until = self.clock() + self.entering_standby_s
             return self._finish(["*r StandbyActivateResult (status=OK):"])
         if low == "xcommand standby deactivate":
-            self._standby = False
+            self._standby = self._halfwake = False
             return self._finish(["*r StandbyDeactivateResult (status=OK):"])
+        if low == "xcommand standby halfwake":
+            self._standby, self._halfwake = False, True
+            return self._finish(["*r StandbyHalfwakeResult (status=OK):"])
         if low == "xstatus call":
             c = self._call
             if c is None:

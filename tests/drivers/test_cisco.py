@@ -26,13 +26,26 @@ def test_standby_and_wake(pair_factory) -> None:
     assert "xCommand Standby Deactivate" in p.emu.received()
 
 
-def test_entering_standby_counts_as_standby(pair_factory, clock: FakeClock) -> None:
+def test_entering_standby_is_not_yet_standby(pair_factory, clock: FakeClock) -> None:
     p = pair_factory("cisco_xapi", {"entering_standby_s": 10})
     p.driver.standby()
     assert p.emu.standby_state == "EnteringStandby"
-    assert p.driver.power_state() == "standby"
+    assert p.driver.power_state() == "unknown"
     clock.advance(10)
     assert p.emu.standby_state == "Standby"
+    assert p.driver.power_state() == "standby"
+
+
+def test_halfwake_is_not_awake(pair_factory) -> None:
+    p = pair_factory("cisco_xapi", {"standby": True})
+    p.emu.halfwake()
+    assert p.emu.standby_state == "Halfwake"
+    assert p.driver.power_state() == "unknown"
+    p.driver.xapi("xCommand Standby Activate")
+    p.driver.xapi("xCommand Standby Halfwake")
+    assert p.driver.power_state() == "unknown"
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
 
 
 @pytest.mark.parametrize("firmware", ["ce", "tc"])

@@ -246,3 +246,22 @@ def test_wait_ready_wakes_a_poly_whose_state_is_unknown(pair_factory) -> None:
     assert outcome.ok and "wake" in p.emu.received()
     assert not p.emu.asleep
     assert p.driver.power_state() == "on"
+
+
+def test_wait_ready_wakes_a_cisco_in_halfwake(pair_factory) -> None:
+    p = pair_factory("cisco_xapi", {"standby": True})
+    p.emu.halfwake()
+    assert poller_for(p, []).wait_ready(5, wake=True).ok
+    assert "xCommand Standby Deactivate" in p.emu.received()
+    assert p.emu.standby_state == "Off"
+
+
+def test_standby_confirmed_only_once_entering_standby_is_over(pair_factory,
+                                                               clock: FakeClock) -> None:
+    p = pair_factory("cisco_xapi", {"entering_standby_s": 10})
+    events: list = []
+    outcome = poller_for(p, events).standby_and_confirm(30, interval_s=2)
+    assert outcome.ok and outcome.state == "standby"
+    assert (outcome.attempts, outcome.elapsed_s) == (6, 10)
+    assert events == [DeviceStandby("cisco_xapi")]
+    assert p.emu.received().count("xCommand Standby Activate") == 1

@@ -229,11 +229,16 @@ class ReplyCollector:
         return f"{name}: {reason}"
 
 
-_STANDBY = {"off": "on", "halfwake": "on", "standby": "standby", "enteringstandby": "standby"}
+# Halfwake (woken by presence, not in use) and EnteringStandby (on its way, may be stopped)
+# are neither surely on nor surely in standby: "unknown", which wait_ready(wake=True) wakes
+# and standby_and_confirm does not take as confirmation.
+_STANDBY = {"off": "on", "halfwake": "unknown", "standby": "standby",
+            "enteringstandby": "unknown"}
 
 
 def power_from_standby(value: str | None) -> PowerState:
-    """``Standby State`` value → power state; raises BadReply on an unknown value."""
+    """``Standby State`` value → power state: Off → on, Standby → standby, Halfwake and
+    EnteringStandby → unknown; raises BadReply on a value it does not know."""
     if value is None:
         raise BadReply("no '*s Standby State' line in the reply")
     state = _STANDBY.get(value.strip().lower())
