@@ -163,7 +163,8 @@ class HealthPoller:
         try:
             return step()
         except PortGone as e:
-            self.driver.close()     # drop the dead handle; the next call opens the port again
+            # The driver already dropped the dead handle (closing here could close a port
+            # another thread has just reopened); the next call opens the port again.
             return _Reading(failure="port-gone", detail=str(e))
         except DeviceTimeout as e:
             return _Reading(failure="silent", detail=str(e))

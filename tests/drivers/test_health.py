@@ -265,3 +265,28 @@ def test_standby_confirmed_only_once_entering_standby_is_over(pair_factory,
     assert (outcome.attempts, outcome.elapsed_s) == (6, 10)
     assert events == [DeviceStandby("cisco_xapi")]
     assert p.emu.received().count("xCommand Standby Activate") == 1
+
+
+def test_port_gone_does_not_close_a_port_reopened_meanwhile(pair_factory) -> None:
+    """The poller's call fails with PortGone; before it judges, another thread (a sequencing
+    step) reopens the port. The poller must not close that fresh port."""
+    from agent.drivers import PortGone
+
+    p = pair_factory("extron_sis")
+    p.driver.power_state()
+    real = p.driver.power_state
+
+    def vanishes_then_reopened() -> str:
+        p.emu.unplug()
+        try:
+            return real()
+        except PortGone:
+            p.emu.replug()
+            p.driver.open()                     # the other thread, in between
+            raise
+
+    p.driver.power_state = vanishes_then_reopened  # type: ignore[method-assign]
+    assert poller_for(p, []).poll_once().reason == h.R_PORT_GONE
+    assert p.driver.is_open
+    p.driver.power_state = real  # type: ignore[method-assign]
+    assert p.driver.power_state() in ("on", "standby")
