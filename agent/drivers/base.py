@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
@@ -154,6 +155,7 @@ class Driver(ABC):
         self.saw_garbage = False
         self._unsettled = False         # the last exchange failed: its answer may still come
         self._last_rx = 0.0             # time.monotonic() of the last bytes read
+        self._leftover: deque[Any] = deque()    # frames read after an answer, not yet handled
 
     # ---- construction
     @classmethod
@@ -192,6 +194,7 @@ class Driver(ABC):
             self._parser = self.new_parser()
             self.saw_garbage = False
             self._unsettled = False
+            self._leftover.clear()
             self.on_open()
 
     def close(self) -> None:
@@ -307,12 +310,17 @@ class Driver(ABC):
     def _drain(self) -> None:
         """Hand over whatever arrived unasked, then forget half-received noise.
 
+        Frames that came after an earlier answer (in the same read) are handed over first.
         A half-received message may just be mid-flight, so it gets one read slice to finish
         before it is thrown away. After a failed exchange (timeout, unreadable reply) the
         line must stay quiet for ``late_reply_quiet_s`` first, so that a late answer is not
         taken for the answer to the next command. Never longer than ``drain_max_s``.
         """
         port = self._ensure_open()
+        while self._leftover:
+            frame = self._leftover.popleft()
+            if not isinstance(frame, Garbage):
+                self.on_unsolicited(frame)
         start = time.monotonic()
         deadline = start + self.drain_max_s
         quiet = self.late_reply_quiet_s if self._unsettled else 0.0
@@ -340,6 +348,9 @@ class Driver(ABC):
                   what: str, timeout: float | None = None, drain: bool = True) -> T:
         """Send ``data`` and feed each frame to ``handle`` until it returns a result.
 
+        Frames after the answer are kept: the next exchange hands them to
+        :meth:`on_unsolicited` when it drains, else to its own ``handle`` first.
+
         ``handle`` returns None for frames that are not the answer (it passes those to
         :meth:`on_unsolicited` itself if they matter) and may raise :class:`DeviceRefused` or
         :class:`BadReply`. Silence raises :class:`DeviceTimeout`, or :class:`BadReply` when
@@ -358,11 +369,22 @@ class Driver(ABC):
             limit = self.settings.reply_timeout_s if timeout is None else timeout
             deadline = time.monotonic() + limit
             while True:
-                for frame in self._read_frames():
+                if self._leftover:      # frames that followed an earlier answer come first
+                    frames = list(self._leftover)
+                    self._leftover.clear()
+                else:
+                    frames = self._read_frames()
+                for i, frame in enumerate(frames):
                     if isinstance(frame, Garbage):
                         continue
-                    result = handle(frame)
+                    try:
+                        result = handle(frame)
+                    except BaseException:
+                        self._leftover.extend(frames[i + 1:])
+                        raise
                     if result is not None:
+                        # What came after the answer is for on_unsolicited or the next exchange
+                        self._leftover.extend(frames[i + 1:])
                         return result
                 if time.monotonic() >= deadline:
                     break

@@ -85,6 +85,7 @@ class Emulator:
         self._boot_until: float | None = None
         self._fail = 0
         self._refuse: set[bytes] = set()
+        self._follow = b""
         self._own_dir = link_dir is None
         self._link_dir = Path(link_dir) if link_dir else None
         if link_name:
@@ -202,6 +203,11 @@ class Emulator:
             self._fail = n
         self.call(do)
 
+    def follow_next_reply(self, data: bytes) -> None:
+        """Send ``data`` (a notification) right behind the next reply, in the same write, as
+        a device does when an event happens while it answers. Takes effect at once."""
+        self._follow += data
+
     def refuse_next(self, command: bytes) -> None:
         """Answer the next receipt of exactly ``command`` with the error reply. Takes effect
         at once, even while the emulator thread is busy (say, delaying a reply)."""
@@ -302,6 +308,8 @@ class Emulator:
                 reply = self.error_reply(command)
             else:
                 reply = self.handle(command)
+            if reply and self._follow:
+                reply, self._follow = reply + self._follow, b""
             self._emit(command, reply)
 
     def _emit(self, received: bytes, reply: bytes) -> None:

@@ -117,3 +117,14 @@ def test_password_prompt_again_later_is_a_login_refusal(pair_factory) -> None:
     with pytest.raises(DeviceRefused) as e:    # and again on the next call, still typed
         p.driver.power_state()
     assert e.value.code == "login"
+
+
+def test_notification_right_after_an_answer_is_kept(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    p.driver.power_state()
+    p.emu.follow_next_reply(b"cs: call[40] chan[0] dialstr[10.0.0.7] state[RINGING]\r\n"
+                            b"sleep\r\n")
+    p.driver.power_state()                      # the answer and both lines in one read
+    assert p.driver.power_state() == "standby"  # the sleep notification was seen
+    assert [(e.kind, e.call_id, e.state) for e in p.driver.events] == [
+        ("cs", "40", "RINGING")]

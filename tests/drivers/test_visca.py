@@ -89,3 +89,14 @@ def test_network_change_during_a_command_readdresses(pair_factory) -> None:
     p.emu.handle = reboot_once
     assert p.driver.power_state() == "on"
     assert sent(p).count(ADDRESS_SET) == 2
+
+
+def test_network_change_right_after_an_answer_readdresses(pair_factory) -> None:
+    p = pair_factory("sony_visca")
+    p.driver.power_state()
+    address_set = bytes([0x88, 0x30, 0x01, 0xFF])
+    before = sum(ex.received == address_set for ex in p.emu.log)
+    p.emu.follow_next_reply(bytes([0x90, 0x38, 0xFF]))     # another camera powered up
+    p.driver.power_state()                      # the answer and the Network Change together
+    p.driver.power_state()
+    assert sum(ex.received == address_set for ex in p.emu.log) == before + 1
