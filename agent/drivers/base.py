@@ -79,6 +79,15 @@ class CallInfo:
     direction: str = ""         # 'incoming' / 'outgoing' when known
 
 
+@dataclass(frozen=True)
+class KeepWaiting:
+    """What an exchange's ``handle`` returns for "not the answer yet, but the device is on it:
+    wait ``seconds`` more from now" (a VISCA ACK before the completion)."""
+
+    seconds: float
+    what: str = ""          # what is awaited now, for the timeout message
+
+
 class DriverSettings(BaseModel):
     """Base of every driver's settings: strict, because an operator typed them."""
 
@@ -352,9 +361,10 @@ class Driver(ABC):
         :meth:`on_unsolicited` when it drains, else to its own ``handle`` first.
 
         ``handle`` returns None for frames that are not the answer (it passes those to
-        :meth:`on_unsolicited` itself if they matter) and may raise :class:`DeviceRefused` or
-        :class:`BadReply`. Silence raises :class:`DeviceTimeout`, or :class:`BadReply` when
-        only noise came back.
+        :meth:`on_unsolicited` itself if they matter), :class:`KeepWaiting` to move the
+        deadline (an acknowledgement before the real answer), and may raise
+        :class:`DeviceRefused` or :class:`BadReply`. Silence raises :class:`DeviceTimeout`, or
+        :class:`BadReply` when only noise came back.
         """
         with self._lock:
             if drain:
@@ -382,6 +392,10 @@ class Driver(ABC):
                     except BaseException:
                         self._leftover.extend(frames[i + 1:])
                         raise
+                    if isinstance(result, KeepWaiting):
+                        deadline = time.monotonic() + result.seconds
+                        limit, what = result.seconds, result.what or what
+                        continue
                     if result is not None:
                         # What came after the answer is for on_unsolicited or the next exchange
                         self._leftover.extend(frames[i + 1:])

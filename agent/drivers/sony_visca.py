@@ -25,6 +25,7 @@ from agent.drivers.base import (
     DeviceTimeout,
     Driver,
     DriverSettings,
+    KeepWaiting,
     PowerState,
 )
 from agent.drivers.framing import visca
@@ -122,19 +123,21 @@ class SonyVisca(Driver):
             raise AssertionError("unreachable")
 
     def command(self, what: str, *body: int) -> None:
-        """Send a command; wait for its ACK and completion."""
+        """Send a command; wait ``reply_timeout_s`` for its ACK, then
+        ``completion_timeout_s`` for its completion."""
         me = self.settings.address
         state: dict[str, int] = {}
 
-        def want(f: visca.Frame) -> bool | None:
+        def want(f: visca.Frame) -> object | None:
             if isinstance(f, visca.Ack) and f.address == me:
                 state["socket"] = f.socket
-            elif isinstance(f, visca.Completion) and f.address == me and (
+                return KeepWaiting(self.settings.completion_timeout_s, f"completion of {what}")
+            if isinstance(f, visca.Completion) and f.address == me and (
                     f.socket == state.get("socket", f.socket)):
                 return True
             return None
 
-        self._run(what, (0x01, *body), want, timeout=self.settings.completion_timeout_s)
+        self._run(what, (0x01, *body), want)
 
     def inquiry(self, what: str, *body: int) -> bytes:
         """Send an inquiry; return the data of its completion."""

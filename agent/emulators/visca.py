@@ -2,7 +2,8 @@
 
 At power-up it sends Network Change ``90 38 FF`` and forgets its address; until Address Set
 it ignores addressed commands. While initialising (``boot_s``) it refuses commands and
-inquiries with ``z0 6y 41 FF`` (not executable).
+inquiries with ``z0 6y 41 FF`` (not executable). ``completion_delay_s``: power commands are
+acknowledged at once and completed that much (real time) later.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ class ViscaEmulator(Emulator):
     answers_while_booting = True
 
     def __init__(self, *, standby: bool = False, addressed: bool = True,
-                 **kw: object) -> None:
+                 completion_delay_s: float = 0.0, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.completion_delay_s = completion_delay_s
         self.reset_state()
         self.on = not standby
         self.address: int | None = 1 if addressed else None
@@ -65,5 +67,10 @@ class ViscaEmulator(Emulator):
             return bytes([0x90, 0x50, 0x02 if self.on else 0x03, 0xFF])
         if body in (b"\x01\x04\x00\x02", b"\x01\x04\x00\x03"):
             self.on = body[-1] == 0x02
+            if self.completion_delay_s:         # the head moves: ACK now, completion later
+                self._write(bytes([0x90, 0x41, 0xFF]))
+                if self._stop.wait(self.completion_delay_s):
+                    return b""
+                return bytes([0x90, 0x51, 0xFF])
             return bytes([0x90, 0x41, 0xFF, 0x90, 0x51, 0xFF])
         return bytes([0x90, 0x60, 0x02, 0xFF])          # syntax error

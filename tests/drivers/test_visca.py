@@ -6,7 +6,7 @@ import pytest
 
 from agent.drivers import DeviceRefused, DeviceTimeout
 
-from .conftest import FakeClock
+from .conftest import FAST, FakeClock
 
 ADDRESS_SET = bytes.fromhex("883001ff")
 IF_CLEAR = bytes.fromhex("88010001ff")
@@ -100,3 +100,25 @@ def test_network_change_right_after_an_answer_readdresses(pair_factory) -> None:
     p.driver.power_state()                      # the answer and the Network Change together
     p.driver.power_state()
     assert sum(ex.received == address_set for ex in p.emu.log) == before + 1
+
+
+def test_ack_is_awaited_for_the_reply_timeout_only(pair_factory) -> None:
+    """A silent camera fails a command after ``reply_timeout_s`` (no ACK), not after the
+    long completion timeout."""
+    p = pair_factory("sony_visca", settings={"completion_timeout_s": 30})
+    p.driver.power_state()
+    p.emu.silent = True
+    with pytest.raises(DeviceTimeout, match=r"no reply to power on within 0\.15 s"):
+        p.driver.wake()
+
+
+def test_completion_after_the_ack_may_take_longer(pair_factory) -> None:
+    p = pair_factory("sony_visca", {"completion_delay_s": FAST * 2},
+                     {"completion_timeout_s": 5})
+    p.driver.standby()                          # ACK at once, completion after 2 × FAST
+    assert p.emu.on is False
+    p.emu.completion_delay_s = 30               # the completion never comes in time
+    p.driver.settings = p.driver.Settings.model_validate(
+        {**p.driver.settings.model_dump(), "completion_timeout_s": FAST})
+    with pytest.raises(DeviceTimeout, match="completion of power on"):
+        p.driver.wake()
