@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything diemcau needs on a fresh Debian 12 / Raspberry Pi OS machine:
 # Mosquitto (broker and clients), OpenSSL, a Python venv in .venv with the project installed.
+# With --test, also what the test suite checks with (systemd-analyze, node).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,11 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv python3-pip)
+if [ "${1:-}" = "--test" ]; then
+  # The tests also check the systemd unit (systemd-analyze) and the polkit rule (node --check).
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
   as_root apt-get update -qq

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-deploy/bootstrap.sh
+deploy/bootstrap.sh --test
 export PATH="/usr/sbin:$PATH"   # mosquitto lives in /usr/sbin on Debian
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -44,7 +44,8 @@ def test_add_room_hands_over_a_working_bundle(district: District,
     assert section["tls"]["cert_file"] == "/etc/diemcau/tls/vq-new-room.crt"
     assert section["credentials_file"] == "/etc/diemcau/credentials.yaml"
     assert yaml.safe_load(out.split("\n\n")[1]) == {"broker": section}
-    agent_config = pytest.importorskip("agent.config")
+    from agent import config as agent_config
+
     cfg = agent_config.Broker.model_validate(section)
     assert cfg.port == district.tls_port and cfg.tls is not None
     creds = agent_config.Broker.model_validate(

@@ -92,7 +92,6 @@ def test_unit_hardening_is_consistent() -> None:
     assert one("Service", "NoNewPrivileges") == "yes"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # The real ExecStart does not exist on a build machine; verify everything else.
     text = UNIT.read_text().replace("ExecStart=/opt/diemcau/.venv/bin/diemcau-agent",
@@ -175,7 +174,6 @@ def test_polkit_rule_only_for_the_agent() -> None:
     assert 'action.id.indexOf("org.freedesktop.login1.inhibit-") === 0' in text
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="no node to parse JavaScript")
 def test_polkit_rule_is_valid_javascript(tmp_path: Path) -> None:
     js = tmp_path / "rule.js"
     js.write_text((ROOT / "deploy/polkit/50-diemcau-agent.rules").read_text())
