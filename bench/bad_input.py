@@ -24,6 +24,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
@@ -37,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
+import serial
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -48,8 +49,8 @@ from agent.config import ConfigError, SiteConfig, load_config, parse_config
 from agent.core import room as core
 from agent.core.events import Tick
 from agent.drivers import DRIVERS, DeviceError, SettingsError
-from agent.drivers.framing import poly, sis, visca, xapi, yealink
-from agent.drivers.framing.lines import Garbage, LineSplitter
+from agent.drivers.framing import poly, xapi
+from agent.drivers.framing.registry import FRAME_TYPES, PARSERS
 from agent.hardware.pins import mock_factory
 from agent.link.mqtt import Incoming
 from agent.link.payloads import ARGS, MAX_PAYLOAD, PayloadError, parse_command, parse_schedule
@@ -57,6 +58,12 @@ from agent.runtime import Agent
 from agent.store import StateDir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The scripted serial port is a pyserial URL handler beside this file (scripted://<name>).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+scripted = importlib.import_module("scripted_serial.protocol_scripted")
+if "scripted_serial" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("scripted_serial")
 SITE_FILE = ROOT / "firmware_config" / "sites" / "sim-room.yaml"
 T0 = datetime(2026, 11, 30, 0, 50, tzinfo=UTC).timestamp()   # 10 min before the test window
 REPLY_MAX = 16 * 1024        # a reply must stay far below the broker's 256 KiB limit
@@ -797,14 +804,6 @@ def explicit_configs() -> Iterator[tuple[str, str, str]]:
 
 
 # --------------------------------------------------------------------------- serial
-PARSERS: dict[str, Callable[[], Any]] = {
-    "lines": LineSplitter, "xapi": xapi.XapiParser, "poly": poly.PolyParser,
-    "yealink": yealink.YealinkParser, "visca": visca.ViscaParser, "sis": sis.SisParser,
-}
-FRAME_TYPES: dict[str, Any] = {
-    "lines": str | Garbage, "xapi": xapi.Frame, "poly": poly.Frame, "yealink": yealink.Frame,
-    "visca": visca.Frame, "sis": sis.Frame,
-}
 WORDS = st.sampled_from([
     b"*s Standby State: ", b"Standby", b"Off", b"Halfwake", b"** end", b"OK", b"ERROR",
     b"\r\n", b"\r", b"\n", b"*r StandbyActivateResult (status=Error):", b"    Reason: \"x\"",
@@ -820,39 +819,6 @@ WORDS = st.sampled_from([
 ])
 MIXED = st.lists(st.one_of(WORDS, st.binary(max_size=12)), max_size=25).map(b"".join)
 CHUNKS = st.lists(st.one_of(st.binary(max_size=80), MIXED), max_size=10)
-
-
-class ScriptedPort:
-    """A serial port that answers each write with the next scripted chunk (maybe garbage)."""
-
-    def __init__(self, answers: list[bytes], fail_after: int | None) -> None:
-        self.answers = list(answers)
-        self.buf = bytearray()
-        self.writes = 0
-        self.fail_after = fail_after
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self.buf)
-
-    def write(self, data: bytes) -> int:
-        self.writes += 1
-        if self.fail_after is not None and self.writes > self.fail_after:
-            raise OSError(5, "Input/output error")
-        if self.answers:
-            self.buf += self.answers.pop(0)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def read(self, n: int = 1) -> bytes:
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 FAST = {"reply_timeout_s": 0.002}
@@ -901,21 +867,19 @@ def check_serial(fig: Figures, kind: str, data: Any) -> None:
             fig.outcomes[f"serial collector {name} -> {outcome}"] += 1
         else:
             name, op, answers, fail_after = data
-            port = ScriptedPort(answers, fail_after)
-            with mock.patch("agent.drivers.base.serial.serial_for_url",
-                            lambda *a, **k: port):
-                drv = DRIVERS[name]({"url": "scripted://", "baudrate": 9600},
-                                    DRIVER_SETTINGS[name], device=name, sleep=lambda s: None)
-                try:
-                    result = getattr(drv, op)()
-                    if op == "power_state" and result not in POWER_STATES:
-                        fig.fail("violation", "serial", f"{name}.power_state -> {result!r}",
-                                 answers)
-                    outcome = "answer"
-                except DeviceError as e:
-                    outcome = type(e).__name__
-                finally:
-                    drv.close()
+            scripted.SCRIPTS["fuzz"] = scripted.Script(list(answers), fail_after)
+            drv = DRIVERS[name]({"url": "scripted://fuzz", "baudrate": 9600},
+                                DRIVER_SETTINGS[name], device=name, sleep=lambda s: None)
+            try:
+                result = getattr(drv, op)()
+                if op == "power_state" and result not in POWER_STATES:
+                    fig.fail("violation", "serial", f"{name}.power_state -> {result!r}",
+                             answers)
+                outcome = "answer"
+            except DeviceError as e:
+                outcome = type(e).__name__
+            finally:
+                drv.close()
             fig.outcomes[f"serial driver {op} -> {outcome}"] += 1
     except DeviceError as e:
         fig.outcomes[f"serial {kind} -> {type(e).__name__}"] += 1

@@ -1,0 +1,1 @@
+"""pyserial URL handlers for the benches (``serial.protocol_handler_packages``)."""
