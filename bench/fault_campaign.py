@@ -603,7 +603,9 @@ class Campaign:
     def a_operator_check(self) -> None:
         self.command("operator_check", timeout_s=5)
 
-    def a_agent_restart(self) -> None:
+    def stop_agent(self, when: str = "") -> bool:
+        """SIGTERM the agent; a crash is recorded if it does not stop within 15 s.
+        Returns True if it stopped by itself."""
         assert self.agent is not None
         self.agent.send_signal(signal.SIGTERM)
         try:
@@ -611,10 +613,14 @@ class Campaign:
         except subprocess.TimeoutExpired:
             self.agent.kill()
             self.agent.wait()
-            self.crash("agent did not stop within 15 s of SIGTERM")
-        else:
-            if self.agent.returncode != 0:
-                self.crash(f"agent exited {self.agent.returncode} after SIGTERM")
+            self.crash(f"agent did not stop within 15 s of SIGTERM{when}")
+            return False
+        return True
+
+    def a_agent_restart(self) -> None:
+        assert self.agent is not None
+        if self.stop_agent() and self.agent.returncode != 0:
+            self.crash(f"agent exited {self.agent.returncode} after SIGTERM")
         self.start_agent()
 
     def a_agent_kill(self) -> None:
@@ -731,13 +737,7 @@ class Campaign:
                 break
             self.recorder.wait(lambda: False, 0.2)  # wake on recorder traffic or 0.2 s
         self.check_agent()
-        self.agent.send_signal(signal.SIGTERM)
-        try:
-            self.agent.wait(15)
-        except subprocess.TimeoutExpired:
-            self.agent.kill()
-            self.agent.wait()
-            self.crash("agent did not stop within 15 s of SIGTERM at the end")
+        self.stop_agent(" at the end")
 
     def compute(self) -> None:
         f = self.figs

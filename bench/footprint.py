@@ -154,6 +154,11 @@ def latency(w: Watch, send: Callable[[int], float], switched: Callable[[int, str
     return out
 
 
+def figures(rss: float, cpu: float, lat: list[float]) -> dict[str, float]:
+    return {"rss": rss, "cpu": cpu, "p50": statistics.median(lat),
+            "p95": statistics.quantiles(lat, n=20)[18]}
+
+
 def run_diemcau(broker: LocalBroker, work: Path, idle_s: float, n: int) -> dict[str, float]:
     cfg = work / "site.yaml"
     cfg.write_text(diemcau_config(broker.port))
@@ -185,8 +190,7 @@ def run_diemcau(broker: LocalBroker, work: Path, idle_s: float, n: int) -> dict[
         proc.terminate()
         proc.wait(15)
         w.close()
-    return {"rss": rss, "cpu": cpu, "p50": statistics.median(lat),
-            "p95": statistics.quantiles(lat, n=20)[18]}
+    return figures(rss, cpu, lat)
 
 
 def run_peer(broker: LocalBroker, work: Path, idle_s: float, n: int) -> dict[str, float]:
@@ -215,8 +219,7 @@ def run_peer(broker: LocalBroker, work: Path, idle_s: float, n: int) -> dict[str
         proc.terminate()
         proc.wait(15)
         w.close()
-    return {"rss": rss, "cpu": cpu, "p50": statistics.median(lat),
-            "p95": statistics.quantiles(lat, n=20)[18]}
+    return figures(rss, cpu, lat)
 
 
 def main(argv: list[str] | None = None) -> int:

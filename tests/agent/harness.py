@@ -4,10 +4,13 @@ an agent running in a thread, and site configs pointing at the test broker."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.cli import serve
 from agent.config import SiteConfig, parse_config
+from agent.control import request
 from agent.hardware.pins import mock_factory
 from agent.runtime import Agent
 from agent.store import StateDir
@@ -169,3 +173,32 @@ def running(cfg: SiteConfig, state_dir: Path, factory: Any = None,
         yield r
     finally:
         r.stop()
+
+
+def schedule(start_in_min: float, *, length_min: float = 30, wid: str = "t1",
+             kind: str = "test", version: str = "v1") -> dict[str, object]:
+    """A schedule message with one window starting ``start_in_min`` from now."""
+    start = datetime.now(UTC) + timedelta(minutes=start_in_min)
+    return {"version": version, "site": SITE, "windows": [
+        {"id": wid, "kind": kind, "title": "Kiểm tra kết nối",
+         "start": start.isoformat(), "end": (start + timedelta(minutes=length_min)).isoformat()}]}
+
+
+def start_agent(cfg_path: Path, broker: LocalBroker, state: Path,
+                stderr: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """``python -m agent run --simulate`` as its own process (it can be killed for real)."""
+    return subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg_path),
+                             "--simulate", "--broker", broker.url, "--state-dir", str(state)],
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def status_when_up(state: Path, proc: subprocess.Popen[bytes], timeout: float = 20) -> Any:
+    """The agent's status as soon as its control socket answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return request(StateDir(state).socket_path, "status")["state"]
+        except OSError:
+            assert proc.poll() is None, "the agent exited"
+            assert time.monotonic() < deadline, "the agent did not come up"
+            time.sleep(0.05)

@@ -12,8 +12,7 @@ from typing import Any
 from agent.config import parse_config
 from agent.control import request
 from broker.local import LocalBroker
-from tests.agent.harness import SITE, running, watcher
-from tests.agent.test_link import schedule
+from tests.agent.harness import SITE, running, schedule, watcher
 
 
 def config(broker: LocalBroker, lead_min: float = 15) -> str:

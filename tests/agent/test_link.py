@@ -7,34 +7,27 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.control import request
 from agent.store import StateDir
 from broker.local import LocalBroker
-from tests.agent.harness import SITE, running, site_config, site_yaml, watcher
-
-
-def schedule(start_in_min: float, *, length_min: float = 30, wid: str = "t1",
-             kind: str = "test", version: str = "v1") -> dict[str, object]:
-    start = datetime.now(UTC) + timedelta(minutes=start_in_min)
-    return {"version": version, "site": SITE, "windows": [
-        {"id": wid, "kind": kind, "title": "Kiểm tra kết nối",
-         "start": start.isoformat(), "end": (start + timedelta(minutes=length_min)).isoformat()}]}
-
-
-def start_process(cfg_path: Path, broker: LocalBroker, state: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg_path),
-                             "--simulate", "--broker", broker.url, "--state-dir", str(state)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+from tests.agent.harness import (
+    SITE,
+    running,
+    schedule,
+    site_config,
+    site_yaml,
+    start_agent,
+    watcher,
+)
 
 
 def test_online_then_offline_after_sigkill(broker: LocalBroker, short_tmp: Path) -> None:
     cfg_path = short_tmp / "site.yaml"
     cfg_path.write_text(site_yaml(broker))
     with watcher(broker) as w:
-        proc = start_process(cfg_path, broker, short_tmp / "state")
+        proc = start_agent(cfg_path, broker, short_tmp / "state", subprocess.PIPE)
         try:
             w.availability("online", timeout=20)
             state = w.wait("state")
@@ -54,7 +47,7 @@ def test_sigterm_stops_cleanly_and_says_offline(broker: LocalBroker, short_tmp: 
     cfg_path = short_tmp / "site.yaml"
     cfg_path.write_text(site_yaml(broker))
     with watcher(broker) as w:
-        proc = start_process(cfg_path, broker, short_tmp / "state")
+        proc = start_agent(cfg_path, broker, short_tmp / "state", subprocess.PIPE)
         w.availability("online", timeout=20)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
@@ -193,7 +186,7 @@ def test_simulated_button_from_the_command_line(broker: LocalBroker, short_tmp: 
     cfg_path.write_text(site_yaml(broker))
     state = short_tmp / "state"
     with watcher(broker) as w:
-        proc = start_process(cfg_path, broker, state)
+        proc = start_agent(cfg_path, broker, state, subprocess.PIPE)
         try:
             w.availability("online", timeout=20)
             w.publish("schedule", schedule(5), retain=True)

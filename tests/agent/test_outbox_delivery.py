@@ -11,8 +11,7 @@ from typing import Any
 from agent.control import request
 from agent.store import StateDir
 from broker.local import LocalBroker
-from tests.agent.harness import site_yaml, watcher
-from tests.agent.test_restart import start, status_when_up
+from tests.agent.harness import site_yaml, start_agent, status_when_up, watcher
 
 
 def test_events_survive_broker_and_agent_kill(broker: LocalBroker, short_tmp: Path) -> None:
@@ -21,7 +20,7 @@ def test_events_survive_broker_and_agent_kill(broker: LocalBroker, short_tmp: Pa
     state = short_tmp / "state"
     sock = StateDir(state).socket_path
     with watcher(broker) as w:
-        agent = start(cfg, broker, state)
+        agent = start_agent(cfg, broker, state)
         w.availability("online", timeout=20)
         assert request(sock, "off")["ok"] is True
         w.event("power_sequence_finished", on=False)
@@ -36,7 +35,7 @@ def test_events_survive_broker_and_agent_kill(broker: LocalBroker, short_tmp: Pa
     agent.wait(10)
     broker.start()
     with watcher(broker) as w:
-        agent = start(cfg, broker, state)
+        agent = start_agent(cfg, broker, state)
         try:
             w.availability("online", timeout=20)
             def replayed(evs: list[dict[str, Any]]) -> bool:

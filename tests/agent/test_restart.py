@@ -7,42 +7,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from agent.control import request
 from agent.hardware.pins import read_pin_history
 from agent.store import StateDir
 from broker.local import LocalBroker
-from tests.agent.harness import site_yaml, watcher
-from tests.agent.test_link import schedule
+from tests.agent.harness import schedule, site_yaml, start_agent, status_when_up, watcher
 
 RELAYS = {"GPIO26", "GPIO20", "GPIO21"}
-
-
-def start(cfg: Path, broker: LocalBroker, state: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg),
-                             "--simulate", "--broker", broker.url, "--state-dir", str(state)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
-
-
-def status_when_up(state: Path, proc: subprocess.Popen[bytes], timeout: float = 20) -> Any:
-    """The agent's status as soon as its control socket answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return request(StateDir(state).socket_path, "status")["state"]
-        except OSError:
-            assert proc.poll() is None, "the agent exited"
-            assert time.monotonic() < deadline, "the agent did not come up"
-            time.sleep(0.05)
 
 
 def relay_changes(state: Path, pid: int) -> list[tuple[str, bool]]:
@@ -55,7 +33,7 @@ def test_sigkill_during_window_no_relay_transition(broker: LocalBroker, short_tm
     cfg.write_text(site_yaml(broker))
     state = short_tmp / "state"
     with watcher(broker) as w:
-        first = start(cfg, broker, state)
+        first = start_agent(cfg, broker, state)
         try:
             w.availability("online", timeout=20)
             # Switch the room off, then let a window lock it and power it up.
@@ -68,7 +46,7 @@ def test_sigkill_during_window_no_relay_transition(broker: LocalBroker, short_tm
         finally:
             kill(first)
         w.availability("offline")
-        second = start(cfg, broker, state)
+        second = start_agent(cfg, broker, state)
         try:
             w.wait("availability", lambda v: v == b"online", raw=True,
                    since=len(w.messages) - 1, timeout=20)
@@ -93,7 +71,7 @@ def test_power_cut_of_the_pi_restores_lock_without_transition(broker: LocalBroke
     cfg.write_text(site_yaml(broker))
     state = short_tmp / "state"
     with watcher(broker) as w:
-        first = start(cfg, broker, state)
+        first = start_agent(cfg, broker, state)
         try:
             w.availability("online", timeout=20)
             w.publish("schedule", schedule(5), retain=True)
@@ -104,7 +82,7 @@ def test_power_cut_of_the_pi_restores_lock_without_transition(broker: LocalBroke
         # pins high (coils released), which powers NC-wired devices: what the room had.
         (state / "pins.log").write_text("".join(f"0 {p} 1 0\n" for p in sorted(RELAYS)))
         broker.stop()   # and the district link is down when the Pi comes back
-        second = start(cfg, broker, state)
+        second = start_agent(cfg, broker, state)
         try:
             status = status_when_up(state, second)
             assert status["lock"]["locked"] is True and status["window"]["id"] == "t1"

@@ -3,16 +3,14 @@ frames or typed errors, never anything else."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.drivers import DeviceError
-from agent.drivers.framing import poly, sis, visca, xapi, yealink
+from agent.drivers.framing import poly, visca, xapi
 from agent.drivers.framing.lines import Garbage, LineSplitter
+from agent.drivers.framing.registry import FRAME_TYPES, PARSERS
 
 CHUNKS = st.lists(st.binary(max_size=80), max_size=12)
 # Bytes that look a bit like the protocols, so the interesting branches are reached.
@@ -28,14 +26,6 @@ WORDS = st.sampled_from([
 ])
 MIXED = st.lists(st.one_of(WORDS, st.binary(max_size=8)), max_size=30)
 
-PARSERS: dict[str, Callable[[], Any]] = {
-    "lines": LineSplitter, "xapi": xapi.XapiParser, "poly": poly.PolyParser,
-    "yealink": yealink.YealinkParser, "visca": visca.ViscaParser, "sis": sis.SisParser,
-}
-FRAME_TYPES: dict[str, Any] = {
-    "lines": str | Garbage, "xapi": xapi.Frame, "poly": poly.Frame, "yealink": yealink.Frame,
-    "visca": visca.Frame, "sis": sis.Frame,
-}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
