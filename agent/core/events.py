@@ -39,6 +39,10 @@ class ScheduleReceived:
     windows: tuple[Window, ...]
     version: str = ""
     issued_at: float | None = None
+    digest: str = ""  # sha256 of the payload as received, first 16 hex digits
+    # Windows the district has marked complete, carried by the retained schedule so a room
+    # whose link was down when ``complete_window`` was sent still learns it: (id, at, by).
+    completed: tuple[tuple[str, float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,13 @@ class ButtonPressed:
 @dataclass(frozen=True)
 class ButtonHeld:
     """The operator button held past its hold time: toggles room power."""
+
+
+@dataclass(frozen=True)
+class HelpRequested:
+    """The operator asks the centre for help (a double press of the button, or the CLI)."""
+
+    source: LocalSource
 
 
 @dataclass(frozen=True)
@@ -88,16 +99,22 @@ class BrokerConnection:
 
 @dataclass(frozen=True)
 class DeviceReady:
-    """A device answered after its relay closed (serial confirmation of power on)."""
+    """A device answered after its relay closed (serial confirmation of power on).
+
+    ``step`` is the :class:`~agent.core.room.AwaitReady` it answers: a late answer to a step
+    a newer request replaced confirms nothing."""
 
     device: str
+    step: int = 0
 
 
 @dataclass(frozen=True)
 class DeviceStandby:
-    """A device confirmed it is in standby / shut down and may lose power."""
+    """A device confirmed it is in standby / shut down and may lose power. ``step``: as for
+    :class:`DeviceReady`."""
 
     device: str
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,10 @@ class DeviceHealthChanged:
     reason: str = ""
     power: str | None = None      # e.g. "on", "standby", "off" as the device reports it
     in_call: bool | None = None
+    model: str | None = None      # the device's own model name, where its protocol tells it
+    serial: str | None = None     # the device's own serial number, where its protocol tells it
 
 
-Event = (Tick | ScheduleReceived | ClockStatus | ButtonPressed | ButtonHeld | LocalPowerRequest
-         | Command | BrokerConnection | DeviceReady | DeviceStandby | DeviceHealthChanged)
+Event = (Tick | ScheduleReceived | ClockStatus | ButtonPressed | ButtonHeld | HelpRequested
+         | LocalPowerRequest | Command | BrokerConnection | DeviceReady | DeviceStandby
+         | DeviceHealthChanged)
