@@ -6,6 +6,7 @@ Examples::
     diemcau-agent run --config firmware_config/sites/sim-room.yaml --simulate \\
         --broker mqtt://127.0.0.1:18830 --state-dir run/sim-room
     diemcau-agent status --state-dir run/sim-room
+    diemcau-agent help --state-dir run/sim-room     # ask the centre for help
     diemcau-agent demo
 """
 
@@ -22,13 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, systemd
+from agent import __version__, control, systemd
 from agent.config import ConfigError, SiteConfig, json_schema, load_config
 from agent.control import ControlServer, request
+from agent.core.events import Tick
 from agent.core.led import BY_NAME
+from agent.link.info import CENTRE_FALLBACK
 from agent.link.mqtt import parse_broker_url
 from agent.runtime import Agent, LocalCall, Stop
 from agent.store import StateDir
+
+if "help" not in control.OPS:   # `diemcau-agent help` goes through the control socket too
+    control.OPS = (*control.OPS, "help")
 
 log = logging.getLogger("diemcau")
 
@@ -165,18 +171,30 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
 
 
 def _simulated_button(agent: Agent, op: str) -> dict[str, Any]:
-    """Press (or hold past its hold time) the simulated room's button, as a finger would."""
+    """Press (or hold past its hold time) the simulated room's button, as a finger would, and
+    say what the room did with it (the events its decision made)."""
     cfg = agent.cfg.button
     if cfg is None:
         return {"ok": False, "error": "this room has no button"}
     pin = agent.board.factory.pin(cfg.pin)
     down, up = (pin.drive_low, pin.drive_high) if cfg.pull_up else (pin.drive_high,
                                                                      pin.drive_low)
+    mark = agent.button_mark()
     down()
     if op == "hold":
         threading.Event().wait(cfg.hold_s + 0.3)  # the operator's finger, in real time
     up()
-    return {"ok": True}
+    did = agent.wait_button(mark, timeout=5)
+    if did is None:
+        return {"ok": False, "error": "the room did not take the button in 5 s"}
+    return {"ok": True, "did": did, "centre": _centre_of(agent.cfg)}
+
+
+def _centre_of(cfg: SiteConfig) -> dict[str, str]:
+    from agent.link.info import centre_names
+
+    vi, en = centre_names(cfg)
+    return {"vi": vi, "en": en}
 
 
 def _simulated_serial(agent: Agent, op: str) -> dict[str, Any]:
@@ -196,6 +214,7 @@ def _simulated_serial(agent: Agent, op: str) -> dict[str, Any]:
                 clock.set_synced(None if device == "auto" else device == "1")
         except ValueError:
             return {"ok": False, "error": f"bad value '{device}'"}
+        agent.queue.put(Tick())  # the loop sleeps until its next deadline: look again now
         return {"ok": True, "offset_s": clock.offset}
     emus = agent.emulated.emulators if agent.emulated is not None else {}
     emu = emus.get(device)
@@ -246,42 +265,110 @@ def cmd_run(args: argparse.Namespace) -> int:
 POWER_VI = {"on": "bật", "off": "tắt", "partial": "bật một phần", "powering_on": "đang bật",
             "powering_off": "đang tắt"}
 HEALTH_VI = {"ok": "tốt", "degraded": "suy giảm", "fault": "lỗi", "unknown": "chưa rõ"}
+KIND_VI = {"session": "phiên họp", "test": "kiểm tra kết nối"}
+KIND_EN = {"session": "session", "test": "connection test"}
 
 
-def describe(state: dict[str, Any], support: list[dict[str, str]] | None = None) -> str:
-    """The operator's status text, Vietnamese first then English."""
-    lines = [f"Điểm cầu / Room: {state['name']} ({state['site']})"]
+def _centre(centre: dict[str, str] | None) -> tuple[str, str]:
+    c = centre or {}
+    return c.get("vi") or CENTRE_FALLBACK[0], c.get("en") or CENTRE_FALLBACK[1]
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def describe(state: dict[str, Any], support: list[dict[str, str]] | None = None,
+             info: dict[str, Any] | None = None, centre: dict[str, str] | None = None) -> str:
+    """The operator's status text, Vietnamese first then English.
+
+    ``state`` and ``info`` are the room's retained messages (contract 2.0); ``centre`` the
+    centre's name for operators (``{vi, en}``, from the site config); ``support`` the contacts
+    to show (default: those in ``info``)."""
+    vi_c, en_c = _centre(centre)
+    name = (info or {}).get("name") or state["site"]
+    lines = [f"Điểm cầu / Room: {name} ({state['site']})"]
     p = state["power"]
     lines.append(f"Nguồn / Power: {POWER_VI.get(p, p)} / {p.replace('_', ' ')}")
-    for name, d in state["devices"].items():
+    devices = (info or {}).get("devices", {})
+    for dev, d in state["devices"].items():
         health = HEALTH_VI.get(d["health"], d["health"])
         reason = f" — {d['reason']}" if d.get("reason") else ""
-        lines.append(f"  • {d.get('label', name)}: {POWER_VI.get(d['power'], d['power'])} "
+        label = devices.get(dev, {}).get("label") or dev
+        lines.append(f"  • {label}: {POWER_VI.get(d['power'], d['power'])} "
                      f"({d['power']}), tình trạng / health: {health} ({d['health']}){reason}")
     lock = state["lock"]
     if lock["locked"]:
-        w = state["window"]
-        kind_vi = "phiên họp" if w["kind"] == "session" else "kiểm tra kết nối"
-        lines.append(f"Đang khoá / Locked: {kind_vi} «{w['title'] or w['id']}» — không được tắt "
-                     f"cho đến khi huyện báo kết thúc / do not switch off until the district "
-                     f"marks it complete")
+        w = state["window"] or {}
+        kind = lock.get("kind") or w.get("kind") or "test"
+        lines.append(f"Đang khoá / Locked: {KIND_VI.get(kind, kind)} "
+                     f"«{w.get('title') or lock.get('window_id')}» — không được tắt cho đến khi "
+                     f"{vi_c} báo kết thúc / do not switch off until {en_c} marks it complete")
     nxt = state.get("next_window")
     if nxt:
         lines.append(f"Lịch tiếp theo / Next: {nxt['kind']} «{nxt['title'] or nxt['id']}» "
                      f"{nxt['start']}")
     op = state["operator"]
     if op["check"]:
-        lines.append("Huyện đang hỏi có người trực: bấm nút một lần / The district is checking "
-                     "that someone is there: press the button once")
-    link = "có / connected" if state["broker_connected"] else "mất / not connected"
-    lines.append(f"Kết nối huyện / District link: {link}")
+        lines.append(f"{_cap(vi_c)} đang hỏi có người trực: bấm nút một lần / {_cap(en_c)} is "
+                     "checking that someone is there: press the button once")
+    if op.get("help_requested"):
+        lines.append(f"Đã nhờ {vi_c} hỗ trợ ({op['help_requested']}), đang chờ trả lời / "
+                     f"help asked of {en_c}, waiting for an answer")
+    since = state["link"]["since"]
+    link = f"có từ {since} / connected since {since}" if since else "mất / not connected"
+    lines.append(f"Kết nối {vi_c} / Link to {en_c}: {link}")
+    rejected = state["schedule"].get("rejected")
+    if rejected:
+        lines.append(f"Lịch mới bị từ chối / New schedule rejected: "
+                     f"{rejected.get('version') or rejected['digest']} (vẫn theo lịch cũ / the "
+                     "previous one stays)")
     led = BY_NAME.get(state["led"])
     if led:
         lines.append(f"Đèn / LED: {led.colour_vi} — {led.vi}")
         lines.append(f"           {led.colour_en} — {led.en}")
-    if support:
+    contacts = support if support is not None else (info or {}).get("support")
+    if contacts:
         lines.append("Hỗ trợ / Support:")
-        lines.extend(f"  • {c['name']} — {c['role']} — {c['phone']}" for c in support)
+        lines.extend(f"  • {c['name']} — {c.get('role', '')} — {c['phone']}" for c in contacts)
+    return "\n".join(lines)
+
+
+def describe_outcome(did: list[dict[str, Any]], centre: dict[str, str] | None = None) -> str:
+    """What the room did with a local request (the events its decision made), Vietnamese
+    first then English, one line each."""
+    vi_c, en_c = _centre(centre)
+    lines: list[str] = []
+    sequence = any(e["kind"] == "power_sequence_started" for e in did)
+    for e in did:
+        k, d = e["kind"], e.get("data", {})
+        what = d.get("title") or e.get("window_id") or ""
+        kind = d.get("kind", "test")
+        if k == "shutdown_refused":
+            lines.append(f"KHÔNG ĐƯỢC TẮT: phòng đang khoá bởi {KIND_VI.get(kind, kind)} «{what}» "
+                         f"cho đến khi {vi_c} báo kết thúc.")
+            lines.append(f"Refused: the room is locked by the {KIND_EN.get(kind, kind)} "
+                         f"«{what}» until {en_c} marks it complete.")
+        elif k == "check_in":
+            lines.append(f"Đã điểm danh: {KIND_VI.get(kind, kind)} «{what}» / Checked in for "
+                         f"the {KIND_EN.get(kind, kind)} «{what}»")
+        elif k == "operator_check_acknowledged":
+            lines.append(f"Đã trả lời {vi_c}: có người trực (sau {d.get('latency_s')} giây) / "
+                         f"Answered {en_c}'s check: someone is here (after "
+                         f"{d.get('latency_s')} s)")
+        elif k == "power_sequence_started":
+            order = ", ".join(d.get("devices", []))
+            lines.append(f"Đang bật theo thứ tự: {order} / Switching on in order: {order}"
+                         if d.get("on") else
+                         f"Đang tắt theo thứ tự: {order} / Switching off in order: {order}")
+        elif k == "power_requested" and not sequence:
+            lines.append("Phòng đã bật sẵn / The room is already on" if d.get("on") else
+                         "Phòng đã tắt sẵn / The room is already off")
+        elif k == "help_requested":
+            lines.append(f"Đã báo {vi_c} cần hỗ trợ / {_cap(en_c)} has been asked for help")
+    if not lines:
+        lines.append("Không có gì thay đổi (không có lịch, không có yêu cầu) / Nothing to do: "
+                     "no window, no check waiting")
     return "\n".join(lines)
 
 
@@ -297,22 +384,21 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(f"Không liên lạc được với trợ lý / cannot reach the agent at {path}: {e}",
               file=sys.stderr)
         return 3
+    centre = reply.get("centre")
     if args.json:
         print(json.dumps(reply, ensure_ascii=False, indent=2))
     elif reply.get("refused"):
-        r = reply["refused"]
-        what = r.get("title") or r["window_id"]
-        print(f"KHÔNG ĐƯỢC TẮT: phòng đang khoá bởi {r['kind']} «{what}»"
-              f" cho đến khi huyện báo kết thúc.\nRefused: the room is locked by {r['kind']} "
-              f"{r['window_id']} until the district marks it complete.")
-    elif reply.get("ok") and "state" not in reply:
-        print("OK")
-    elif reply.get("ok"):
+        print(describe_outcome([reply["refused"]], centre))
+    elif reply.get("ok") and "did" in reply:
+        print(describe_outcome(reply["did"], centre))
+    elif reply.get("ok") and "state" in reply:
         support = None
         if args.config:
             cfg = _load(args.config)
             support = [c.model_dump() for c in cfg.support] if cfg else None
-        print(describe(reply["state"], support))
+        print(describe(reply["state"], support, reply.get("info"), centre))
+    elif reply.get("ok"):
+        print("OK")
     else:
         print(reply.get("error", "error"), file=sys.stderr)
     return 0 if reply.get("ok") else 1
@@ -346,6 +432,7 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("status", "show the room's status (Vietnamese / English)"),
                        ("on", "switch the room on, in order"),
                        ("off", "switch the room off (refused while a window locks it)"),
+                       ("help", "ask the centre for help (as a double press of the button)"),
                        ("press", "simulated room: a short press of the button"),
                        ("hold", "simulated room: hold the button past its hold time")):
         q = sub.add_parser(name, help=text)

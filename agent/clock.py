@@ -97,17 +97,29 @@ def flag_file_probe(path: Path = SYNC_FLAG) -> Probe:
 
 
 def adjtimex_probe(libc_name: str | None = None) -> Probe:
-    """A probe reading the kernel NTP state with ``adjtimex`` (no privileges needed)."""
+    """A probe reading the kernel NTP state with ``adjtimex`` (no privileges needed).
+
+    libc is looked up once, on the first call: ``ctypes.util.find_library`` runs
+    ``ldconfig``/``gcc`` as child processes, far too costly for every heartbeat."""
+    found: list[Callable[..., int] | None] = []
+
+    def adjtimex() -> Callable[..., int] | None:
+        if not found:
+            try:
+                libc = ctypes.CDLL(libc_name or ctypes.util.find_library("c") or "libc.so.6",
+                                   use_errno=True)
+                fn = libc.adjtimex
+                fn.argtypes = (ctypes.POINTER(Timex),)
+                fn.restype = ctypes.c_int
+                found.append(fn)
+            except (OSError, AttributeError):
+                found.append(None)
+        return found[0]
 
     def probe() -> bool | None:
-        try:
-            libc = ctypes.CDLL(libc_name or ctypes.util.find_library("c") or "libc.so.6",
-                               use_errno=True)
-            fn = libc.adjtimex
-        except (OSError, AttributeError):
+        fn = adjtimex()
+        if fn is None:
             return None
-        fn.argtypes = (ctypes.POINTER(Timex),)
-        fn.restype = ctypes.c_int
         tx = Timex()  # modes = 0: read only
         state = fn(ctypes.byref(tx))
         if state < 0:

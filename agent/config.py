@@ -93,8 +93,10 @@ class Broker(Strict):
     tls: Tls | None = None
     credentials_file: Path | None = Field(
         None, description="YAML file with 'username' and 'password', readable only by the agent")
-    keepalive_s: int = Field(30, ge=5, le=300)
-    topic_prefix: str = Field("diemcau/v1", pattern=r"^[A-Za-z0-9_/-]+[A-Za-z0-9_-]$")
+    keepalive_s: int = Field(240, ge=5, le=300,
+                             description="MQTT keepalive: below the 4G carriers' NAT idle "
+                                         "timeout (commonly 5 min or more), docs/link.md")
+    topic_prefix: str = Field("diemcau/v2", pattern=r"^[A-Za-z0-9_/-]+[A-Za-z0-9_-]$")
 
     def missing_files(self) -> list[str]:
         """TLS and credential files named here that this machine does not have."""
@@ -222,7 +224,12 @@ class Timing(Strict):
         240, ge=0, le=24 * 60,
         description="Release the lock this long after a window's planned end if the district "
                     "never marks it complete")
-    heartbeat_s: float = Field(60, ge=5, le=3600, description="State snapshot at least this often")
+    heartbeat_s: float = Field(60, ge=5, le=3600,
+                               description="Check the clock and sample host health this often "
+                                           "(the state is published only when it changes)")
+    host_interval_s: float = Field(900, ge=60, le=86400,
+                                   description="Publish host health at least this often (and at "
+                                               "once when a threshold is crossed)")
     check_timeout_s: float = Field(120, ge=5, le=3600,
                                    description="Default wait for an operator check")
     refusal_show_s: float = Field(8, ge=1, le=120,

@@ -64,11 +64,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.clock import MIN_PLAUSIBLE_TIME, iso_ms
 from agent.store import write_atomic
@@ -80,6 +80,11 @@ RESET = "outbox_reset"
 SEQ_BLOCK = 10_000
 """How far ahead the ``.seqmark`` backstop is written (one small file write per block)."""
 
+COMMAND_TTL_S = 7 * 86400.0
+"""How long a handled command's id and reply are kept (contract 2.0: 7 days)."""
+MAX_COMMANDS = 20_000
+"""At most this many remembered commands whatever the clock says (oldest forgotten first)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -87,15 +92,35 @@ CREATE TABLE IF NOT EXISTS events (
     id   TEXT NOT NULL,
     ts   REAL NOT NULL,
     kind TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    window_id TEXT,
+    trusted INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS commands (
+    id    TEXT PRIMARY KEY,
+    ts    REAL NOT NULL,
+    reply BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_ts ON commands (ts);
 """
+_V1_COLUMNS = ["seq", "id", "ts", "kind", "data"]
+_COLUMNS = [*_V1_COLUMNS, "window_id", "trusted"]
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class New(NamedTuple):
+    """An event to record: its ``kind`` and ``data``, and for the envelope the window that
+    locked the room when it was made and whether the room trusted its clock then."""
+
+    kind: str
+    data: dict[str, Any]
+    window_id: str | None = None
+    clock_trusted: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,11 +132,22 @@ class Record:
     ts: float
     kind: str
     data: dict[str, Any]
+    window_id: str | None = None
+    clock_trusted: bool = True
 
-    def to_json(self) -> bytes:
-        """The compact UTF-8 JSON payload published for this event."""
-        return _dumps({"seq": self.seq, "id": self.id, "ts": iso_ms(self.ts),
-                       "kind": self.kind, "data": self.data}).encode("utf-8")
+    def to_json(self, sent_late_at: float | None = None) -> bytes:
+        """The compact UTF-8 JSON payload published for this event (contract 2.0 envelope).
+
+        ``sent_late_at``: when this copy goes out from the backlog (after a reconnect or a
+        restart), the time it is sent; the envelope then carries ``late``."""
+        env: dict[str, Any] = {"seq": self.seq, "id": self.id, "ts": iso_ms(self.ts),
+                               "kind": self.kind, "clock_trusted": self.clock_trusted}
+        if self.window_id is not None:
+            env["window_id"] = self.window_id
+        if sent_late_at is not None:
+            env["late"] = {"first_due": iso_ms(self.ts), "sent": iso_ms(sent_late_at)}
+        env["data"] = self.data
+        return _dumps(env).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -163,6 +199,8 @@ class Outbox:
         self._closed = False
         self._seq_mark = 0
         self._seq_hint = 0  # last next-seq seen, in case the file vanishes
+        self.synced_commits = 0
+        """Transactions committed with a disk sync (``synchronous=FULL``): appends, not acks."""
         with self._lock:
             self._open()
             self._guarded(self._enforce_bounds)
@@ -174,43 +212,82 @@ class Outbox:
         with self._lock:
             return self._guarded(self._read_next_seq)
 
-    def append(self, kind: str, data: dict[str, Any]) -> Record:
+    def last_seq(self) -> int:
+        """The highest sequence number handed out so far (0 before the first event)."""
+        with self._lock:
+            return max(0, self._seq_hint - 1)
+
+    def append(self, kind: str, data: dict[str, Any], window_id: str | None = None,
+               clock_trusted: bool = True) -> Record:
         """Store a new event durably and return it; raises ``ValueError`` for bad input only.
 
         ``data`` must be a JSON-serialisable dict (no NaN); it is copied, so later changes by
         the caller do not alter the record.
         """
-        return self.append_many([(kind, data)])[0]
+        return self.append_many([New(kind, data, window_id, clock_trusted)])[0]
 
-    def append_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[Record]:
-        """Store several events durably in one transaction (one disk sync), in order."""
-        texts = []
-        for kind, data in events:
+    def append_many(self, events: Sequence[New | tuple[str, dict[str, Any]]],
+                    command: tuple[str, bytes] | None = None) -> list[Record]:
+        """Store several events durably in one transaction (one disk sync), in order.
+
+        ``command``: ``(command id, reply bytes)`` of the command these events decided,
+        remembered in the same transaction (see :meth:`command_reply`): after a crash either
+        both the decision and the command's reply are on disk, or neither is.
+        """
+        rows = []
+        for ev in events:
+            kind, data, wid, trusted = New(*ev)
             if not isinstance(kind, str) or not kind:
                 raise ValueError("kind must be a non-empty string")
             if not isinstance(data, dict):
                 raise ValueError("data must be a dict")
+            if wid is not None and not isinstance(wid, str):
+                raise ValueError("window_id must be a string or None")
             try:
-                texts.append((kind, _dumps(data)))
+                rows.append((kind, _dumps(data), wid, bool(trusted)))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"data is not JSON-serialisable: {e}") from None
-        if not texts:
+        if command is not None and not (isinstance(command[0], str) and command[0]
+                                        and isinstance(command[1], bytes)):
+            raise ValueError("command must be (non-empty id, reply bytes)")
+        if not rows and command is None:
             return []
         with self._lock:
-            recs: list[Record] = self._guarded(lambda: self._append_txn(texts))
-            self._guarded(self._enforce_bounds)
+            recs: list[Record] = self._guarded(lambda: self._append_txn(rows, command))
+            if rows:
+                self._guarded(self._enforce_bounds)
             return recs
 
-    def pending(self, limit: int | None = None) -> list[Record]:
-        """Unacknowledged records, lowest ``seq`` first (at most ``limit`` of them)."""
+    def command_reply(self, command_id: str) -> bytes | None:
+        """The reply first given to ``command_id`` in the last :data:`COMMAND_TTL_S`, or None
+        if this room has not handled that id (a repeat gets these bytes again)."""
+
+        def read() -> bytes | None:
+            row = self._conn().execute("SELECT reply FROM commands WHERE id = ?",
+                                       (command_id,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        with self._lock:
+            return self._guarded(read)  # type: ignore[no-any-return]
+
+    def record_command(self, command_id: str, reply: bytes) -> None:
+        """Remember a command that decided nothing but its reply (e.g. an invalid one)."""
+        self.append_many([], command=(command_id, reply))
+
+    def pending(self, limit: int | None = None, after: int = 0) -> list[Record]:
+        """Unacknowledged records with ``seq`` above ``after``, lowest first (at most
+        ``limit`` of them)."""
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
 
         def read() -> list[Record]:
-            q = "SELECT seq, id, ts, kind, data FROM events ORDER BY seq"
-            rows = self._conn().execute(q + " LIMIT ?", (limit,)).fetchall() \
-                if limit is not None else self._conn().execute(q).fetchall()
-            return [Record(s, i, t, k, json.loads(d)) for s, i, t, k, d in rows]
+            q = ("SELECT seq, id, ts, kind, data, window_id, trusted FROM events "
+                 "WHERE seq > ? ORDER BY seq")
+            db = self._conn()
+            rows = db.execute(q + " LIMIT ?", (after, limit)).fetchall() \
+                if limit is not None else db.execute(q, (after,)).fetchall()
+            return [Record(s, i, t, k, json.loads(d), w, bool(tr))
+                    for s, i, t, k, d, w, tr in rows]
 
         with self._lock:
             return self._guarded(read)
@@ -219,11 +296,15 @@ class Outbox:
         """Forget ``seq`` once the broker has acknowledged it; unknown or repeated seqs are fine."""
         self.ack_many([seq])
 
-    def ack_many(self, seqs: list[int]) -> None:
-        """Forget several acknowledged seqs in one transaction."""
+    def ack_many(self, seqs: Sequence[int]) -> None:
+        """Forget several acknowledged seqs in one transaction, without a disk sync of its own:
+        a deletion lost to a power cut only means the event is sent again (readers
+        de-duplicate by ``seq``), and the next append's sync makes it durable anyway."""
+        if not seqs:
+            return
 
         def delete() -> None:
-            with self._txn() as db:
+            with self._txn(durable=False) as db:
                 db.executemany("DELETE FROM events WHERE seq = ?", [(int(s),) for s in seqs])
 
         with self._lock:
@@ -276,7 +357,11 @@ class Outbox:
                 raise _Corrupt("quick_check: " + "; ".join(str(r[0]) for r in check[:3]))
             db.executescript(_SCHEMA)
             cols = [r[1] for r in db.execute("PRAGMA table_info(events)")]
-            if cols != ["seq", "id", "ts", "kind", "data"]:
+            if cols == _V1_COLUMNS:  # an outbox written by agent 0.1: keep its events
+                db.execute("ALTER TABLE events ADD COLUMN window_id TEXT")
+                db.execute("ALTER TABLE events ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1")
+                cols = _COLUMNS
+            if cols != _COLUMNS:
                 raise _Corrupt(f"unexpected events table columns {cols}")
         except BaseException:
             db.close()
@@ -433,16 +518,26 @@ class Outbox:
         return self._db
 
     @contextlib.contextmanager
-    def _txn(self) -> Iterator[sqlite3.Connection]:
+    def _txn(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; ``durable=False`` commits without a disk sync (WAL with
+        ``synchronous=NORMAL``: consistent after a power cut, possibly rolled back)."""
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
+        if not durable:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield db
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if not durable:
+                db.execute("PRAGMA synchronous=FULL")
+        if durable:
+            self.synced_commits += 1
 
     def _read_next_seq(self) -> int:
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
@@ -478,20 +573,39 @@ class Outbox:
         except OSError as e:  # the database is still the authority; the mark is a backstop
             log.warning("cannot write %s: %s", target, e)
 
-    def _append_txn(self, texts: list[tuple[str, str]]) -> list[Record]:
+    def _append_txn(self, texts: Sequence[tuple[str, str] | tuple[str, str, str | None, bool]],
+                    command: tuple[str, bytes] | None = None) -> list[Record]:
+        full = [(t[0], t[1], None, True) if len(t) == 2 else t for t in texts]
         first = self._read_next_seq()
-        self._ensure_mark(first + len(texts) - 1)
+        if full:
+            self._ensure_mark(first + len(full) - 1)
         ts = float(self._clock())
-        rows = [(first + i, uuid.uuid4().hex, ts, kind, text)
-                for i, (kind, text) in enumerate(texts)]
+        rows = [(first + i, uuid.uuid4().hex, ts, kind, text, wid, int(bool(trusted)))
+                for i, (kind, text, wid, trusted) in enumerate(full)]
         with self._txn() as db:
-            db.executemany("INSERT INTO events (seq, id, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
-                           rows)
-            db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                       (first + len(rows),))
-        self._seq_hint = first + len(rows)
-        return [Record(seq, rid, t, kind, json.loads(text)) for seq, rid, t, kind, text in rows]
+            if rows:
+                db.executemany("INSERT INTO events (seq, id, ts, kind, data, window_id, "
+                               "trusted) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (first + len(rows),))
+            if command is not None:
+                self._remember_command(db, command, ts)
+        if rows:
+            self._seq_hint = first + len(rows)
+        return [Record(seq, rid, t, kind, json.loads(text), wid, bool(trusted))
+                for seq, rid, t, kind, text, wid, trusted in rows]
+
+    def _remember_command(self, db: sqlite3.Connection, command: tuple[str, bytes],
+                          ts: float) -> None:
+        """Inside a transaction: keep ``command``'s reply; forget those past their time."""
+        db.execute("INSERT OR IGNORE INTO commands (id, ts, reply) VALUES (?, ?, ?)",
+                   (command[0], ts, command[1]))
+        if ts >= MIN_PLAUSIBLE_TIME:
+            db.execute("DELETE FROM commands WHERE ts >= ? AND ts < ?",
+                       (MIN_PLAUSIBLE_TIME, ts - COMMAND_TTL_S))
+        db.execute("DELETE FROM commands WHERE id IN (SELECT id FROM commands "
+                   "ORDER BY ts DESC LIMIT -1 OFFSET ?)", (MAX_COMMANDS,))
 
     def _enforce_bounds(self) -> None:
         db = self._conn()
@@ -555,7 +669,7 @@ class Outbox:
         with self._txn() as db:
             db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in sorted(doomed)])
             db.execute("INSERT INTO events (seq, id, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
-                       (seq, uuid.uuid4().hex, ts, DROPPED, notice))
+                       (seq, uuid.uuid4().hex, ts, DROPPED, notice))  # outside any window
             db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (seq + 1,))
         log.warning("outbox bound (%s): %d events dropped in total, seq %d..%d", reason, count,

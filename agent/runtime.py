@@ -7,9 +7,10 @@ what they mean, and does what it says: relays, LED, events, replies, the state s
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -34,26 +35,42 @@ from agent.core.events import (
     ButtonPressed,
     ClockStatus,
     Event,
+    HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
     Tick,
 )
 from agent.devices import EmulatedRoom, SerialDevices
 from agent.hardware.board import Board, released_power
-from agent.host import host_health
 from agent.inhibit import ShutdownInhibitor
+from agent.link.host import HostReporter
+from agent.link.info import centre_names, info_digest, info_message
 from agent.link.mqtt import Incoming, Link, Published
-from agent.link.payloads import PayloadError, parse_command, parse_schedule
-from agent.link.topics import API_VERSION, RoomTopics
-from agent.outbox import Outbox
-from agent.store import StateDir, read_boot_id, system_stopping
+from agent.link.payloads import PayloadError, ScheduleError, parse_command, parse_schedule
+from agent.link.state import LinkStatus, ScheduleStatus, comparable
+from agent.link.state import state_message as build_state
+from agent.link.topics import RoomTopics
+from agent.link.wire import dumps, reply_payload
+from agent.outbox import New, Outbox, Record
+from agent.store import StateDir, previous_stop, read_boot_id, system_stopping
 from agent.systemd import Watchdog
 
 log = logging.getLogger(__name__)
 
-RECENT_COMMANDS = 512
-MAX_WAIT_S = 0.5
+MAX_WAIT_S = 1.0
+"""How long the loop waits when it cannot work out its next deadline (a bug, logged)."""
 MAX_IN_FLIGHT = 100
+QUEUE_MAX = 1000
+"""The agent's queue bound: far above what the producers can put (the broker sends at most
+``RECEIVE_MAXIMUM`` unacknowledged messages, PUBACKs are coalesced, people press buttons)."""
+ACK_BATCH = 100
+"""Acknowledged events are deleted from the outbox when the loop is idle or this many wait."""
+ALIVE_EVERY_S = 60.0
+"""How often the alive stamp is written (cheaply: no disk sync)."""
+DIE_BEFORE_HANDLING = "DIEMCAU_TEST_DIE_BEFORE_HANDLING"
+"""Test hook: a command with this id kills the agent (SIGKILL) after it was received and
+before it was handled, so the tests can prove it is then handled exactly once."""
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -97,9 +114,10 @@ class Agent:
         self.clock = clock
         self.store = state_dir
         self.settings = settings_from_config(cfg)
-        self.queue: queue.Queue[Any] = queue.Queue()
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_MAX)
         self.topics = RoomTopics(cfg.broker.topic_prefix, cfg.site.id)
         self.config_hash = cfg.fingerprint()
+        self._schedule_digest: str | None = None  # of the schedule in force (its payload)
 
         saved = self.store.load_room()
         self.boot_id = read_boot_id()
@@ -133,15 +151,31 @@ class Agent:
         self._acting: str = ""
         if hasattr(factory, "context"):  # a simulated room's pins log who moved them
             factory.context = lambda: f"{self.outbox.next_seq()}:{self._acting or '-'}"
-        self._inflight: dict[int, Any] = {}
-        self._recent: deque[str] = deque(maxlen=RECENT_COMMANDS)
+        self._inflight: dict[int, Any] = {}   # seq -> paho's MQTTMessageInfo
+        self._sent_upto = 0                   # highest seq handed to paho in this run
+        self._acked: list[int] = []           # acknowledged, not yet deleted from the outbox
+        self._fresh: set[int] = set()         # made while connected, not yet sent: live
         self._correlation: bytes | None = None  # of the command being fed to the core
-        self._last_snapshot: dict[str, Any] | None = None
+        self._command_id: str | None = None     # the command being fed to the core
+        self._command_reply: bytes | None = None  # its reply, recorded with its decision
+        self._last_state: dict[str, Any] | None = None
         self._last_heartbeat = time.monotonic()
-        self._host: dict[str, Any] = host_health()
+        self._last_alive = -ALIVE_EVERY_S
+        self._alive_before = self.store.load_alive()
+        self._linkfile: dict[str, Any] = self.store.load_link()
+        self._host = HostReporter(cfg.timing.host_interval_s)
+        self._info_pending: tuple[str, Any] | None = None
+        self._reconnects = 0
+        self._was_connected = False
+        self._button_cv = threading.Condition()
+        self._button_results: deque[tuple[int, list[dict[str, Any]]]] = deque(maxlen=16)
+        self._button_count = 0
+        self.stop_reason = "signal"
+        """What :meth:`close` says stopped the agent (``agent_stopping``), unless told."""
         self._connect = connect
-        self.link = Link(cfg.broker, self.topics, self.queue.put, broker_host, broker_port,
-                         use_files=connect)
+        self.link = Link(cfg.broker, self.topics, self._offer, broker_host, broker_port,
+                         use_files=connect, fresh_session=not self._linkfile.get("session"),
+                         clock=clock)
         self.started = threading.Event()
         self.watchdog = Watchdog.from_env()
         self.sim_clock: Any = None  # a simulated room's movable clock (agent/simclock.py)
@@ -152,11 +186,20 @@ class Agent:
         if self.emulated is not None:
             self.emulated.start()
         self.devices.start()
-        self.outbox.append("agent_started", {
-            "agent_version": __version__, "after_reboot": self.rebooted,
-            "relays": dict(self.state.relays), "locked_by": self.state.locked_by})
+        how, last_alive = previous_stop(self._alive_before, self.boot_id)
+        self._stamp_alive()
+        started: dict[str, Any] = {"agent_version": __version__, "after_reboot": self.rebooted}
+        if how is not None:
+            started["previous_stop"] = how
+        if last_alive is not None:
+            started["last_alive_at"] = core.iso(last_alive)
+        started["relays"] = dict(self.state.relays)
+        if self.state.locked_by is not None:
+            started["locked_by"] = self.state.locked_by
+        self.emit("agent_started", started)
         self.feed(Tick())
         self._check_clock()
+        self._host.poll(time.monotonic())
         if self._connect:
             self.link.start()
         self.started.set()
@@ -169,13 +212,16 @@ class Agent:
         if cached is None:
             return None
         try:
-            return parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
+            sched = parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
         except PayloadError as e:
             log.error("cached schedule unusable: %s", e)
             return None
+        self._schedule_digest = sched.digest
+        return sched
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """The main loop, until :class:`Stop` arrives or ``stop`` is set."""
+        """The main loop, until :class:`Stop` arrives or ``stop`` is set (the loop sleeps until
+        its next deadline, so whoever sets ``stop`` also puts a :class:`Stop` to wake it)."""
         stop = stop or threading.Event()
         while not stop.is_set():
             # systemd restarts the agent if this loop stops coming round (a wedged handler).
@@ -198,17 +244,27 @@ class Agent:
                 # A bug must not take the room down: log it and carry on with the next message.
                 log.exception("failed to handle %r", msg)
 
-    def close(self) -> None:
-        """Say offline, let go of the pins (relays keep their state) and close the outbox."""
-        lock = core.lock_window(self.settings, self.state, self.clock())
-        if lock is not None:
-            # Stopped during a lock: say so (delivered after the restart if the link is gone).
-            self.outbox.append("agent_stopped_during_lock", {
-                "window_id": lock.id, "kind": lock.kind, "system_shutdown": system_stopping()})
-            self._flush_outbox()
+    def close(self, reason: str | None = None) -> None:
+        """Say ``agent_stopping`` and then offline, let go of the pins (relays keep their
+        state) and close the outbox.
+
+        ``reason`` (default :attr:`stop_reason`): ``signal``, ``reload_restart`` or ``error``;
+        while systemd shuts the machine down a ``signal`` stop is ``system_shutdown``."""
+        reason = reason or self.stop_reason
+        shutdown = system_stopping()
+        if shutdown and reason == "signal":
+            reason = "system_shutdown"
+        # Before offline: delivered now, or after the restart if the link is gone.
+        self.emit("agent_stopping", {"reason": reason, "system_shutdown": shutdown})
         self.inhibitor.release()
         if self._connect:
-            self.link.stop()
+            self.link.stop()   # waits for offline's PUBACK: everything before it is in
+            self._harvest_acks()
+        self._save_acks()
+        try:
+            self.store.stamp_alive(self.clock(), self.boot_id, stopped=reason)
+        except OSError as e:
+            log.error("cannot write the alive stamp (%s)", e)
         self.devices.close()
         if self.emulated is not None:
             self.emulated.close()
@@ -219,10 +275,25 @@ class Agent:
     def _wait_s(self) -> float:
         now = self.clock()
         due = core.next_deadline(self.settings, self.state, now)
-        wait = self._last_heartbeat + self.cfg.timing.heartbeat_s - time.monotonic()
+        wait = self._shell_wait_s()
         if due is not None:
             wait = min(wait, due - now)
-        return max(0.0, min(MAX_WAIT_S, wait))
+        return max(0.0, wait)
+
+    def _shell_wait_s(self) -> float:
+        """Seconds until the shell's own next deadline: the heartbeat (clock check, host
+        sample), the alive stamp, the host message, the watchdog's ping. No polling: an idle
+        room's loop sleeps until one of these (or a message) comes."""
+        mono = time.monotonic()
+        times = [self._last_heartbeat + self.cfg.timing.heartbeat_s,
+                 self._last_alive + ALIVE_EVERY_S]
+        host_due = self._host.next_due()
+        if host_due is not None:
+            times.append(host_due)
+        wait = min(times) - mono
+        if self.watchdog.interval is not None:
+            wait = min(wait, self.watchdog.interval / 2)
+        return wait
 
     def handle(self, msg: Any) -> None:
         """Handle one queue message (public so tests can drive the agent without threads)."""
@@ -239,8 +310,9 @@ class Agent:
                 self._local(msg)
             case BrokerConnection(connected=True):
                 self.feed(msg)
-                self._publish_state_if_changed(force=True)
-                self._flush_outbox()
+                self._connected()
+            case ButtonPressed() | ButtonHeld():
+                self._button_done(self.feed(msg))
             case _:
                 self.feed(msg)
         self._heartbeat()
@@ -252,8 +324,7 @@ class Agent:
         self.state = out.state
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
-        self.outbox.append_many([(a.kind, a.data) for a in out.actions
-                                 if isinstance(a, core.Emit)])
+        self._record(out.actions, now)
         saved = self._persistent()
         if saved != self._saved:
             try:
@@ -296,129 +367,344 @@ class Agent:
             case core.Emit():
                 pass  # recorded in feed(), before anything else
             case core.Reply():
-                self._reply(action.command_id, action.status, action.reason, action.data,
-                            correlation=self._correlation)
+                payload = self._command_reply if (action.command_id == self._command_id
+                                                  and self._command_reply is not None) else \
+                    reply_payload(action.command_id, action.status, action.reason, action.data,
+                                  self.cfg.site.id, self.clock())
+                self.link.publish_reply(payload, self._correlation)
             case core.PublishState():
                 pass  # handled in feed(), after every action
 
     # ------------------------------------------------------------------ events
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
-        """Record an event durably, then send whatever the broker has not acknowledged."""
-        self.outbox.append(kind, data)
+    def emit(self, kind: str, data: dict[str, Any]) -> Record:
+        """Record one of the shell's own events durably, then send what is not acknowledged.
+
+        Its envelope names the window locking the room now and whether the clock is trusted."""
+        now = self.clock()
+        lock = core.lock_window(self.settings, self.state, now)
+        (rec,) = self.outbox.append_many([New(
+            kind, data, lock.id if lock is not None else None,
+            core.clock_trusted(self.settings, self.state, now))])
+        self._recorded([rec])
         self._flush_outbox()
+        return rec
+
+    def _entry(self, a: core.Emit, now: float) -> New:
+        """A core decision's event as the outbox keeps it (contract 2.0 envelope)."""
+        data = {k: v for k, v in a.data.items() if v is not None}  # optional: omitted
+        wid: Any = getattr(a, "window_id", _MISSING)
+        if wid is _MISSING:
+            # A core that does not name the window itself: its data does, or the lock now.
+            if "window_id" in data:
+                wid = data.pop("window_id")
+            else:
+                lock = core.lock_window(self.settings, self.state, now)
+                wid = lock.id if lock is not None else None
+        trusted = getattr(a, "clock_trusted", None)
+        if trusted is None:
+            trusted = core.clock_trusted(self.settings, self.state, now)
+        return New(a.kind, data, wid, bool(trusted))
+
+    def _record(self, actions: tuple[core.Action, ...], now: float) -> None:
+        """A decision's events on disk, with the reply to the command it decided (if any) in
+        the same transaction: a crash leaves both or neither."""
+        entries = [self._entry(a, now) for a in actions if isinstance(a, core.Emit)]
+        command = None
+        if self._command_id is not None and self._command_reply is None:
+            for a in actions:
+                if isinstance(a, core.Reply) and a.command_id == self._command_id:
+                    self._command_reply = reply_payload(a.command_id, a.status, a.reason,
+                                                        a.data, self.cfg.site.id, now)
+                    command = (a.command_id, self._command_reply)
+                    break
+        self._recorded(self.outbox.append_many(entries, command=command))
+
+    def _recorded(self, recs: list[Record]) -> None:
+        if recs and self.link.connected:
+            self._fresh.update(r.seq for r in recs)
 
     def _flush_outbox(self) -> None:
-        if not self.link.connected or len(self._inflight) >= MAX_IN_FLIGHT:
-            return
-        # Oldest first; a long backlog goes out a window at a time as acknowledgements return.
-        for rec in self.outbox.pending(limit=len(self._inflight) + MAX_IN_FLIGHT):
-            if rec.seq in self._inflight:
-                continue
-            if len(self._inflight) >= MAX_IN_FLIGHT:
-                return
-            info = self.link.publish_event(rec.to_json())
-            if info is None:
-                return
-            self._inflight[rec.seq] = info
+        """Send what the broker has not acknowledged, oldest first, at most
+        :data:`MAX_IN_FLIGHT` at a time; what was not sent at once carries ``late``."""
+        if self.link.connected and len(self._inflight) < MAX_IN_FLIGHT:
+            now = self.clock()
+            for rec in self.outbox.pending(limit=MAX_IN_FLIGHT - len(self._inflight),
+                                           after=self._sent_upto):
+                info = self.link.publish_event(rec.to_json(
+                    None if rec.seq in self._fresh else now))
+                if info is None:
+                    break
+                self._inflight[rec.seq] = info
+                self._sent_upto = rec.seq
+        self._fresh.clear()
 
-    def _collect_acks(self) -> None:
+    def _harvest_acks(self) -> list[int]:
+        """Move what the broker acknowledged out of the in-flight set."""
+        self.link.take_published()
         acked = [seq for seq, info in self._inflight.items() if info.is_published()]
-        if acked:
-            self.outbox.ack_many(acked)
         for seq in acked:
             del self._inflight[seq]
+        self._acked.extend(acked)
+        if self._info_pending is not None and self._info_pending[1].is_published():
+            self._linkfile_set(info_digest=self._info_pending[0])
+            self._info_pending = None
+        return acked
+
+    def _save_acks(self) -> None:
+        if self._acked:
+            self.outbox.ack_many(self._acked)
+            self._acked = []
+
+    def _collect_acks(self) -> None:
+        """After PUBACKs: forget acknowledged events (in batches, without a disk sync of their
+        own) and send the next ones."""
+        acked = self._harvest_acks()
+        if len(self._acked) >= ACK_BATCH or (self._acked and self.queue.empty()):
+            self._save_acks()
         if acked:
             self._flush_outbox()
 
-    # ------------------------------------------------------------------ district input
-    def _reply(self, command_id: str | None, status: str, reason: str = "",
-               data: dict[str, Any] | None = None, correlation: bytes | None = None) -> None:
-        payload = {"command_id": command_id, "status": status, "reason": reason,
-                   "data": data or {}, "site": self.cfg.site.id, "ts": core.iso(self.clock())}
-        self.link.publish_reply(json.dumps(payload, ensure_ascii=False).encode(), correlation)
+    # ------------------------------------------------------------------ the link
+    def _offer(self, item: Any) -> None:
+        """What paho's thread puts on the queue: it must never block for long."""
+        try:
+            self.queue.put(item, timeout=5)
+        except queue.Full:
+            log.error("the agent's queue is full: %s dropped", type(item).__name__)
+
+    def _linkfile_set(self, **changes: Any) -> None:
+        new = {**self._linkfile, **changes}
+        if new == self._linkfile:
+            return
+        try:
+            self.store.save_link(new)
+        except OSError as e:
+            log.error("cannot save the link state (%s); will try again", e)
+            return
+        self._linkfile = new
+
+    def _connected(self) -> None:
+        """The link came up: say what changed while it was down, then send the backlog."""
+        self._linkfile_set(session=True)   # from now on, every connect resumes the session
+        if self._was_connected:
+            self._reconnects += 1
+            since, down = self.link.connected_since, self.link.down_since
+            if since is not None and down is not None:
+                self.emit("link_restored", {"down_since": core.iso(down),
+                                            "down_s": round(max(0.0, since - down), 3),
+                                            "reconnects": self._reconnects})
+        self._was_connected = True
+        self._publish_info_if_changed()
+        self._publish_host(time.monotonic())
+        self._publish_state_if_changed()
+        self._flush_outbox()
+
+    def info(self) -> dict[str, Any]:
+        """The retained info message as it would be published now."""
+        return {**info_message(self.cfg, __version__, self.config_hash),
+                "ts": core.iso(self.clock())}
+
+    def _publish_info_if_changed(self) -> None:
+        msg = self.info()
+        digest = info_digest(msg)
+        if digest == self._linkfile.get("info_digest"):
+            return
+        sent = self.link.publish_info(dumps(msg))
+        if sent is not None:
+            self._info_pending = (digest, sent)   # remembered once the broker has it
+
+    def _publish_host(self, mono: float) -> None:
+        if not self.link.connected or not self._host.due(mono):
+            return
+        if self.link.publish_host(dumps(self._host.message(self.clock()))) is not None:
+            self._host.sent(mono)
+
+    # ------------------------------------------------------------------ centre input
+    def _answer_repeat(self, command_id: str, msg: Incoming) -> bool:
+        """A command id handled before: the first reply again, word for word; nothing else."""
+        first = self.outbox.command_reply(command_id)
+        if first is None:
+            return False
+        log.info("command %s again: its first reply again, nothing done", command_id)
+        self.link.publish_reply(first, msg.correlation)
+        self.link.ack(msg)
+        return True
 
     def _command(self, msg: Incoming) -> None:
+        """A command, exactly once: handled, its decision and reply on disk, then PUBACK."""
         try:
             cmd = parse_command(msg.payload, self.cfg.site.id)
         except PayloadError as e:
-            self._reply(e.command_id, "invalid", "; ".join(e.problems), correlation=msg.correlation)
+            if e.command_id is not None and self._answer_repeat(e.command_id, msg):
+                return
+            reply = reply_payload(e.command_id, "invalid", "; ".join(e.problems), None,
+                                  self.cfg.site.id, self.clock())
+            if e.command_id is not None:
+                self.outbox.record_command(e.command_id, reply)
+            self.link.publish_reply(reply, msg.correlation)
+            self.link.ack(msg)
             return
-        if cmd.id in self._recent:
-            self._reply(cmd.id, "refused", f"duplicate command id '{cmd.id}': already handled",
-                        correlation=msg.correlation)
+        if self._answer_repeat(cmd.id, msg):
             return
+        if os.environ.get(DIE_BEFORE_HANDLING) == cmd.id:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._command_id, self._command_reply = cmd.id, None
         self._correlation = msg.correlation  # the core's reply carries it too (API contract)
         try:
             self.feed(cmd)
+        except Exception:
+            log.exception("failed to handle command %s", cmd.id)
         finally:
-            self._correlation = None
-        self._recent.append(cmd.id)
+            decided = self._command_reply
+            self._command_id = self._command_reply = self._correlation = None
+        if decided is None:
+            # The core made no decision on it (a bug, logged): say so, once.
+            reply = reply_payload(cmd.id, "refused", "the room could not decide on this "
+                                  "command (internal error, logged); send it with a new id",
+                                  None, self.cfg.site.id, self.clock())
+            self.outbox.record_command(cmd.id, reply)
+            self.link.publish_reply(reply, msg.correlation)
+        self.link.ack(msg)
+
+    def _rejected(self, e: ScheduleError) -> None:
+        """An unusable schedule: ``schedule_rejected`` once per digest (remembered on disk),
+        and the state shows it until a valid one applies."""
+        last = self._linkfile.get("rejected") or {}
+        if last.get("digest") != e.digest:
+            data: dict[str, Any] = {"digest": e.digest, "problems": e.problems}
+            if e.version is not None:
+                data = {"version": e.version, **data}
+            self.emit("schedule_rejected", data)
+        self._linkfile_set(rejected={"digest": e.digest, "version": e.version, "shown": True})
+        self._publish_state_if_changed()
 
     def _schedule(self, msg: Incoming) -> None:
         if not msg.payload:
+            self.link.ack(msg)
             return  # a cleared retained message: nothing to apply
         try:
             sched = parse_schedule(msg.payload, self.cfg.site.id, self.cfg.site.timezone)
-        except PayloadError as e:
-            # Also again for the same retained copy after a reconnect: the district should
-            # know its broker still holds a schedule this room cannot use.
-            self.emit("schedule_rejected", {"problems": e.problems})
-            self._publish_state_if_changed()
+        except ScheduleError as e:
+            self._rejected(e)
+            self.link.ack(msg)
             return
-        if (sched.version == self.state.schedule_version
-                and sched.windows == self.state.schedule):
-            return  # the retained copy again after a reconnect
-        self.store.save_schedule(msg.payload)
+        if sched.digest == self._schedule_digest:
+            self.link.ack(msg)
+            return  # the same schedule again
+        try:
+            self.store.save_schedule(msg.payload)
+        except OSError as e:
+            # The room follows it all the same; after a restart it has the older cache.
+            log.error("cannot cache the schedule (%s)", e)
+            self.emit("schedule_cache_failed", {"error": str(e)[:200]})
+        self._schedule_digest = sched.digest
+        rejected = self._linkfile.get("rejected")
+        if rejected and rejected.get("shown"):
+            self._linkfile_set(rejected={**rejected, "shown": False})
         self.feed(sched)
+        self.link.ack(msg)
 
     # ------------------------------------------------------------------ local control
     def _local(self, call: LocalCall) -> None:
+        vi, en = centre_names(self.cfg)
+        centre = {"vi": vi, "en": en}
         if call.op == "status":
-            call.respond({"ok": True, "state": self.state_message()})
+            call.respond({"ok": True, "state": self.state_message(), "info": self.info(),
+                          "centre": centre})
             return
         if call.op in ("on", "off"):
             out = self.feed(LocalPowerRequest(call.op == "on", "cli"))
-            refused = [a for a in out.actions
-                       if isinstance(a, core.Emit) and a.kind == "shutdown_refused"]
+            did = self.outcome(out)
+            refused = [e for e in did if e["kind"] == "shutdown_refused"]
             if refused:
-                call.respond({"ok": False, "refused": refused[0].data})
+                call.respond({"ok": False, "refused": refused[0], "centre": centre})
             else:
-                call.respond({"ok": True, "state": self.state_message()})
+                call.respond({"ok": True, "state": self.state_message(), "did": did,
+                              "centre": centre})
+            return
+        if call.op == "help":
+            call.respond({"ok": True, "did": self.outcome(self.feed(HelpRequested("cli"))),
+                          "centre": centre})
             return
         call.respond({"ok": False, "error": f"unknown request '{call.op}'"})
 
-    # ------------------------------------------------------------------ state snapshot
+    def outcome(self, out: core.Outcome) -> list[dict[str, Any]]:
+        """The events a decision made, as ``{"kind", "window_id"?, "data"}`` (for the CLI)."""
+        now = self.clock()
+        did = []
+        for a in out.actions:
+            if isinstance(a, core.Emit):
+                e = self._entry(a, now)
+                item: dict[str, Any] = {"kind": e.kind, "data": e.data}
+                if e.window_id is not None:
+                    item["window_id"] = e.window_id
+                did.append(item)
+        return did
+
+    def _button_done(self, out: core.Outcome) -> None:
+        with self._button_cv:
+            self._button_count += 1
+            self._button_results.append((self._button_count, self.outcome(out)))
+            self._button_cv.notify_all()
+
+    def button_mark(self) -> int:
+        """How many button events the loop has handled so far (see :meth:`wait_button`)."""
+        with self._button_cv:
+            return self._button_count
+
+    def wait_button(self, mark: int, timeout: float = 5.0) -> list[dict[str, Any]] | None:
+        """What the first button event handled after ``mark`` did, or None in ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._button_cv:
+            while True:
+                for n, did in self._button_results:
+                    if n > mark:
+                        return did
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._button_cv.wait(left)
+
+    # ------------------------------------------------------------------ state
     def state_message(self) -> dict[str, Any]:
-        """The retained state message (``docs/mqtt-api.md``)."""
-        snap = core.snapshot(self.settings, self.state, self.clock())
-        for name, d in self.cfg.devices.items():
-            snap["devices"][name].update(role=d.role, label=d.label or name)
-        return {
-            "api": API_VERSION,
-            "site": self.cfg.site.id,
-            "name": self.cfg.site.name,
-            "agent_version": __version__,
-            "config_hash": self.config_hash,
-            **snap,
-            "host": self._host,
-            "ts": core.iso(self.clock()),
-        }
+        """The retained state message (``agent.contract.messages.State``)."""
+        rej = self._linkfile.get("rejected") or {}
+        shown = bool(rej.get("shown"))
+        return build_state(
+            self.settings, self.state, self.clock(), site=self.cfg.site.id,
+            link=LinkStatus(self.link.connected_since if self.link.connected else None,
+                            self._reconnects),
+            schedule=ScheduleStatus(self._schedule_digest,
+                                    rej.get("version") if shown else None,
+                                    rej.get("digest") if shown else None),
+            last_seq=self.outbox.last_seq())
 
     def _publish_state_if_changed(self, force: bool = False) -> None:
+        """Publish the state when it changed since the last one published (or ``force``)."""
+        if not self.link.connected:
+            return
         msg = self.state_message()
-        comparable = {k: v for k, v in msg.items() if k not in ("ts", "host")}
-        if force or comparable != self._last_snapshot:
-            self._last_snapshot = comparable
-            if self.link.connected:
-                self.link.publish_state(json.dumps(msg, ensure_ascii=False).encode())
+        cmp = comparable(msg)
+        if (force or cmp != self._last_state) and \
+                self.link.publish_state(dumps(msg)) is not None:
+            self._last_state = cmp
+
+    def _stamp_alive(self) -> None:
+        self._last_alive = time.monotonic()
+        try:
+            self.store.stamp_alive(self.clock(), self.boot_id)
+        except OSError as e:
+            log.error("cannot write the alive stamp (%s)", e)
 
     def _heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_heartbeat >= self.cfg.timing.heartbeat_s:
-            self._last_heartbeat = now
-            self._host = host_health()
+        mono = time.monotonic()
+        if mono - self._last_heartbeat >= self.cfg.timing.heartbeat_s:
+            self._last_heartbeat = mono
             self._check_clock()
-            self._publish_state_if_changed(force=True)
+            self._host.poll(mono)
+        self._publish_host(mono)
+        if mono - self._last_alive >= ALIVE_EVERY_S:
+            self._stamp_alive()
 
     def _check_clock(self) -> None:
         """Tell the core whether the wall clock is synchronised, and save a trusted time."""

@@ -32,6 +32,14 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+def write_quick(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically but without a disk sync: for a stamp written
+    often (the kernel writes it out within seconds; a power cut may leave the previous one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -59,6 +67,22 @@ def system_stopping() -> bool:
     return out.stdout.strip() == "stopping"
 
 
+def previous_stop(alive: dict[str, Any] | None, boot_id: str) -> tuple[str | None, float | None]:
+    """How the agent stopped last time, from the alive stamp it left, and when it was last
+    seen alive: ``clean`` (it said so when it stopped), ``power_loss_or_reboot`` (it did not,
+    and the machine has booted since), ``crash`` (it did not, same boot: killed, watchdog);
+    None on the very first start (no stamp)."""
+    if not alive:
+        return None, None
+    at = alive.get("at")
+    last = float(at) if isinstance(at, int | float) and at > 0 else None
+    if alive.get("stopped"):
+        return "clean", last
+    if alive.get("boot_id") != boot_id:
+        return "power_loss_or_reboot", last
+    return "crash", last
+
+
 class StateDir:
     """The agent's state directory: room state, the schedule cache and the outbox."""
 
@@ -70,6 +94,8 @@ class StateDir:
         self.outbox_file = self.root / "outbox.sqlite"
         self.socket_path = self.root / "agent.sock"
         self.clock_file = self.root / "last-known-good"
+        self.alive_file = self.root / "alive.json"
+        self.link_file = self.root / "link-state.json"
 
     def load_room(self) -> dict[str, Any] | None:
         """What :func:`agent.core.room.persistent` saved last, or None (first start or unreadable,
@@ -88,6 +114,23 @@ class StateDir:
 
     def save_schedule(self, payload: bytes) -> None:
         write_atomic(self.schedule_file, payload)
+
+    def load_alive(self) -> dict[str, Any] | None:
+        """The last alive stamp: ``{"at", "boot_id", "stopped"}`` (see :meth:`stamp_alive`)."""
+        return self._load_json(self.alive_file)
+
+    def stamp_alive(self, at: float, boot_id: str, stopped: str | None = None) -> None:
+        """Say the agent is alive at ``at`` (cheaply: no disk sync), or, with ``stopped`` (the
+        reason of a clean stop), that it stopped cleanly (durably: it is the last word)."""
+        data = json.dumps({"at": at, "boot_id": boot_id, "stopped": stopped}).encode()
+        (write_atomic if stopped else write_quick)(self.alive_file, data)
+
+    def load_link(self) -> dict[str, Any]:
+        """What the MQTT link keeps across restarts (session, info digest, rejected schedule)."""
+        return self._load_json(self.link_file) or {}
+
+    def save_link(self, data: dict[str, Any]) -> None:
+        write_atomic(self.link_file, json.dumps(data, sort_keys=True).encode())
 
     def _load_json(self, path: Path) -> dict[str, Any] | None:
         try:

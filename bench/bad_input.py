@@ -6,9 +6,11 @@ Targets:
 
 * ``command``  — command payloads through the real agent path (``Agent.handle(Incoming)``);
   each must get exactly one reply, ``invalid`` or ``refused`` with a reason naming a field or
-  the payload, and leave relays, pins, the lock, the schedule and the saved state unchanged.
+  the payload, and leave relays, pins, the lock, the schedule and the saved state unchanged;
+  a replayed id must get its first reply again, byte for byte, and do nothing.
 * ``schedule`` — schedule payloads (retained): each invalid one gives one ``schedule_rejected``
-  event with ``field: message`` problems, and the schedule in force and its disk cache stay.
+  event (``digest``, ``field: message`` problems; not again for the same payload twice in a
+  row), and the schedule in force and its disk cache stay.
 * ``config``   — site config text: only ``ConfigError`` with one-line ``path: message`` problems.
 * ``serial``   — every framing parser, the reply collectors, and every driver talking to a
   scripted port that answers garbage: only typed frames and ``DeviceError`` subclasses.
@@ -53,7 +55,14 @@ from agent.drivers.framing import poly, xapi
 from agent.drivers.framing.registry import FRAME_TYPES, PARSERS
 from agent.hardware.pins import mock_factory
 from agent.link.mqtt import Incoming
-from agent.link.payloads import ARGS, MAX_PAYLOAD, PayloadError, parse_command, parse_schedule
+from agent.link.payloads import (
+    ARGS,
+    MAX_PAYLOAD,
+    PayloadError,
+    parse_command,
+    parse_schedule,
+    schedule_digest,
+)
 from agent.runtime import Agent
 from agent.store import StateDir
 
@@ -186,7 +195,8 @@ class Harness:
         # The least invasive seam: the link's publish_reply, on this instance only.
         self.agent.link.publish_reply = (  # type: ignore[method-assign]
             lambda payload, correlation=None: self.replies.append((payload, correlation)))
-        self.handled: deque[str] = deque(maxlen=256)   # ids the agent has taken (well under 512)
+        self.handled: deque[str] = deque(maxlen=256)   # ids the agent has answered
+        self.first: dict[str, bytes] = {}               # id -> its first reply
         self.fresh = 0
         self.agent.start()
         start = datetime.fromtimestamp(T0, UTC) + timedelta(minutes=10)
@@ -209,6 +219,7 @@ class Harness:
             self.agent.handle(Incoming("command", _dumps({"id": cid, "name": name,
                                                           "args": args})))
             self.handled.append(cid)
+            self.first[cid] = self.replies[-1][0]
         self.replies.clear()
         self.ack_events()
 
@@ -468,6 +479,9 @@ def check_command(h: Harness, fig: Figures, category: str, raw: Any,
     elif category == "semantic":
         h.fresh += 1
         raw = {**raw, "id": f"sem-{h.fresh}"}
+    elif category == "mutated" and isinstance(raw.get("id"), str) and raw["id"].startswith("m-"):
+        h.fresh += 1   # each mutated command is new: a repeated id would only be answered
+        raw = {**raw, "id": f"m-{h.fresh}"}   # from disk, its payload never looked at
     payload = raw if isinstance(raw, bytes) else (
         raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else _dumps(raw))
     if category in ("bytes", "text", "json"):
@@ -516,16 +530,25 @@ def check_command(h: Harness, fig: Figures, category: str, raw: Any,
         fig.fail("violation", target, "reply is not JSON", payload)
         return
     status, reason, cid = reply.get("status"), reply.get("reason"), reply.get("command_id")
-    fig.outcomes[f"command {category} -> {status}"] += 1
     if reply.get("site") != h.site:
         fig.fail("violation", target, f"reply site {reply.get('site')!r}", payload)
+    if category == "replay":
+        if body != h.first.get(raw["id"]):
+            fig.fail("violation", target, f"replayed id not answered with its first reply: "
+                                          f"{body[:200]!r}", payload)
+        else:
+            fig.outcomes["command replay -> first reply again"] += 1
+        return
+    if isinstance(cid, str) and cid not in h.first:
+        h.first[cid] = body
+    elif isinstance(cid, str) and h.first[cid] != body:
+        fig.fail("violation", target, f"id {cid!r} answered differently the second time",
+                 payload)
+    fig.outcomes[f"command {category} -> {status}"] += 1
     if status not in ("invalid", "refused") or not isinstance(reason, str) or not reason:
         fig.fail("violation", target, f"{label or category}: status {status!r} reason "
                                       f"{reason!r}", payload)
         return
-    if category == "replay" and not (status == "refused" and "duplicate" in reason):
-        fig.fail("violation", target, f"replayed id not refused as duplicate: {reason!r}",
-                 payload)
     if category == "foreign" and not (status == "invalid" and reason.startswith("site: ")):
         fig.fail("violation", target, f"another room's command: {reason!r}", payload)
     if category == "semantic":
@@ -672,6 +695,8 @@ def check_schedule(h: Harness, fig: Figures, category: str, raw: Any, label: str
     fig.tried[target] += 1
     before = h.fingerprint()
     state_before = h.agent.state
+    digest = schedule_digest(payload)
+    again = (h.agent.state_message()["schedule"]["rejected"] or {}).get("digest") == digest
     h.replies.clear()
     try:
         h.agent.handle(Incoming("schedule", payload, retained=True))
@@ -688,11 +713,22 @@ def check_schedule(h: Harness, fig: Figures, category: str, raw: Any, label: str
     if h.replies:
         fig.fail("violation", target, "a schedule got a reply", payload)
     kinds = [e.kind for e in events]
+    if (h.agent.state_message()["schedule"]["rejected"] or {}).get("digest") != digest:
+        fig.fail("violation", target, "state does not show the rejected schedule", payload)
+    if again:
+        if kinds:
+            fig.fail("violation", target, f"the same rejected schedule again: events {kinds}",
+                     payload)
+        fig.outcomes["schedule rejected again -> no event"] += 1
+        return
     if kinds != ["schedule_rejected"]:
         fig.fail("violation", target, f"{label or category}: events {kinds}", payload)
         return
     fig.outcomes[f"schedule {category} -> schedule_rejected"] += 1
     rec = events[0]
+    if rec.data.get("digest") != digest:
+        fig.fail("violation", target, f"schedule_rejected digest {rec.data.get('digest')!r}",
+                 payload)
     problems = rec.data.get("problems")
     if len(rec.to_json()) > EVENT_MAX:
         fig.fail("violation", target, f"schedule_rejected of {len(rec.to_json())} bytes",

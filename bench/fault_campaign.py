@@ -4,7 +4,7 @@ One loopback Mosquitto (persistence on), one simulated room agent in its own pro
 to the broker through a small TCP proxy, so the link can be cut or stalled without touching the
 broker) and a district-side *recorder*: a paho MQTT v5 client with a persistent session
 (fixed client id, ``clean_start=False``, long session expiry, QoS 1) that sees every message
-under ``diemcau/v1/rooms/<site>/`` and also plays the district (schedule, commands).
+under ``diemcau/v2/rooms/<site>/`` and also plays the centre (schedule, commands).
 
 Each cycle picks one random action: schedule a window that locks the room at once, remove one,
 start one by command, mark one complete, press or hold the button, local ``on``/``off``,
@@ -21,13 +21,17 @@ outbox and the simulated pins' history (``<state>/pins.log``):
 * unsafe relay transitions: relay pins going to the OFF level while the room was locked
   (between a ``lock_engaged`` and the next ``lock_released``, by their ``ts``; a lock still
   open at the end counts till the end) that no district override explains;
-* agent crashes: agent exits the campaign did not cause, and tracebacks in its stderr.
+* agent crashes: agent exits the campaign did not cause, and tracebacks in its stderr;
+* commands handled twice: command ids answered with two different replies (a repeat must get
+  the first reply again, word for word); commands never answered is reported, not judged
+  (a broker killed before its autosave forgets what it had queued for the room).
 
 Usage::
 
     .venv/bin/python bench/fault_campaign.py --cycles 200 --seed 1
 
-Exit status 1 if any of unsafe / lost / crashes is not zero. See ``bench/README.md``.
+Exit status 1 if any of unsafe / lost / crashes / handled twice is not zero. See
+``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ from agent.outbox import Outbox
 from broker.local import LocalBroker, free_port
 
 SITE = "xa-loi"
-BASE = f"diemcau/v1/rooms/{SITE}"
+BASE = f"diemcau/v2/rooms/{SITE}"
 RECORDER_ID = "diemcau-fault-campaign-recorder"
 DEVICES = {"codec": 26, "camera": 20, "amplifier": 21}
 RELAY_PINS = {f"GPIO{n}": name for name, n in DEVICES.items()}
@@ -206,6 +210,7 @@ class Recorder:
         self.duplicates = 0
         self.live_online = 0  # non-retained "online" messages: the agent really connected
         self.replies: dict[str, dict[str, Any]] = {}
+        self.reply_bytes: dict[str, set[bytes]] = {}  # command id -> distinct replies
         self.connected = threading.Event()
         self.connects = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=RECORDER_ID,
@@ -248,7 +253,8 @@ class Recorder:
             elif topic == "replies":
                 r = json.loads(msg.payload)
                 if r.get("command_id"):
-                    self.replies[r["command_id"]] = r
+                    self.replies.setdefault(r["command_id"], r)
+                    self.reply_bytes.setdefault(r["command_id"], set()).add(bytes(msg.payload))
             self._cv.notify_all()
 
     def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
@@ -287,6 +293,9 @@ class Figures:
     delivered: int = 0
     duplicated: int = 0
     lost: int = 0
+    commands_sent: int = 0
+    commands_unanswered: int = 0
+    handled_twice: int = 0
     pending: int = 0
     announced_gaps: int = 0
     unsafe: int = 0
@@ -307,7 +316,8 @@ class Figures:
 
     @property
     def ok(self) -> bool:
-        return self.unsafe == 0 and self.lost == 0 and self.crashes == 0
+        return (self.unsafe == 0 and self.lost == 0 and self.crashes == 0
+                and self.handled_twice == 0)
 
     def table(self) -> str:
         rows = [
@@ -318,6 +328,7 @@ class Figures:
             ("events lost", self.lost),
             ("unsafe relay transitions", self.unsafe),
             ("agent crashes", self.crashes),
+            ("commands handled twice", self.handled_twice),
         ]
         out = [f"fault campaign (seed {self.seed}, {self.duration_s:.0f} s)"]
         out += [f"  {name:<28}{value:>8}" for name, value in rows]
@@ -325,6 +336,8 @@ class Figures:
                    f"{self.announced_gaps}; locks {self.locks}, refused switch-offs "
                    f"{self.refusals}, relay off-transitions {self.relay_off_transitions}, "
                    f"of them overridden during a lock {self.off_during_lock_by_override})")
+        out.append(f"  (commands sent {self.commands_sent}, never answered "
+                   f"{self.commands_unanswered})")
         out.append(f"  lock releases with no cause (window_removed without a schedule "
                    f"change): {self.spurious_releases}")
         out.append("  actions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.actions.items())))
@@ -349,7 +362,8 @@ def unsafe_transitions(events: list[dict[str, Any]], pins_log: Path,
     that moved it. The room is locked at ``k`` if, in ``seq`` order, the last of
     ``lock_engaged``/``lock_released`` below ``k`` is an engagement.
     """
-    marks = sorted((e["seq"], e["kind"] == "lock_engaged", e["data"].get("window_id"))
+    marks = sorted((e["seq"], e["kind"] == "lock_engaged",
+                    e.get("window_id") or e["data"].get("window_id"))
                    for e in events if e["kind"] in ("lock_engaged", "lock_released"))
 
     def lock_at(k: int) -> str | None:
@@ -422,6 +436,7 @@ class Campaign:
         self.version = 0
         self.n = 0
         self.clock_offset = 0.0
+        self.sent_commands: list[str] = []
 
     # ---------------------------------------------------------------- parts
     def setup(self) -> None:
@@ -498,11 +513,16 @@ class Campaign:
         self.recorder.publish("schedule", sched, retain=True)
 
     def command(self, name: str, **args: Any) -> dict[str, Any] | None:
-        """Send a command; its reply, or None if the room could not hear it (link down: the
-        room's MQTT session does not keep commands while it is away, by design)."""
+        """Send a command; its reply, or None if none came in 5 s (the link is down: the
+        room's MQTT session keeps the command and the room answers when it is back)."""
         cid = f"fc-{self.seed}-{self.n}-{name}-{self.rng.randrange(10**6)}"
         sent = self.recorder.publish("commands", {"id": cid, "name": name, "args": args,
                                                   "sender": "campaign"})
+        if sent:
+            self.sent_commands.append(cid)
+            if self.rng.random() < 0.2:   # the centre did not see the reply: it sends again
+                self.recorder.publish("commands", {"id": cid, "name": name, "args": args,
+                                                   "sender": "campaign"})
         if not sent or not self.link_up():
             return None
         self.recorder.wait(lambda: cid in self.recorder.replies, 5)
@@ -764,6 +784,11 @@ class Campaign:
         f.locks = sum(e["kind"] == "lock_engaged" for e in events)
         f.refusals = sum(e["kind"] == "shutdown_refused" for e in events)
         f.spurious_releases = len(spurious_releases(events))
+        with self.recorder._cv:
+            f.commands_sent = len(self.sent_commands)
+            f.commands_unanswered = sum(c not in self.recorder.replies
+                                        for c in self.sent_commands)
+            f.handled_twice = sum(len(v) > 1 for v in self.recorder.reply_bytes.values())
         with (self.workdir / "events.jsonl").open("w") as out:
             for e in sorted(events, key=lambda e: e["seq"]):
                 out.write(json.dumps(e, ensure_ascii=False) + "\n")

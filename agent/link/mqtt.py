@@ -1,4 +1,18 @@
-"""The paho-mqtt client of a room: availability with a last will, state, events, replies.
+"""The paho-mqtt client of a room: a persistent MQTT v5 session to the centre's broker.
+
+* **Session**: client id ``diemcau-room-<site>``, ``clean_start`` only on the room's very first
+  connect (then never again, even after a restart), Session Expiry Interval 7 days: commands
+  sent while the room is away wait for it in the broker.
+* **Manual acknowledgement**: paho does not PUBACK a command or schedule by itself; the agent
+  calls :meth:`Link.ack` once the message's decision is on disk, so a crash in between leaves
+  the message with the broker, which sends it again on the next connect. Receive Maximum caps
+  how many unacknowledged messages the broker sends at once.
+* **Subscriptions** with ``retain_handling=1``: retained messages come only on a new
+  subscription, not again on every reconnect inside the session.
+* **Reconnects**: back-off 1 → 60 s with decorrelated random jitter (:class:`Backoff`), so a
+  thousand rooms that lost the same broker do not all come back in the same second.
+* **Bounded**: paho's outgoing queue is capped (:data:`MAX_OUTGOING`); PUBACKs are coalesced
+  into at most one :class:`Published` on the agent's queue at a time.
 
 paho's network thread only puts messages on the agent's queue (:class:`Incoming`,
 :class:`Published`, :class:`~agent.core.events.BrokerConnection`); it never decides anything,
@@ -9,8 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import ssl
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import Broker
 from agent.core.events import BrokerConnection
@@ -29,26 +48,64 @@ log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
+SESSION_EXPIRY_S = 7 * 86400
+"""Session Expiry Interval: the broker keeps the room's session (and its commands) this long."""
+RECEIVE_MAXIMUM = 20
+"""At most this many unacknowledged commands/schedules in flight from the broker."""
+MAX_OUTGOING = 500
+"""paho's outgoing queue bound (events in flight are capped lower by the agent)."""
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """A message for this room (``kind`` is ``command`` or ``schedule``)."""
+    """A message for this room (``kind`` is ``command`` or ``schedule``).
+
+    ``mid``/``qos``/``generation`` identify it to :meth:`Link.ack` (None/0 when it did not come
+    from the broker, e.g. in tests)."""
 
     kind: str
     payload: bytes
     retained: bool = False
     correlation: bytes | None = None
+    mid: int | None = None
+    qos: int = 0
+    generation: int = 0
 
 
 @dataclass(frozen=True)
 class Published:
-    """The broker acknowledged a QoS 1 publish: time to look at what is in flight.
+    """The broker acknowledged at least one QoS 1 publish: time to look at what is in flight.
 
-    paho calls ``on_publish`` before it marks the message published and while holding its own
-    lock, so the loop checks ``MQTTMessageInfo.is_published()`` itself instead of mapping mids
-    here (which would race with ``publish()`` returning).
-    """
+    At most one is waiting on the agent's queue at a time (:meth:`Link.take_published`), so a
+    long backlog going out never buries a button press under thousands of these. paho calls
+    ``on_publish`` before it marks the message published, so the loop checks
+    ``MQTTMessageInfo.is_published()`` itself."""
+
+
+class Backoff:
+    """Reconnect delays from ``min_s`` to ``max_s`` with decorrelated jitter: each delay is
+    drawn uniformly between ``min_s`` and three times the previous one (capped), so delays
+    grow roughly exponentially and no two rooms keep retrying in step."""
+
+    def __init__(self, min_s: float = RECONNECT_MIN_S, max_s: float = RECONNECT_MAX_S,
+                 rng: random.Random | None = None) -> None:
+        if not 0 < min_s <= max_s:
+            raise ValueError("need 0 < min_s <= max_s")
+        self.min_s = min_s
+        self.max_s = max_s
+        self._rng = rng or random.Random()
+        self._last = min_s
+
+    def next(self) -> float:
+        """The delay before the next attempt."""
+        self._last = min(self.max_s, self._rng.uniform(self.min_s, self._last * 3))
+        return self._last
+
+    def reset(self) -> None:
+        """Connected: the next loss starts from the bottom again."""
+        self._last = self.min_s
 
 
 def nodelay(client: mqtt.Client) -> None:
@@ -69,22 +126,48 @@ def parse_broker_url(url: str) -> tuple[str, int]:
 
 
 class Link:
-    """One MQTT v5 connection to the district broker, reconnecting by itself."""
+    """One MQTT v5 connection to the centre's broker, reconnecting by itself.
+
+    ``fresh_session``: this room has never connected (no session to resume): the first
+    connect asks for a clean start; every later one (this run or after a restart) resumes.
+    ``clock`` gives wall-clock seconds for the link times the state and events report.
+    """
 
     def __init__(self, cfg: Broker, topics: RoomTopics, put: Callable[[Any], None],
                  host: str | None = None, port: int | None = None,
-                 use_files: bool = True) -> None:
+                 use_files: bool = True, *, fresh_session: bool = False,
+                 clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.topics = topics
         self.host = host or cfg.host
         self.port = port or cfg.port
+        self.fresh_session = fresh_session
         self._put = put
+        self._clock = clock
         self.connected = False
+        self.generation = 0
+        """Successful connects so far in this run (an :class:`Incoming` is acknowledged only
+        on the connection it came on)."""
+        self.connected_since: float | None = None
+        self.down_since: float | None = None
+        """After a loss: the last moment the room knew it was connected (wall clock)."""
+        self.session_present = False
+        self.backoff = Backoff(rng=rng)
+        self.delays: deque[float] = deque(maxlen=32)
+        """The last reconnect delays chosen (for the logs and tests)."""
+        self.pubacks = 0
+        self.published_signals = 0
+        self._signal_lock = threading.Lock()
+        self._signalled = False
+        self._heard = time.monotonic()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"diemcau-room-{topics.site}",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         self.client.enable_logger(logging.getLogger("paho"))
-        self.client.reconnect_delay_set(min_delay=1, max_delay=60)
+        self.client.max_queued_messages_set(MAX_OUTGOING)
+        self.client.reconnect_delay_set(min_delay=RECONNECT_MIN_S,  # type: ignore[arg-type]
+                                        max_delay=RECONNECT_MAX_S)  # type: ignore[arg-type]
         self.client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
         creds = cfg.credentials() if use_files else None
         if creds is not None:
@@ -97,18 +180,25 @@ class Link:
             if cfg.tls.insecure_skip_verify:
                 self.client.tls_insecure_set(True)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_log = self._on_log
 
     # lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
-        self.client.connect_async(self.host, self.port, keepalive=self.cfg.keepalive_s)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        clean = mqtt.MQTT_CLEAN_START_FIRST_ONLY if self.fresh_session else False
+        self.client.connect_async(self.host, self.port, keepalive=self.cfg.keepalive_s,
+                                  clean_start=clean, properties=props)
         self.client.loop_start()
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Say ``offline`` (retained) and disconnect cleanly."""
+        """Say ``offline`` (retained) and disconnect cleanly (the session stays)."""
         if self.connected:
             info = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
@@ -116,14 +206,46 @@ class Link:
         self.client.disconnect()
         self.client.loop_stop()
 
+    # incoming --------------------------------------------------------------------
+    def ack(self, msg: Incoming) -> bool:
+        """PUBACK ``msg`` now (its decision is on disk). Not on a later connection than the
+        one it came on: the broker may have reused the packet id, and it sends the message
+        again anyway, which the room answers from disk. Returns whether it was acknowledged."""
+        if msg.mid is None or msg.qos == 0:
+            return False
+        if not self.connected or msg.generation != self.generation:
+            return False
+        rc = self.client.ack(msg.mid, msg.qos)
+        return rc == mqtt.MQTT_ERR_SUCCESS
+
+    def take_published(self) -> None:
+        """The loop is about to look at what is in flight: the next PUBACK signals again."""
+        with self._signal_lock:
+            self._signalled = False
+
     # outgoing --------------------------------------------------------------------
-    def publish_state(self, payload: bytes) -> None:
-        self.client.publish(self.topics.state, payload, qos=1, retain=True)
+    def _publish(self, topic: str, payload: bytes, retain: bool = False,
+                 properties: Properties | None = None) -> mqtt.MQTTMessageInfo | None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s refused by paho: %s", topic, mqtt.error_string(info.rc))
+            return None
+        return info
+
+    def publish_state(self, payload: bytes) -> mqtt.MQTTMessageInfo | None:
+        return self._publish(self.topics.state, payload, retain=True)
+
+    def publish_info(self, payload: bytes) -> mqtt.MQTTMessageInfo | None:
+        return self._publish(self.topics.info, payload, retain=True)
+
+    def publish_host(self, payload: bytes) -> mqtt.MQTTMessageInfo | None:
+        return self._publish(self.topics.host, payload, retain=True)
 
     def publish_event(self, payload: bytes) -> mqtt.MQTTMessageInfo | None:
         """Send one event (QoS 1); its info reports ``is_published()`` after the PUBACK.
 
-        Returns None when not connected: the event stays in the outbox for the next connect.
+        Returns None when not connected or paho's queue is full: the event stays in the
+        outbox for later.
         """
         if not self.connected:
             return None
@@ -135,29 +257,53 @@ class Link:
         if correlation is not None:
             props = Properties(PacketTypes.PUBLISH)
             props.CorrelationData = correlation
-        self.client.publish(self.topics.replies, payload, qos=1, properties=props)
+        self._publish(self.topics.replies, payload, properties=props)
 
     # paho callbacks (network thread: never raise) ---------------------------------
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        if buf.startswith("Received "):   # any packet from the broker, PINGRESP included
+            self._heard = time.monotonic()
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         try:
             if reason.is_failure:
                 log.warning("broker refused connection: %s", reason)
                 return
+            self._heard = time.monotonic()
             nodelay(client)
-            client.subscribe([(self.topics.commands, 1), (self.topics.schedule, 1)])
+            opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            client.subscribe([(self.topics.commands, opts), (self.topics.schedule, opts)])
             client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+            self.session_present = bool(getattr(flags, "session_present", False))
+            self.backoff.reset()
+            self.generation += 1
+            self.connected_since = self._clock()
             self.connected = True
             self._put(BrokerConnection(True))
         except Exception:  # pragma: no cover - defensive: keep paho's thread alive
             log.exception("on_connect failed")
+
+    def _next_delay(self) -> None:
+        delay = self.backoff.next()
+        self.delays.append(delay)
+        self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        try:
+            self._next_delay()
+        except Exception:  # pragma: no cover
+            log.exception("on_connect_fail failed")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
         try:
             was = self.connected
             self.connected = False
+            self._next_delay()
             if was:
+                self.down_since = self._clock() - max(0.0, time.monotonic() - self._heard)
+                self.connected_since = None
                 self._put(BrokerConnection(False))
         except Exception:  # pragma: no cover
             log.exception("on_disconnect failed")
@@ -167,15 +313,24 @@ class Link:
             kind = {self.topics.commands: "command", self.topics.schedule: "schedule"}.get(
                 msg.topic)
             if kind is None:
+                if msg.qos:
+                    client.ack(msg.mid, msg.qos)  # not ours to keep
                 return
             corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
-            self._put(Incoming(kind, bytes(msg.payload), bool(msg.retain), corr))
+            self._put(Incoming(kind, bytes(msg.payload), bool(msg.retain), corr, msg.mid,
+                               msg.qos, self.generation))
         except Exception:  # pragma: no cover
             log.exception("on_message failed")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
         try:
+            self.pubacks += 1
+            with self._signal_lock:
+                if self._signalled:
+                    return
+                self._signalled = True
+            self.published_signals += 1
             self._put(Published())
         except Exception:  # pragma: no cover
             log.exception("on_publish failed")

@@ -6,6 +6,7 @@ off); every problem is returned as ``field: message`` so the reply can say exact
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -66,12 +69,17 @@ class NoArgs(_Wire):
     pass
 
 
+class AnswerHelpArgs(_Wire):
+    note: str = Field("", max_length=200, description="What the centre says it will do")
+
+
 ARGS: dict[str, type[_Wire]] = {
     "power": PowerArgs,
     "start_window": StartWindowArgs,
     "complete_window": CompleteWindowArgs,
     "operator_check": OperatorCheckArgs,
     "request_state": NoArgs,
+    "answer_help": AnswerHelpArgs,
 }
 
 
@@ -208,15 +216,34 @@ def parse_command(payload: bytes, site: str) -> Command:
                    issued_at=env.ts.timestamp() if env.ts else None)
 
 
+class CompletedIn(_Wire):
+    at: datetime = Field(description="When the window was marked complete")
+    by: str = Field("", max_length=128, description="Who marked it complete")
+
+
 class WindowIn(_Wire):
     id: Id
     kind: Literal["test", "session"]
     start: datetime
     end: datetime
     title: str = Field("", max_length=200)
+    completed: CompletedIn | None = Field(None, description="The window is complete")
+
+    @field_validator("end")
+    @classmethod
+    def _same_zone_kind(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if isinstance(start, datetime) and (start.tzinfo is None) != (end.tzinfo is None):
+            raise ValueError("give both start and end with a UTC offset, or both without one "
+                             "(the room's local time); this one has "
+                             f"{'no offset' if end.tzinfo is None else 'an offset'} and start "
+                             f"{'has one' if end.tzinfo is None else 'has none'}")
+        return end
 
     @model_validator(mode="after")
     def _span(self) -> WindowIn:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            return self  # already reported on end
         if self.end <= self.start:
             raise ValueError("end must be after start")
         if (self.end - self.start).total_seconds() > 24 * 3600:
@@ -245,17 +272,46 @@ def _epoch(t: datetime, zone: ZoneInfo) -> float:
     return (t if t.tzinfo is not None else t.replace(tzinfo=zone)).timestamp()
 
 
+def schedule_digest(payload: bytes) -> str:
+    """The schedule's digest, over its bytes exactly as received (the district computes the
+    same over the bytes it published): the first 16 hex digits of SHA-256."""
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+class ScheduleError(PayloadError):
+    """A schedule that cannot be used: ``problems``, and its ``digest`` and ``version`` (the
+    version when the payload names a usable one) for the ``schedule_rejected`` event."""
+
+    def __init__(self, problems: list[str], digest: str, version: str | None) -> None:
+        super().__init__(problems)
+        self.digest = digest
+        self.version = version
+
+
+def _peek_version(data: Any) -> str | None:
+    v = data.get("version") if isinstance(data, dict) else None
+    return v if isinstance(v, str) and 0 < len(v) <= 64 and not _bad_str(v) else None
+
+
 def parse_schedule(payload: bytes, site: str, timezone: str) -> ScheduleReceived:
-    """The schedule in a schedule message, or :class:`PayloadError` saying why."""
-    data = decode_json(payload)
+    """The schedule in a schedule message, or :class:`ScheduleError` saying why."""
+    digest = schedule_digest(payload)
+    try:
+        data = decode_json(payload)
+    except PayloadError as e:
+        raise ScheduleError(e.problems, digest, None) from None
+    version = _peek_version(data)
     try:
         sched = ScheduleIn.model_validate(data)
     except ValidationError as e:
-        raise PayloadError(_problems(e)) from None
+        raise ScheduleError(_problems(e), digest, version) from None
     if sched.site is not None and sched.site != site:
-        raise PayloadError([f"site: this is room '{site}', not '{sched.site}'"])
+        raise ScheduleError([f"site: this is room '{site}', not '{sched.site}'"], digest,
+                            version)
     zone = ZoneInfo(timezone)
     windows = tuple(Window(id=w.id, kind=w.kind, start=_epoch(w.start, zone),
                            end=_epoch(w.end, zone), title=w.title) for w in sched.windows)
+    completed = tuple((w.id, _epoch(w.completed.at, zone), w.completed.by)
+                      for w in sched.windows if w.completed is not None)
     issued = _epoch(sched.ts, zone) if sched.ts is not None else None
-    return ScheduleReceived(windows, sched.version, issued)
+    return ScheduleReceived(windows, sched.version, issued, digest=digest, completed=completed)

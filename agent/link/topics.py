@@ -1,10 +1,11 @@
-"""Topic names of the MQTT contract (``docs/mqtt-api.md``). Change only on purpose."""
+"""Topic names of the MQTT contract 2.0 (``docs/mqtt-api.md``). Change only on purpose."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-API_VERSION = "1.0"
+API_VERSION = "2.0"
+PREFIX = "diemcau/v2"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,14 @@ class RoomTopics:
     @property
     def availability(self) -> str:
         return f"{self.base}/availability"
+
+    @property
+    def info(self) -> str:
+        return f"{self.base}/info"
+
+    @property
+    def host(self) -> str:
+        return f"{self.base}/host"
 
     @property
     def state(self) -> str:

@@ -3,6 +3,7 @@ an agent running in a thread, and site configs pointing at the test broker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -16,17 +17,20 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from agent.cli import serve
 from agent.config import SiteConfig, parse_config
+from agent.contract.messages import MESSAGES
 from agent.control import request
 from agent.hardware.pins import mock_factory
-from agent.runtime import Agent
+from agent.link.wire import dumps
+from agent.runtime import Agent, Stop
 from agent.store import StateDir
 from broker.local import LocalBroker
 
 SITE = "xa-thu"
-BASE = f"diemcau/v1/rooms/{SITE}"
+BASE = f"diemcau/v2/rooms/{SITE}"
 
 
 def site_yaml(broker: LocalBroker, lead_min: float = 15, site: str = SITE) -> str:
@@ -49,12 +53,19 @@ def site_config(broker: LocalBroker, **kw: Any) -> SiteConfig:
     return parse_config(site_yaml(broker, **kw))
 
 
+ENVELOPE = ("window_id", "clock_trusted", "late", "seq", "id", "ts")
+
+
 class Watcher:
-    """A district-side client: records every message under the room and waits for them."""
+    """A centre-side client: records every message under the room and waits for them.
+
+    Every JSON message the room publishes is checked against its contract model
+    (``agent.contract.messages``); :meth:`close` fails the test if one did not match."""
 
     def __init__(self, broker: LocalBroker, base: str = BASE) -> None:
         self.base = base
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.invalid: list[str] = []
         self._cv = threading.Condition()
         self._connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -69,9 +80,18 @@ class Watcher:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        topic = msg.topic.removeprefix(self.base + "/")
+        model = MESSAGES.get(topic)
+        if model is not None:
+            try:
+                model.model_validate_json(msg.payload)
+            except ValidationError as e:
+                self.invalid.append(f"{topic}: {msg.payload[:300]!r}: {e}")
+            with contextlib.suppress(ValueError):
+                if dumps(json.loads(msg.payload)) != msg.payload:
+                    self.invalid.append(f"{topic}: not compact UTF-8 JSON: {msg.payload[:200]!r}")
         with self._cv:
-            self.messages.append((msg.topic.removeprefix(self.base + "/"), bytes(msg.payload),
-                                  bool(msg.retain)))
+            self.messages.append((topic, bytes(msg.payload), bool(msg.retain)))
             self._cv.notify_all()
 
     def wait(self, topic: str, match: Callable[[Any], bool] = lambda _: True,
@@ -110,8 +130,11 @@ class Watcher:
                 self._cv.wait(left)
 
     def event(self, kind: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The first event of ``kind`` whose fields match (``window_id`` and the other
+        envelope fields are looked up in the envelope, the rest in ``data``)."""
         return self.wait("events", lambda e: e["kind"] == kind and all(
-            e["data"].get(k) == v for k, v in fields.items()), timeout)
+            (e.get(k) if k in ENVELOPE else e["data"].get(k)) == v
+            for k, v in fields.items()), timeout)
 
     def availability(self, value: str, timeout: float = 10.0) -> None:
         self.wait("availability", lambda v: v == value.encode(), timeout, raw=True)
@@ -132,9 +155,29 @@ class Watcher:
         return self.wait("replies", lambda r: r["command_id"] == cid,  # type: ignore[no-any-return]
                          since=mark)
 
+    def latest(self, topic: str) -> Any:
+        """The last message received on ``topic``, decoded, or None."""
+        with self._cv:
+            for t, p, _ in reversed(self.messages):
+                if t == topic:
+                    return json.loads(p)
+        return None
+
+    def count(self, topic: str) -> int:
+        with self._cv:
+            return sum(t == topic for t, _, _ in self.messages)
+
+    def raw_replies(self, cid: str) -> list[bytes]:
+        """Every reply to command ``cid``, as received (bytes)."""
+        with self._cv:
+            return [p for t, p, _ in self.messages
+                    if t == "replies" and json.loads(p)["command_id"] == cid]
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        assert not self.invalid, "messages not matching the contract:\n" + "\n".join(
+            self.invalid[:5])
 
 
 @contextmanager
@@ -161,6 +204,7 @@ class RunningAgent:
 
     def stop(self) -> None:
         self._stop.set()
+        self.agent.queue.put(Stop())   # the loop sleeps until its next deadline: wake it
         self.thread.join(10)
         assert not self.thread.is_alive(), "agent loop did not stop"
 

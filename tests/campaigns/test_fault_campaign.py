@@ -70,6 +70,7 @@ def test_short_fault_campaign(short_tmp: Path) -> None:
     assert figs.unsafe == 0, figs.unsafe_detail
     assert figs.lost == 0, figs.lost_seqs
     assert figs.crashes == 0, figs.crash_detail
+    assert figs.handled_twice == 0
     assert time.monotonic() - started < 60
 
 

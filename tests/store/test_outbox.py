@@ -55,7 +55,8 @@ def test_record_json_shape(tmp_path: Path, clock: FakeClock) -> None:
     payload = rec.to_json()
     assert b" " not in payload.replace("Tân Đoàn".encode(), b"")
     obj = json.loads(payload)
-    assert list(obj) == ["seq", "id", "ts", "kind", "data"]
+    assert list(obj) == ["seq", "id", "ts", "kind", "clock_trusted", "data"]
+    assert obj["clock_trusted"] is True   # no window: none named, none null
     assert obj["ts"] == "2025-10-09T08:53:20.123Z"
     assert obj["data"] == {"source": "button", "tên": "Tân Đoàn"}
     assert len(obj["id"]) == 32 and int(obj["id"], 16) >= 0
