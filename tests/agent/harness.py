@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -51,6 +52,17 @@ support:
 
 def site_config(broker: LocalBroker, **kw: Any) -> SiteConfig:
     return parse_config(site_yaml(broker, **kw))
+
+
+class NoBroker:
+    """For a room that never connects (``connect=False``): only a port for its config."""
+
+    port = 1883
+
+
+def offline_config(**kw: Any) -> SiteConfig:
+    """The test room's config for an agent driven by ``handle()`` without a broker."""
+    return parse_config(site_yaml(NoBroker(), **kw))  # type: ignore[arg-type]
 
 
 ENVELOPE = ("window_id", "clock_trusted", "late", "seq", "id", "ts")
@@ -229,11 +241,14 @@ def schedule(start_in_min: float, *, length_min: float = 30, wid: str = "t1",
 
 
 def start_agent(cfg_path: Path, broker: LocalBroker, state: Path,
-                stderr: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    """``python -m agent run --simulate`` as its own process (it can be killed for real)."""
+                stderr: int = subprocess.DEVNULL,
+                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``python -m agent run --simulate`` as its own process (it can be killed for real);
+    ``env`` adds to the environment (e.g. a test hook)."""
     return subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg_path),
                              "--simulate", "--broker", broker.url, "--state-dir", str(state)],
-                            stdout=subprocess.DEVNULL, stderr=stderr)
+                            stdout=subprocess.DEVNULL, stderr=stderr,
+                            env={**os.environ, **(env or {})})
 
 
 def status_when_up(state: Path, proc: subprocess.Popen[bytes], timeout: float = 20) -> Any:
