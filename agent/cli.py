@@ -243,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     missing = cfg.broker.missing_files()
     if missing:
         # The room must still follow its cached schedule and keep its lock: run without a link.
-        log.error("%s: running WITHOUT the district broker until these are fixed: %s",
+        log.error("%s: running WITHOUT the centre's broker until these are fixed: %s",
                   args.config, "; ".join(missing))
     try:
         agent = build_agent(cfg, args.simulate, state_dir, args.broker, connect=not missing)

@@ -174,8 +174,7 @@ class Agent:
         """What :meth:`close` says stopped the agent (``agent_stopping``), unless told."""
         self._connect = connect
         self.link = Link(cfg.broker, self.topics, self._offer, broker_host, broker_port,
-                         use_files=connect, fresh_session=not self._linkfile.get("session"),
-                         clock=clock)
+                         use_files=connect, clock=clock)
         self.started = threading.Event()
         self.watchdog = Watchdog.from_env()
         self.sim_clock: Any = None  # a simulated room's movable clock (agent/simclock.py)
@@ -485,7 +484,6 @@ class Agent:
 
     def _connected(self) -> None:
         """The link came up: say what changed while it was down, then send the backlog."""
-        self._linkfile_set(session=True)   # from now on, every connect resumes the session
         if self._was_connected:
             self._reconnects += 1
             since, down = self.link.connected_since, self.link.down_since

@@ -126,7 +126,7 @@ class StateDir:
         (write_atomic if stopped else write_quick)(self.alive_file, data)
 
     def load_link(self) -> dict[str, Any]:
-        """What the MQTT link keeps across restarts (session, info digest, rejected schedule)."""
+        """What the MQTT link keeps across restarts (info digest, rejected schedule)."""
         return self._load_json(self.link_file) or {}
 
     def save_link(self, data: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """The paho-mqtt client of a room: a persistent MQTT v5 session to the centre's broker.
 
-* **Session**: client id ``diemcau-room-<site>``, ``clean_start`` only on the room's very first
-  connect (then never again, even after a restart), Session Expiry Interval 7 days: commands
-  sent while the room is away wait for it in the broker.
+* **Session**: client id ``diemcau-room-<site>``, ``clean_start=False`` on every connect (the
+  first one too: Mosquitto 2.0.11 does not write a session begun with a clean start to its
+  persistence file, so a broker restart before the room's first reconnect would lose it),
+  Session Expiry Interval 7 days: commands sent while the room is away wait for it.
 * **Manual acknowledgement**: paho does not PUBACK a command or schedule by itself; the agent
   calls :meth:`Link.ack` once the message's decision is on disk, so a crash in between leaves
   the message with the broker, which sends it again on the next connect. Receive Maximum caps
@@ -128,21 +129,17 @@ def parse_broker_url(url: str) -> tuple[str, int]:
 class Link:
     """One MQTT v5 connection to the centre's broker, reconnecting by itself.
 
-    ``fresh_session``: this room has never connected (no session to resume): the first
-    connect asks for a clean start; every later one (this run or after a restart) resumes.
     ``clock`` gives wall-clock seconds for the link times the state and events report.
     """
 
     def __init__(self, cfg: Broker, topics: RoomTopics, put: Callable[[Any], None],
                  host: str | None = None, port: int | None = None,
-                 use_files: bool = True, *, fresh_session: bool = False,
-                 clock: Callable[[], float] = time.time,
+                 use_files: bool = True, *, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.topics = topics
         self.host = host or cfg.host
         self.port = port or cfg.port
-        self.fresh_session = fresh_session
         self._put = put
         self._clock = clock
         self.connected = False
@@ -192,9 +189,8 @@ class Link:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        clean = mqtt.MQTT_CLEAN_START_FIRST_ONLY if self.fresh_session else False
         self.client.connect_async(self.host, self.port, keepalive=self.cfg.keepalive_s,
-                                  clean_start=clean, properties=props)
+                                  clean_start=False, properties=props)
         self.client.loop_start()
 
     def stop(self, timeout: float = 3.0) -> None:

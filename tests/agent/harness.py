@@ -18,6 +18,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from agent.cli import serve
@@ -74,16 +76,25 @@ class Watcher:
     Every JSON message the room publishes is checked against its contract model
     (``agent.contract.messages``); :meth:`close` fails the test if one did not match."""
 
-    def __init__(self, broker: LocalBroker, base: str = BASE) -> None:
+    def __init__(self, broker: LocalBroker, base: str = BASE, persistent: bool = False) -> None:
+        """``persistent``: a session the broker keeps (and saves on a clean stop), so nothing
+        the room publishes while the watcher reconnects after a broker restart is missed."""
         self.base = base
         self.messages: list[tuple[str, bytes, bool]] = []
         self.invalid: list[str] = []
         self._cv = threading.Condition()
         self._connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                                  client_id="test-watcher" if persistent else "")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
+        props = None
+        if persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+        self.client.connect(broker.host, broker.port, clean_start=not persistent,
+                            properties=props)
         self.client.loop_start()
         assert self._connected.wait(10), "watcher could not connect"
 
@@ -193,8 +204,8 @@ class Watcher:
 
 
 @contextmanager
-def watcher(broker: LocalBroker) -> Iterator[Watcher]:
-    w = Watcher(broker)
+def watcher(broker: LocalBroker, persistent: bool = False) -> Iterator[Watcher]:
+    w = Watcher(broker, persistent=persistent)
     try:
         yield w
     finally:

@@ -203,10 +203,13 @@ def test_simulated_button_from_the_command_line(broker: LocalBroker, short_tmp: 
             press = subprocess.run([*run, "press", "--state-dir", str(state)],
                                    capture_output=True, text=True, timeout=30)
             assert press.returncode == 0, press.stderr
+            # Not a bare OK: what the room did with the press.
+            assert "Đã điểm danh" in press.stdout and "Checked in" in press.stdout
             w.event("check_in", window_id="t1")
             hold = subprocess.run([*run, "hold", "--state-dir", str(state)],
                                   capture_output=True, text=True, timeout=30)
             assert hold.returncode == 0
+            assert "KHÔNG ĐƯỢC TẮT" in hold.stdout and "Refused" in hold.stdout
             w.event("shutdown_refused", source="button")
             off = subprocess.run([*run, "off", "--state-dir", str(state)],
                                  capture_output=True, text=True, timeout=30)
@@ -215,6 +218,7 @@ def test_simulated_button_from_the_command_line(broker: LocalBroker, short_tmp: 
                                      str(cfg_path)], capture_output=True, text=True, timeout=30)
             assert status.returncode == 0
             assert "Đang khoá / Locked" in status.stdout and "+84 205 3830 000" in status.stdout
+            assert "Xã Thử" in status.stdout   # the room's name, from its info
         finally:
             proc.terminate()
             proc.wait(15)
