@@ -1,15 +1,20 @@
 """Mosquitto ACL files for a district broker and a province broker.
 
-The topic contract (``docs/mqtt-api.md``) under ``diemcau/v1``:
+The topic contract 2.0 (``docs/mqtt-api.md``) under ``diemcau/v2``:
 
-* a room (user name = site id) writes ``rooms/<site>/{availability,state,events,replies}`` and
-  reads ``rooms/<site>/{commands,schedule}`` — through ``pattern`` lines with ``%u``, so adding a
-  room adds no ACL line and a room can never reach another room's topics;
+* a room (user name = site id) writes ``rooms/<site>/{availability,info,state,host,events,
+  replies}`` and reads ``rooms/<site>/{commands,schedule}`` — through ``pattern`` lines with
+  ``%u``, so adding a room adds no ACL line and a room can never reach another room's topics;
 * staff users are called ``staff.<name>``: a ``.`` never appears in a site id, so the room
   patterns only ever give a staff user the topics of a room that cannot exist;
 * ``console`` reads everything and commands/schedules any room and owns ``district/#``;
-  ``viewer`` only reads; ``province`` reads rooms' availability/state/events and, only when
-  configured (``allow_commands``), writes commands and reads replies.
+  ``viewer`` only reads; ``province`` reads rooms' availability/info/state/host/events and,
+  only when configured (``allow_commands``), writes commands and reads replies.
+
+While rooms are upgraded one by one, the same grants stand under the 1.0 prefix
+``diemcau/v1`` (:data:`LEGACY_PREFIX`, whose rooms have no ``info``/``host``): a room still on
+agent 0.1 keeps working and the consoles still see it. Drop the legacy lines once every room
+speaks 2.0.
 
 Mosquitto 2.0 grants a SUBSCRIBE even when nothing it matches may be read: the read ACL is
 applied to each message instead, so a denied subscription simply never delivers.
@@ -20,11 +25,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PREFIX = "diemcau/v1"
-ROOM_WRITES = ("availability", "state", "events", "replies")
+PREFIX = "diemcau/v2"
+LEGACY_PREFIX = "diemcau/v1"
+ROOM_WRITES = ("availability", "info", "state", "host", "events", "replies")
 ROOM_READS = ("commands", "schedule")
-PROVINCE_READS = ("availability", "state", "events")
+PROVINCE_READS = ("availability", "info", "state", "host", "events")
+LEGACY_KINDS = ("availability", "state", "events", "replies", "commands", "schedule")
+"""The 1.0 topics (no ``info``, no ``host``)."""
 ROLES = ("console", "viewer", "province")
+
+
+def _kinds(prefix: str, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    return kinds if prefix == PREFIX else tuple(k for k in kinds if k in LEGACY_KINDS)
 
 
 @dataclass(frozen=True)
@@ -47,22 +59,26 @@ class DistrictGrant:
 
 def staff_topics(role: str, allow_commands: bool) -> list[tuple[str, str]]:
     """``(access, topic)`` pairs a staff role gets on a district broker."""
-    rooms = f"{PREFIX}/rooms"
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    pairs: list[tuple[str, str]] = []
+    for prefix in (PREFIX, LEGACY_PREFIX):
+        rooms = f"{prefix}/rooms"
+        if role == "console":
+            pairs += [("read", f"{rooms}/#"),
+                      ("write", f"{rooms}/+/commands"),
+                      ("write", f"{rooms}/+/schedule"),
+                      ("readwrite", f"{prefix}/district/#")]
+        elif role == "viewer":
+            pairs += [("read", f"{rooms}/#"), ("read", f"{prefix}/district/#")]
+        else:
+            pairs += [("read", f"{rooms}/+/{kind}")
+                      for kind in _kinds(prefix, PROVINCE_READS)]
+            if allow_commands:
+                pairs += [("write", f"{rooms}/+/commands"), ("read", f"{rooms}/+/replies")]
     if role == "console":
-        return [("read", f"{rooms}/#"),
-                ("write", f"{rooms}/+/commands"),
-                ("write", f"{rooms}/+/schedule"),
-                ("readwrite", f"{PREFIX}/district/#"),
-                ("read", "province/+/bridge/state"),
-                ("read", "$SYS/#")]
-    if role == "viewer":
-        return [("read", f"{rooms}/#"), ("read", f"{PREFIX}/district/#")]
-    if role == "province":
-        pairs = [("read", f"{rooms}/+/{kind}") for kind in PROVINCE_READS]
-        if allow_commands:
-            pairs += [("write", f"{rooms}/+/commands"), ("read", f"{rooms}/+/replies")]
-        return pairs
-    raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        pairs += [("read", "province/+/bridge/state"), ("read", "$SYS/#")]
+    return pairs
 
 
 def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
@@ -73,7 +89,11 @@ def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
            "",
            "# Rooms: %u is the room's user name, which is its site id (and certificate CN).",
            *[f"pattern write {PREFIX}/rooms/%u/{kind}" for kind in ROOM_WRITES],
-           *[f"pattern read {PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS]]
+           *[f"pattern read {PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS],
+           f"# Rooms not yet on contract 2.0 ({LEGACY_PREFIX}).",
+           *[f"pattern write {LEGACY_PREFIX}/rooms/%u/{kind}"
+             for kind in _kinds(LEGACY_PREFIX, ROOM_WRITES)],
+           *[f"pattern read {LEGACY_PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS]]
     for s in sorted(staff, key=lambda g: g.username):
         out += ["", f"# {s.role}" + (" (may command rooms)" if s.role == "province"
                                      and s.allow_commands else ""),
@@ -94,15 +114,17 @@ def province_acl(province: str, districts: Iterable[DistrictGrant],
     out = [f"# diemcau province broker {province}: ACL written by `diemcau-broker render`.",
            "# Do not edit: the next render overwrites it."]
     for d in districts:
-        base = f"province/{d.district}/{PREFIX}/rooms"
-        out += ["", f"# bridge from district {d.district}", f"user {d.username}",
-                *[f"topic write {base}/+/{kind}" for kind in PROVINCE_READS],
-                f"topic write province/{d.district}/bridge/state"]
-        if d.allow_commands:
-            out += [f"topic read {base}/+/commands", f"topic write {base}/+/replies"]
+        out += ["", f"# bridge from district {d.district}", f"user {d.username}"]
+        for prefix in (PREFIX, LEGACY_PREFIX):
+            base = f"province/{d.district}/{prefix}/rooms"
+            out += [f"topic write {base}/+/{kind}" for kind in _kinds(prefix, PROVINCE_READS)]
+            if d.allow_commands:
+                out += [f"topic read {base}/+/commands", f"topic write {base}/+/replies"]
+        out.append(f"topic write province/{d.district}/bridge/state")
     for s in sorted(staff, key=lambda g: g.username):
         out += ["", f"# {s.role}", f"user {s.username}", "topic read province/#"]
         if s.role == "console":
-            out += [f"topic write province/{d.district}/{PREFIX}/rooms/+/commands"
-                    for d in districts if d.allow_commands]
+            out += [f"topic write province/{d.district}/{prefix}/rooms/+/commands"
+                    for d in districts if d.allow_commands
+                    for prefix in (PREFIX, LEGACY_PREFIX)]
     return "\n".join(out) + "\n"
