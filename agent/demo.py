@@ -69,13 +69,17 @@ def run_demo(config: Path, workdir: Path, port: int) -> int:
     print(f"""
 diemcau demo — broker {broker.url}, room '{cfg.site.id}' (simulated), state in {state_dir}
 
-Watch every topic of the room:
+Watch every topic of the room (contract 2.0: info, state, host, events, replies, ...):
   mosquitto_sub -h 127.0.0.1 -p {broker.port} -v -t '{topics}/#'
 Ask the room for its status, or try to switch it off (refused once the test window locks it):
-  .venv/bin/diemcau-agent status --state-dir {state_dir} --config {config}
+  .venv/bin/diemcau-agent status --state-dir {state_dir}
   .venv/bin/diemcau-agent off --state-dir {state_dir}
-Send a district command (mark the test complete, then switch off is allowed):
-  mosquitto_pub -h 127.0.0.1 -p {broker.port} -t '{topics}/commands' \\
+Press or hold the simulated button, or ask the centre for help; each says what the room did:
+  .venv/bin/diemcau-agent press --state-dir {state_dir}
+  .venv/bin/diemcau-agent help --state-dir {state_dir}
+Send a command as the centre (mark the test complete, then switch off is allowed; the same id
+sent again gets the same reply and does nothing):
+  mosquitto_pub -h 127.0.0.1 -p {broker.port} -q 1 -t '{topics}/commands' \\
     -m '{{"id": "c1", "name": "complete_window", "args": {{"window_id": "demo-test"}}}}'
 The test window's lead time starts about one minute from now. Ctrl-C stops the demo.
 """, flush=True)

@@ -1,8 +1,8 @@
 """A disk-backed outbox for the room's events: nothing the room reports is lost to a restart.
 
-The agent's main loop :meth:`Outbox.append` s an event before it tries to publish it; the MQTT
-link publishes :meth:`Outbox.pending` records with QoS 1 and calls :meth:`Outbox.ack` from
-paho's thread when the broker's PUBACK arrives. paho only queues unacknowledged publishes in
+The agent's main loop :meth:`Outbox.append` s an event before it tries to publish it, then
+publishes :meth:`Outbox.pending` records with QoS 1 and :meth:`Outbox.ack_many` s them in
+batches once the broker's PUBACKs are in. paho only queues unacknowledged publishes in
 memory, so without this file a crash, a watchdog restart or a power cut during a link outage
 would silently lose exactly the events the district most needs (a refused shutdown, a fault).
 
@@ -13,8 +13,19 @@ whose :meth:`~Outbox.append` returned may already have been acted on (the LED sh
 the core moved on), so it must survive the power being pulled the next millisecond, and a
 sequence number handed out must never be handed out twice. ``FULL`` fsyncs the WAL at every
 commit; the room writes a few events a minute, so one fsync per event costs nothing that
-matters even on an SD card, and WAL still lets paho's thread acknowledge without blocking
-readers for long.
+matters even on an SD card. Deleting acknowledged records is the exception: it commits with
+``synchronous=NORMAL`` (no sync of its own; :attr:`Outbox.synced_commits` counts the syncing
+commits), because a deletion lost to a power cut only means an event is sent twice, which
+readers de-duplicate by ``seq``, and the next append's sync makes it durable anyway.
+
+Each record also keeps, for the contract 2.0 envelope (:meth:`Record.to_json`), the window that
+locked the room when it was made (``window_id``) and whether the clock was trusted; an outbox
+written by agent 0.1 (five columns) gets the two columns added when opened, its events kept.
+
+Commands (exactly once): the ``commands`` table keeps each handled command id with the bytes of
+its first reply (:meth:`Outbox.command_reply`), written in the same transaction as the events
+of its decision (``append_many(..., command=...)``), for :data:`COMMAND_TTL_S` (7 days; at
+most :data:`MAX_COMMANDS`). An outbox that has to be reset (below) forgets them too.
 
 Sequence numbers are per site and strictly increasing for the life of the room. The next one is
 kept in a ``meta`` table (so it continues after every record was acknowledged and deleted) and,
@@ -49,8 +60,8 @@ only the mark is certain to be above every number already handed out.
 Example::
 
     box = Outbox(state_dir / "outbox.sqlite")
-    rec = box.append("lock_refused", {"source": "button"})
-    client.publish(topic, rec.to_json(), qos=1)   # later, from paho's thread: box.ack(rec.seq)
+    rec = box.append("shutdown_refused", {"source": "button"}, window_id="t-1")
+    client.publish(topic, rec.to_json(), qos=1)   # after its PUBACK: box.ack_many([rec.seq])
 """
 
 from __future__ import annotations
@@ -669,7 +680,7 @@ class Outbox:
         with self._txn() as db:
             db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in sorted(doomed)])
             db.execute("INSERT INTO events (seq, id, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
-                       (seq, uuid.uuid4().hex, ts, DROPPED, notice))  # outside any window
+                       (seq, uuid.uuid4().hex, ts, DROPPED, notice))  # no window named
             db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (seq + 1,))
         log.warning("outbox bound (%s): %d events dropped in total, seq %d..%d", reason, count,
