@@ -439,12 +439,14 @@ class Agent:
 
     def _harvest_acks(self) -> list[int]:
         """Move what the broker acknowledged out of the in-flight set."""
-        self.link.take_published()
-        acked = [seq for seq, info in self._inflight.items() if info.is_published()]
+        mids = self.link.take_published()
+        acked = [seq for seq, info in self._inflight.items()
+                 if info.mid in mids or info.is_published()]
         for seq in acked:
             del self._inflight[seq]
         self._acked.extend(acked)
-        if self._info_pending is not None and self._info_pending[1].is_published():
+        if self._info_pending is not None and (self._info_pending[1].mid in mids
+                                               or self._info_pending[1].is_published()):
             self._linkfile_set(info_digest=self._info_pending[0])
             self._info_pending = None
         return acked

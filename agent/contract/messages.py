@@ -83,12 +83,51 @@ class ScheduleCacheFailed(_Msg):
     error: str
 
 
+class RelayFailed(_Msg):
+    device: str
+    wanted: bool
+    actual: bool | None = None
+    error: str
+
+
+class ConfigReloaded(_Msg):
+    config_hash: str
+    applied: list[str]
+
+
+class ConfigReloadRefused(_Msg):
+    problems: list[str] = Field(min_length=1)
+
+
+class EventsDropped(_Msg):
+    """Every ``seq`` in ``first_seq..last_seq`` not yet received will never come."""
+
+    count: int = Field(ge=0)
+    first_seq: int = Field(ge=1)
+    last_seq: int = Field(ge=1)
+    reason: Literal["size", "age"]
+
+
+class OutboxReset(_Msg):
+    """The outbox file was replaced; numbering continues above every number used."""
+
+    reason: Literal["corrupt", "unusable", "behind"]
+    error: str
+    moved_to: str | None = Field(description="Where the old file went (null: nowhere)")
+    durable: bool
+
+
 SHELL_EVENTS: dict[str, type[_Msg]] = {
     "agent_started": AgentStarted,
     "agent_stopping": AgentStopping,
     "link_restored": LinkRestored,
     "schedule_rejected": ScheduleRejected,
     "schedule_cache_failed": ScheduleCacheFailed,
+    "relay_failed": RelayFailed,
+    "config_reloaded": ConfigReloaded,
+    "config_reload_refused": ConfigReloadRefused,
+    "events_dropped": EventsDropped,
+    "outbox_reset": OutboxReset,
 }
 """The events the agent shell (not the core) makes, with their ``data``."""
 

@@ -79,10 +79,10 @@ class Incoming:
 class Published:
     """The broker acknowledged at least one QoS 1 publish: time to look at what is in flight.
 
-    At most one is waiting on the agent's queue at a time (:meth:`Link.take_published`), so a
-    long backlog going out never buries a button press under thousands of these. paho calls
-    ``on_publish`` before it marks the message published, so the loop checks
-    ``MQTTMessageInfo.is_published()`` itself."""
+    At most one is waiting on the agent's queue at a time, so a long backlog going out never
+    buries a button press under thousands of these; :meth:`Link.take_published` gives the
+    packet ids acknowledged since (paho calls ``on_publish`` before it marks the message
+    published, so ``MQTTMessageInfo.is_published()`` alone could miss the last one)."""
 
 
 class Backoff:
@@ -157,6 +157,7 @@ class Link:
         self.published_signals = 0
         self._signal_lock = threading.Lock()
         self._signalled = False
+        self._acked_mids: set[int] = set()
         self._heard = time.monotonic()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"diemcau-room-{topics.site}",
@@ -214,10 +215,13 @@ class Link:
         rc = self.client.ack(msg.mid, msg.qos)
         return rc == mqtt.MQTT_ERR_SUCCESS
 
-    def take_published(self) -> None:
-        """The loop is about to look at what is in flight: the next PUBACK signals again."""
+    def take_published(self) -> set[int]:
+        """The packet ids the broker acknowledged since the last call; the next PUBACK puts a
+        new :class:`Published` on the queue."""
         with self._signal_lock:
             self._signalled = False
+            mids, self._acked_mids = self._acked_mids, set()
+        return mids
 
     # outgoing --------------------------------------------------------------------
     def _publish(self, topic: str, payload: bytes, retain: bool = False,
@@ -322,7 +326,10 @@ class Link:
                     properties: Any) -> None:
         try:
             self.pubacks += 1
+            if getattr(reason, "is_failure", False):
+                log.warning("broker refused publish %d: %s", mid, reason)
             with self._signal_lock:
+                self._acked_mids.add(mid)
                 if self._signalled:
                     return
                 self._signalled = True

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from agent.cli import serve
 from agent.config import SiteConfig, parse_config
-from agent.contract.messages import MESSAGES
+from agent.contract.messages import MESSAGES, SHELL_EVENTS
 from agent.control import request
 from agent.hardware.pins import mock_factory
 from agent.link.wire import dumps
@@ -108,6 +108,11 @@ class Watcher:
         if model is not None:
             try:
                 model.model_validate_json(msg.payload)
+                if topic == "events":
+                    ev = json.loads(msg.payload)
+                    data_model = SHELL_EVENTS.get(ev["kind"])
+                    if data_model is not None:
+                        data_model.model_validate(ev["data"])
             except ValidationError as e:
                 self.invalid.append(f"{topic}: {msg.payload[:300]!r}: {e}")
             with contextlib.suppress(ValueError):

@@ -18,12 +18,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent import clock
 from agent.cli import serve
 from agent.hardware.pins import mock_factory
-from agent.link.mqtt import MAX_OUTGOING, Backoff, Link
+from agent.link.mqtt import MAX_OUTGOING, Backoff, Link, Published
 from agent.link.topics import RoomTopics
 from agent.outbox import Outbox
 from agent.runtime import QUEUE_MAX, Agent, Stop
@@ -176,3 +179,27 @@ def test_a_link_that_cannot_connect_waits_jittered_delays() -> None:
         assert delays != sorted(delays) or delays[1] != 2 * delays[0]
     finally:
         link.stop()
+
+
+
+def test_a_puback_seen_before_paho_marks_the_message_is_not_missed(short_tmp: Path) -> None:
+    """paho calls on_publish before it marks the message published; when the loop takes the
+    signal in between, the acknowledgement must not wait for some later PUBACK."""
+    agent = Agent(offline_config(), mock_factory(), StateDir(short_tmp / "st"), connect=False)
+    agent.start()
+    try:
+        (rec,) = agent.outbox.append_many([("e", {})])
+        info = mqtt.MQTTMessageInfo(4242)   # as paho returned it; not yet marked published
+        agent._inflight[rec.seq] = info
+        agent._sent_upto = rec.seq
+        # paho's network thread, inside _do_on_publish, before _set_as_published():
+        agent.link._on_publish(agent.link.client, None, 4242,
+                               ReasonCode(PacketTypes.PUBACK, "Success"), None)
+        msg = agent.queue.get_nowait()
+        assert isinstance(msg, Published)
+        agent.handle(msg)
+        assert not info.is_published()
+        assert rec.seq not in agent._inflight
+        assert [r.seq for r in agent.outbox.pending() if r.seq == rec.seq] == []
+    finally:
+        agent.close()

@@ -193,6 +193,9 @@ def test_link_restored_after_a_broker_restart_without_fetching_the_schedule_agai
     with watcher(broker, persistent=True) as w, serving(agent):
         w.publish("schedule", schedule(120), retain=True)
         w.event("schedule_applied")
+        # The schedule's PUBACK goes out after its decision; the reply to a later command
+        # comes after it on the same connection: then the broker has it.
+        w.command("sync-0", "request_state")
         assert incoming["schedule"] == 1
         broker.stop()   # a clean stop keeps the sessions and retained messages
         wait_until(lambda: not agent.link.connected)
