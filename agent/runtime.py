@@ -315,6 +315,7 @@ class Agent:
             case _:
                 self.feed(msg)
         self._heartbeat()
+        self._save_acks_when_idle()
 
     def feed(self, event: Event) -> core.Outcome:
         """Give the core one event and carry out what it decides."""
@@ -389,13 +390,14 @@ class Agent:
         return rec
 
     def _entry(self, a: core.Emit, now: float) -> New:
-        """A core decision's event as the outbox keeps it (contract 2.0 envelope)."""
-        data = {k: v for k, v in a.data.items() if v is not None}  # optional: omitted
+        """A core decision's event as the outbox keeps it (contract 2.0 envelope). Its data is
+        the core's, untouched; the shell only adds the envelope."""
+        data = dict(a.data)
         wid: Any = getattr(a, "window_id", _MISSING)
         if wid is _MISSING:
             # A core that does not name the window itself: its data does, or the lock now.
             if "window_id" in data:
-                wid = data.pop("window_id")
+                wid = data["window_id"]
             else:
                 lock = core.lock_window(self.settings, self.state, now)
                 wid = lock.id if lock is not None else None
@@ -457,13 +459,16 @@ class Agent:
             self._acked = []
 
     def _collect_acks(self) -> None:
-        """After PUBACKs: forget acknowledged events (in batches, without a disk sync of their
-        own) and send the next ones."""
-        acked = self._harvest_acks()
-        if len(self._acked) >= ACK_BATCH or (self._acked and self.queue.empty()):
-            self._save_acks()
-        if acked:
+        """After PUBACKs: take in what was acknowledged and send the next ones (the outbox
+        forgets them in batches, :meth:`_save_acks_when_idle`)."""
+        if self._harvest_acks():
             self._flush_outbox()
+
+    def _save_acks_when_idle(self) -> None:
+        """Delete acknowledged events (without a disk sync of their own) once the loop has
+        nothing else to do, or :data:`ACK_BATCH` wait: never left in memory for long."""
+        if self._acked and (len(self._acked) >= ACK_BATCH or self.queue.empty()):
+            self._save_acks()
 
     # ------------------------------------------------------------------ the link
     def _offer(self, item: Any) -> None:

@@ -29,7 +29,7 @@ from agent.hardware.pins import mock_factory
 from agent.link.mqtt import MAX_OUTGOING, Backoff, Link, Published
 from agent.link.topics import RoomTopics
 from agent.outbox import Outbox
-from agent.runtime import QUEUE_MAX, Agent, Stop
+from agent.runtime import QUEUE_MAX, Agent, LocalCall, Stop
 from agent.store import StateDir
 from broker.local import LocalBroker, free_port
 from tests.agent.harness import offline_config, site_config, watcher
@@ -201,5 +201,27 @@ def test_a_puback_seen_before_paho_marks_the_message_is_not_missed(short_tmp: Pa
         assert not info.is_published()
         assert rec.seq not in agent._inflight
         assert [r.seq for r in agent.outbox.pending() if r.seq == rec.seq] == []
+    finally:
+        agent.close()
+
+
+def test_acknowledged_events_are_forgotten_once_the_loop_is_idle(short_tmp: Path) -> None:
+    """A PUBACK handled while other messages wait: the deletion waits for the loop to be idle,
+    not for some later PUBACK (a kill -9 meanwhile would send the event again)."""
+    agent = Agent(offline_config(), mock_factory(), StateDir(short_tmp / "st"), connect=False)
+    agent.start()
+    try:
+        (rec,) = agent.outbox.append_many([("e", {})])
+        info = mqtt.MQTTMessageInfo(77)
+        agent._inflight[rec.seq] = info
+        agent._sent_upto = rec.seq
+        agent.link._on_publish(agent.link.client, None, 77,
+                               ReasonCode(PacketTypes.PUBACK, "Success"), None)
+        published = agent.queue.get_nowait()
+        agent.queue.put(LocalCall("status", lambda _: None))   # something else waits
+        agent.handle(published)
+        agent.handle(agent.queue.get_nowait())                 # now the loop is idle
+        with Outbox(agent.store.outbox_file) as other:          # what a restart would see
+            assert rec.seq not in [r.seq for r in other.pending()]
     finally:
         agent.close()
