@@ -129,6 +129,28 @@ class OperatorButton:
         self._btn.close()
 
 
+class RelayError(Exception):
+    """A relay that did not switch: the pin write raised, or the pin reads another level.
+
+    ``actual`` is the level read back afterwards (device powered or not), None if the pin
+    cannot be read either; ``error`` says what went wrong, for the ``relay_failed`` event.
+    """
+
+    def __init__(self, device: str, wanted: bool, actual: bool | None, error: str) -> None:
+        super().__init__(f"relay {device}: {error}")
+        self.device = device
+        self.wanted = wanted
+        self.actual = actual
+        self.error = error
+
+
+def _read_back(relay: Relay) -> tuple[bool | None, str]:
+    try:
+        return relay.power, ""
+    except Exception as e:  # a failing GPIO chip raises whatever its library raises
+        return None, f"cannot read the pin back: {e}"
+
+
 class Board:
     """All of a room's pins. ``power`` maps device name to the power it should have at start."""
 
@@ -142,7 +164,21 @@ class Board:
                        if button is not None else None)
 
     def set_power(self, device: str, on: bool) -> None:
-        self.relays[device].power = on
+        """Switch ``device``'s power and check the pin took it; raises :class:`RelayError`."""
+        relay = self.relays[device]
+        try:
+            relay.power = on
+        except Exception as e:  # lgpio raises its own error types, gpiozero others
+            actual, unread = _read_back(relay)
+            raise RelayError(device, on, actual,
+                             f"pin write failed: {e}" + (f"; {unread}" if unread else "")) from e
+        actual, unread = _read_back(relay)
+        if unread:
+            raise RelayError(device, on, None, unread)
+        if actual != on:
+            raise RelayError(device, on, actual,
+                             f"BCM {relay.pin_number} reads {'on' if actual else 'off'} after "
+                             f"switching {'on' if on else 'off'}")
 
     def show(self, pattern: LedPattern) -> None:
         if self.light is not None:
