@@ -245,6 +245,9 @@ class SiteConfig(Strict):
     button: ButtonCfg | None = None
     timing: Timing = Timing()
     support: list[Contact] = Field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        None, description="The agent's log level (overrides --log-level); a reload "
+                          "(systemctl reload diemcau-agent) applies a new one")
 
     @field_validator("devices")
     @classmethod

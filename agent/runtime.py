@@ -7,6 +7,7 @@ what they mean, and does what it says: relays, LED, events, replies, the state s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -15,18 +16,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gpiozero import Factory
 
-from agent import __version__
+from agent import __version__, journal, systemd
 from agent.clock import (
     clock_synchronized,
     read_last_known_good,
     trust_wall_clock,
     write_last_known_good,
 )
-from agent.config import SiteConfig
+from agent.config import ConfigError, SiteConfig, load_config
 from agent.core import room as core
 from agent.core.events import (
     BrokerConnection,
@@ -39,21 +41,25 @@ from agent.core.events import (
     Tick,
 )
 from agent.devices import EmulatedRoom, SerialDevices
-from agent.hardware.board import Board, released_power
+from agent.hardware.board import Board, RelayError, released_power
 from agent.host import host_health
 from agent.inhibit import ShutdownInhibitor
+from agent.journal import BacklogWatch, log_event
 from agent.link.mqtt import Incoming, Link, Published
 from agent.link.payloads import PayloadError, parse_command, parse_schedule
 from agent.link.topics import API_VERSION, RoomTopics
 from agent.outbox import Outbox
+from agent.reload import changed_fields, reload_problems
 from agent.store import StateDir, read_boot_id, system_stopping
-from agent.systemd import Watchdog
+from agent.systemd import FailureRun, Watchdog
 
 log = logging.getLogger(__name__)
 
 RECENT_COMMANDS = 512
 MAX_WAIT_S = 0.5
 MAX_IN_FLIGHT = 100
+LOOP_MAX_FAILURES = 20      # failed turns in a row, or
+LOOP_MAX_FAILING_S = 60.0   # seconds of failing turns, before the watchdog pings stop
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,13 @@ class LocalCall:
 @dataclass(frozen=True)
 class Stop:
     """Ask the loop to end."""
+
+
+@dataclass(frozen=True)
+class Reload:
+    """Re-read the site config at ``path`` (``SIGHUP``): see :meth:`Agent.reload`."""
+
+    path: Path
 
 
 def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
@@ -174,29 +187,61 @@ class Agent:
             log.error("cached schedule unusable: %s", e)
             return None
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """The main loop, until :class:`Stop` arrives or ``stop`` is set."""
+    def run(self, stop: threading.Event | None = None,
+            signals: deque[Any] | None = None) -> None:
+        """The main loop, until :class:`Stop` arrives or ``stop`` is set.
+
+        ``signals`` holds what signal handlers left (:class:`Stop`, :class:`Reload`): a
+        handler must not take the queue's lock, so it appends there and the loop takes it
+        first, within ``MAX_WAIT_S``. A turn that raises is logged and the loop goes on, but
+        ``LOOP_MAX_FAILURES`` failed turns in a row (or ``LOOP_MAX_FAILING_S`` of them) stop
+        the watchdog pings: systemd restarts the agent rather than leave the room frozen.
+        """
         stop = stop or threading.Event()
+        failures = FailureRun(LOOP_MAX_FAILURES, LOOP_MAX_FAILING_S)
+        backlog = BacklogWatch()
         while not stop.is_set():
-            # systemd restarts the agent if this loop stops coming round (a wedged handler).
-            self.watchdog.loop_alive()
+            # systemd restarts the agent if this loop stops coming round (a wedged handler)
+            # or keeps failing.
+            if not failures.exhausted:
+                self.watchdog.loop_alive()
             self.watchdog.maybe_ping()
+            error: Exception | None = None
             try:
                 wait = self._wait_s()
-            except Exception:  # pragma: no cover - never let a bug stop the loop
+            except Exception as e:  # never let a bug stop the loop
                 log.exception("cannot compute the next deadline")
-                wait = MAX_WAIT_S
-            try:
-                msg = self.queue.get(timeout=wait)
-            except queue.Empty:
-                msg = Tick()
+                error, wait = e, MAX_WAIT_S
+            if signals:
+                msg = signals.popleft()
+            else:
+                try:
+                    msg = self.queue.get(timeout=wait)
+                except queue.Empty:
+                    msg = Tick()
             if isinstance(msg, Stop):
                 break
             try:
-                self.handle(msg)
-            except Exception:
+                if isinstance(msg, Reload):
+                    self.reload(msg.path)
+                else:
+                    if isinstance(msg, BrokerConnection):
+                        log_event("broker_connected" if msg.connected else "broker_lost",
+                                  {"broker": f"{getattr(self.link, 'host', '?')}:"
+                                             f"{getattr(self.link, 'port', '?')}"})
+                    self.handle(msg)
+            except Exception as e:
                 # A bug must not take the room down: log it and carry on with the next message.
                 log.exception("failed to handle %r", msg)
+                error = e
+            backlog.observe(self.outbox.stats, time.monotonic())
+            if error is None:
+                if failures.succeeded():
+                    log.warning("the main loop works again: watchdog pings resume")
+            elif failures.failed():
+                log_event("loop_failing", {"failures": failures.count,
+                                           "seconds": round(failures.seconds, 1),
+                                           "error": f"{type(error).__name__}: {error}"})
 
     def close(self) -> None:
         """Say offline, let go of the pins (relays keep their state) and close the outbox."""
@@ -254,6 +299,9 @@ class Agent:
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
         self.outbox.append_many([(a.kind, a.data) for a in out.actions
                                  if isinstance(a, core.Emit)])
+        for a in out.actions:
+            if isinstance(a, core.Emit):
+                log_event(a.kind, a.data)
         saved = self._persistent()
         if saved != self._saved:
             try:
@@ -284,6 +332,10 @@ class Agent:
                 self._acting = action.reason
                 try:
                     self.board.set_power(d, on)
+                except RelayError as e:
+                    self._relay_failed(e)
+                    if e.actual != on:
+                        return  # the relay did not move: the devices keep what they knew
                 finally:
                     self._acting = ""
                 if self.emulated is not None:
@@ -300,6 +352,54 @@ class Agent:
                             correlation=self._correlation)
             case core.PublishState():
                 pass  # handled in feed(), after every action
+
+    def _relay_failed(self, e: RelayError) -> None:
+        """Record a relay that did not switch, and make the state say what the pin shows."""
+        data: dict[str, Any] = {"device": e.device, "wanted": e.wanted, "error": e.error}
+        if e.actual is not None:
+            data["actual"] = e.actual
+        self.outbox.append("relay_failed", data)
+        log_event("relay_failed", data)
+        if e.actual is not None and self.state.relays.get(e.device) != e.actual:
+            # Until the core has an event for it, its state is corrected here, and saved.
+            self.state = dataclasses.replace(self.state,
+                                             relays={**self.state.relays, e.device: e.actual})
+            saved = self._persistent()
+            try:
+                self.store.save_room(saved)
+                self._saved = saved
+            except OSError as err:
+                log.error("cannot save the room state (%s); will try again", err)
+
+    def reload(self, path: Path) -> bool:
+        """Re-read the site config at ``path`` (``SIGHUP``). The fields in
+        ``agent.reload.LIVE`` are applied at once (``config_reloaded``); if anything else
+        changed, or the file does not validate, nothing is (``config_reload_refused`` with
+        every problem) and the agent runs on with the config it had. True if applied."""
+        systemd.reloading(f"re-reading {path}")
+        try:
+            new = load_config(path)
+            problems = reload_problems(self.cfg, new)
+        except ConfigError as e:
+            problems = e.problems
+        if problems:
+            refused = {"problems": problems}
+            self.outbox.append("config_reload_refused", refused)
+            log_event("config_reload_refused", refused)
+            self._flush_outbox()
+            systemd.ready(f"room {self.cfg.site.id} running; last reload refused")
+            return False
+        applied = changed_fields(self.cfg, new)
+        self.cfg = new
+        self.settings = settings_from_config(new)
+        self.config_hash = new.fingerprint()
+        journal.use_config_level(new.log_level)
+        done = {"config_hash": self.config_hash, "applied": applied}
+        self.outbox.append("config_reloaded", done)
+        log_event("config_reloaded", done)
+        self.feed(Tick())  # the core decides with the new timings; the state shows the hash
+        systemd.ready(f"room {self.cfg.site.id} running")
+        return True
 
     # ------------------------------------------------------------------ events
     def emit(self, kind: str, data: dict[str, Any]) -> None:
