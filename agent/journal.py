@@ -117,16 +117,18 @@ def setup_logging(level: str, stream: TextIO | None = None,
                   environ: Mapping[str, str] | None = None) -> logging.Handler:
     """Send every log line to ``stream`` (default stderr) at ``level`` and above, in the
     journal's format under journald and time-stamped otherwise. Calling it again replaces
-    the handler it installed; handlers someone else installed (a test's) are kept."""
+    the handler it installed. Where someone else already handles the root logger (a test
+    runner capturing logs) only the level is set, as ``logging.basicConfig`` would."""
     out = stream or sys.stderr
     handler = _OurHandler(out)
     handler.setFormatter(JournalFormatter() if under_journald(out, environ)
                          else logging.Formatter(PLAIN_FORMAT))
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if isinstance(h, _OurHandler):
-            root.removeHandler(h)
-    root.addHandler(handler)
+    ours = [h for h in root.handlers if isinstance(h, _OurHandler)]
+    for h in ours:
+        root.removeHandler(h)
+    if stream is not None or not root.handlers:
+        root.addHandler(handler)
     global _start_level
     _start_level = parse_level(level)
     set_level(level)
