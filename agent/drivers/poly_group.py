@@ -62,6 +62,7 @@ class PolyGroup(Driver):
         self.tracked: PowerState = "unknown"
         self.events: list[poly.CallEvent] = []
         self._awaiting_password = False
+        self._callstate_refused = False
 
     def new_parser(self) -> poly.PolyParser:
         return poly.PolyParser()
@@ -69,6 +70,7 @@ class PolyGroup(Driver):
     def on_open(self) -> None:
         self._session = False
         self._awaiting_password = False
+        self._callstate_refused = False     # a reopened port may lead to another model
         self.tracked = "unknown"
 
     def on_close(self) -> None:
@@ -144,9 +146,17 @@ class PolyGroup(Driver):
                            timeout=min(self.settings.reply_timeout_s, 1.0), drain=False)
 
     def _register(self) -> None:
+        """Start a session: ``sleep register`` (required), then ``callstate register`` unless
+        this model refused it already: an optional registration the model does not support is
+        logged once and skipped, never a failure."""
         self._send("sleep register", _expect("sleep registered"))
-        if self.settings.register_callstate:
-            self._send("callstate register", _expect("callstate registered"))
+        if self.settings.register_callstate and not self._callstate_refused:
+            try:
+                self._send("callstate register", _expect("callstate registered"))
+            except DeviceRefused as e:
+                self._callstate_refused = True
+                self.log_once("callstate", "%s: no call notifications (%s); calls are still "
+                              "read with 'callinfo all'", self.device, e)
         self._session = True
 
     # ---- the contract

@@ -3,9 +3,13 @@
 Acknowledges actions by echoing them; ``sleep register`` / ``callstate register`` turn on
 notifications; optional admin password prompt (``quiet_wrong_password``: a wrong password
 gets no answer, the prompt only comes back with the next line); silent while booting.
+``unsupported``: commands this model answers with ``error: this command is not supported on
+this model`` (e.g. ``["callstate register"]``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from agent.emulators.base import Emulator
 
@@ -18,10 +22,12 @@ class PolyEmulator(Emulator):
     link_name = "ttyCODEC"
 
     def __init__(self, *, password: str | None = None, asleep: bool = False,
-                 quiet_wrong_password: bool = False, **kw: object) -> None:
+                 quiet_wrong_password: bool = False, unsupported: Iterable[str] = (),
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.password = password
         self.quiet_wrong_password = quiet_wrong_password
+        self.unsupported = {c.lower() for c in unsupported}
         self.call_id = 33
         self.reset_state()
         self.asleep = asleep
@@ -91,6 +97,8 @@ class PolyEmulator(Emulator):
             self._prompted = True
             return b"\r\nPassword: "
         low = line.lower()
+        if low in self.unsupported:
+            return UNSUPPORTED
         if low == "sleep":
             self.asleep = True
             return b"sleep\r\n"
