@@ -111,7 +111,8 @@ class CiscoXapi(Driver):
                 raise _NeedLogin(f.kind)
             return collector.add(f)
 
-        return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
+        return self._exchange(f"{line}\r".encode(), handle, what=repr(line),
+                              see_garbage=True)
 
     def xapi(self, line: str, *, block: bool = True) -> xapi.Reply:
         """Send one xAPI line (after logging in if needed) and return its reply."""

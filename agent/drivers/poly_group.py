@@ -87,7 +87,8 @@ class PolyGroup(Driver):
                 self.tracked = "on"
 
     # ---- commands
-    def _send(self, line: str, done: Callable[[poly.Frame], R | None]) -> R:
+    def _send(self, line: str, done: Callable[[poly.Frame], R | None], *,
+              see_garbage: bool = False) -> R:
         def handle(f: poly.Frame) -> R | None:
             if isinstance(f, poly.PasswordPrompt):
                 raise _NeedPassword
@@ -98,10 +99,15 @@ class PolyGroup(Driver):
                 self.on_unsolicited(f)
             return result
 
-        return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
+        return self._exchange(f"{line}\r".encode(), handle, what=repr(line),
+                              see_garbage=see_garbage)
 
-    def command(self, line: str, done: Callable[[poly.Frame], R | None]) -> R:
+    def command(self, line: str, done: Callable[[poly.Frame], R | None], *,
+                see_garbage: bool = False) -> R:
         """Send one command (logging in and registering first if needed).
+
+        ``see_garbage``: ``done`` also gets unreadable lines (a multi-line answer raises
+        BadReply on one); otherwise they are skipped.
 
         A ``Password:`` prompt gets the password and one retry; a prompt again after that
         (wrong password, or firmware that re-prompts only later) is
@@ -116,7 +122,7 @@ class PolyGroup(Driver):
                         self._awaiting_password = False
                     if not self._session:
                         self._register()
-                    return self._send(line, done)
+                    return self._send(line, done, see_garbage=see_garbage)
                 except _NeedPassword:
                     self._session = False
                     self._awaiting_password = True      # the next line must be the password
@@ -176,8 +182,9 @@ class PolyGroup(Driver):
         self.tracked = "standby"
 
     def call_state(self) -> CallInfo | None:
-        """``callinfo all``: the first call listed, or None."""
-        return self.command("callinfo all", poly.CallInfoCollector().add)[0]
+        """``callinfo all``: the first call listed, or None; BadReply if a line of the list
+        is unreadable."""
+        return self.command("callinfo all", poly.CallInfoCollector().add, see_garbage=True)[0]
 
 
 class _NeedPassword(Exception):

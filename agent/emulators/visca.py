@@ -44,6 +44,11 @@ class ViscaEmulator(Emulator):
             buf.clear()
         return out
 
+    def garble(self, reply: bytes, first: int, last: int, junk: bytes) -> bytes:
+        """``junk`` in the middle of the reply's bytes (packets have no lines)."""
+        mid = len(reply) // 2
+        return reply[:mid] + junk + reply[mid:]
+
     def error_reply(self, command: bytes) -> bytes:
         return bytes([0x90, 0x60, 0x03, 0xFF])          # command buffer full
 

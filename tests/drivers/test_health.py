@@ -290,3 +290,19 @@ def test_port_gone_does_not_close_a_port_reopened_meanwhile(pair_factory) -> Non
     assert p.driver.is_open
     p.driver.power_state = real  # type: ignore[method-assign]
     assert p.driver.power_state() in ("on", "standby")
+
+
+@pytest.mark.parametrize("name", ["cisco_xapi", "poly_group"])
+def test_garbage_inside_a_call_reply_is_garbled_not_out_of_call(pair_factory,
+                                                                name: str) -> None:
+    p = pair_factory(name)
+    events: list = []
+    poller = poller_for(p, events)
+    p.emu.start_call()
+    assert poller.poll_once().in_call is True
+    p.emu.garble_next_reply(b"xStatus Call" if name == "cisco_xapi" else b"callinfo all",
+                            0, 1)
+    health = poller.poll_once()
+    assert (health.status, health.reason, health.in_call) == ("degraded", h.R_GARBLED, None)
+    assert poller.poll_once().in_call is True
+    assert [e.in_call for e in events] == [True, None, True]

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from agent.drivers import DeviceRefused, DeviceTimeout
+from agent.drivers import BadReply, DeviceRefused, DeviceTimeout
 from agent.drivers.poly_group import PolyGroup
 
 from .conftest import FakeClock
@@ -165,3 +165,16 @@ def test_callstate_refusal_never_degrades_the_poller(pair_factory) -> None:
         assert (health.status, health.reason) == ("ok", R_ANSWERING)
     assert poller.wait_ready(5, wake=True).ok and not p.emu.asleep
     assert poller.poll_once().reason == R_ON
+
+
+@pytest.mark.parametrize("lines", [(0, 1), (1, 1), (0, 0)])
+def test_garbage_inside_callinfo_is_a_bad_reply(pair_factory, lines: tuple[int, int]) -> None:
+    """Noise between ``callinfo begin`` and ``callinfo end`` (or over the begin line): a
+    BadReply, never "not in a call". The next try reads the call."""
+    p = pair_factory("poly_group")
+    p.emu.start_call(remote="Xa Tan Doan", number="10.0.0.7")
+    p.emu.garble_next_reply(b"callinfo all", *lines)
+    with pytest.raises(BadReply):
+        p.driver.call_state()
+    call = p.driver.call_state()
+    assert call is not None and (call.id, call.remote) == ("34", "Xa Tan Doan")
