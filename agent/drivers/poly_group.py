@@ -12,8 +12,9 @@ Commands end CR; the device acknowledges an action by echoing it. The driver kee
 The Group Series has no power-state query: the driver sends ``sleep register`` (liveness,
 and it keeps sleep/wake notifications on after a reboot) and reports the state it tracked
 from its own ``sleep``/``wake`` acknowledgements and those notifications. After a (re)connect
-it reports ``"unknown"`` until it sees one of those: the codec may have gone to sleep while the
-port was closed. (The health poller treats an answering ``unknown`` as alive, and
+(the port reopened, a ``Password:`` prompt mid-session, a timeout followed by registering
+again) it reports ``"unknown"`` until it sees one of those: the codec may have gone to sleep
+while no notification could reach us. (The health poller treats an answering ``unknown`` as alive, and
 ``wait_ready(wake=True)`` wakes it.)
 """
 
@@ -125,6 +126,7 @@ class PolyGroup(Driver):
                     return self._send(line, done, see_garbage=see_garbage)
                 except _NeedPassword:
                     self._session = False
+                    self.tracked = "unknown"    # its session restarted: it may have slept
                     self._awaiting_password = True      # the next line must be the password
                     if attempt == 2:
                         raise DeviceRefused(f"{self.device}: the codec keeps asking for the "
@@ -154,7 +156,11 @@ class PolyGroup(Driver):
     def _register(self) -> None:
         """Start a session: ``sleep register`` (required), then ``callstate register`` unless
         this model refused it already: an optional registration the model does not support is
-        logged once and skipped, never a failure."""
+        logged once and skipped, never a failure. A new session knows nothing of the power
+        state (the codec may have slept, or restarted, while we were not registered): it is
+        ``"unknown"`` until an acknowledgement or a notification says."""
+        self.tracked = "unknown"
+        self.forget_identity()
         self._send("sleep register", _expect("sleep registered"))
         if self.settings.register_callstate and not self._callstate_refused:
             try:

@@ -72,6 +72,15 @@ class PolyEmulator(Emulator):
                 self._notify(f"cleared: call[{cid}]", f"ended: call[{cid}]")
         self.call(do)
 
+    def drop_session(self) -> None:
+        """The codec restarts its serial session unseen (say, a quick reboot): the password is
+        asked again and the registrations are forgotten; the power state is kept."""
+        def do() -> None:
+            self.authed = self.password is None
+            self._prompted = self._owed_prompt = False
+            self.sleep_registered = self.callstate_registered = False
+        self.call(do)
+
     def fall_asleep(self) -> None:
         """The sleep timer puts the system to sleep (a notification if registered)."""
         def do() -> None:

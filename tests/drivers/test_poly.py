@@ -178,3 +178,31 @@ def test_garbage_inside_callinfo_is_a_bad_reply(pair_factory, lines: tuple[int, 
         p.driver.call_state()
     call = p.driver.call_state()
     assert call is not None and (call.id, call.remote) == ("34", "Xa Tan Doan")
+
+
+def test_password_prompt_mid_session_makes_the_state_unknown(pair_factory) -> None:
+    """The codec asks for the password again (its session restarted) and meanwhile fell
+    asleep without a notification: after logging in again the state is unknown, not the
+    "on" remembered from before."""
+    p = pair_factory("poly_group", {"password": "1234"}, {"password": "1234"})
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+    p.emu.drop_session()
+    p.emu.fall_asleep()                         # not registered: no notification
+    assert p.driver.power_state() == "unknown"
+    assert p.emu.received().count("1234") == 2  # it logged in again
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+
+
+def test_timeout_then_reregistration_makes_the_state_unknown(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+    p.emu.silent = True
+    with pytest.raises(DeviceTimeout):
+        p.driver.power_state()
+    p.emu.fall_asleep()                         # silent: its notification is lost
+    p.emu.silent = False
+    assert p.driver.power_state() == "unknown"
+    assert p.emu.received().count("callstate register") == 2    # registered again
