@@ -10,7 +10,8 @@ Site config::
 Before the first command, and again whenever the camera announces a Network Change
 (``z0 38 FF``, sent at power-up) or stops answering, the driver broadcasts Address Set and
 IF_Clear. While the camera initialises it refuses commands with ``z0 6y 41 FF`` (not
-executable): :meth:`SonyVisca.power_state` reports that as ``"booting"``.
+executable), some even the Address Set broadcast: :meth:`SonyVisca.power_state` reports
+either as ``"booting"``.
 """
 
 from __future__ import annotations
@@ -84,11 +85,19 @@ class SonyVisca(Driver):
         return handle
 
     def address(self) -> None:
-        """Broadcast Address Set and IF_Clear (done automatically when needed)."""
+        """Broadcast Address Set and IF_Clear (done automatically when needed).
+
+        A camera that answers Address Set with an error (``z0 6y 41 FF`` while it
+        initialises) raises :class:`DeviceRefused` with that code, so that
+        :meth:`power_state` reports ``"booting"`` rather than "no reply"."""
+        def address_set(f: visca.Frame) -> visca.AddressSet | None:
+            if isinstance(f, visca.ViscaError):
+                raise DeviceRefused(f"{self.device}: Address Set: {f.text}",
+                                    code=f"{f.code:02x}")
+            return f if isinstance(f, visca.AddressSet) else None
+
         with self._lock:
-            got = self._exchange(visca.ADDRESS_SET,
-                                 lambda f: f if isinstance(f, visca.AddressSet) else None,
-                                 what="Address Set")
+            got = self._exchange(visca.ADDRESS_SET, address_set, what="Address Set")
             cameras = got.next_address - 1
             if self.settings.address > cameras:
                 raise DeviceRefused(f"{self.device}: no camera at address "

@@ -2,11 +2,15 @@
 
 At power-up it sends Network Change ``90 38 FF`` and forgets its address; until Address Set
 it ignores addressed commands. While initialising (``boot_s``) it refuses commands and
-inquiries with ``z0 6y 41 FF`` (not executable). ``completion_delay_s``: power commands are
-acknowledged at once and completed that much (real time) later.
+inquiries with ``z0 6y 41 FF`` (not executable); ``address_set_while_booting="refuse"``
+makes it answer the Address Set broadcast that way too (``90 61 41 FF``), as some cameras do.
+``completion_delay_s``: power commands are acknowledged at once and completed that much (real
+time) later.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from agent.emulators.base import Emulator
 
@@ -20,9 +24,12 @@ class ViscaEmulator(Emulator):
     answers_while_booting = True
 
     def __init__(self, *, standby: bool = False, addressed: bool = True,
-                 completion_delay_s: float = 0.0, **kw: object) -> None:
+                 completion_delay_s: float = 0.0,
+                 address_set_while_booting: Literal["answer", "refuse"] = "answer",
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.completion_delay_s = completion_delay_s
+        self.address_set_while_booting = address_set_while_booting
         self.reset_state()
         self.on = not standby
         self.address: int | None = 1 if addressed else None
@@ -56,6 +63,8 @@ class ViscaEmulator(Emulator):
         if len(p) > MAX_PACKET or not p.endswith(b"\xff"):
             return bytes([0x90, 0x60, 0x01, 0xFF])
         if p == bytes([0x88, 0x30, 0x01, 0xFF]):        # Address Set broadcast
+            if self.booting and self.address_set_while_booting == "refuse":
+                return bytes([0x90, 0x61, 0x41, 0xFF])  # not executable (initialising)
             self.address = 1
             return bytes([0x88, 0x30, 0x02, 0xFF])
         if p == bytes([0x88, 0x01, 0x00, 0x01, 0xFF]):  # IF_Clear broadcast
