@@ -1,9 +1,9 @@
 """The driver contract: typed errors, settings, and the serial transport every driver shares.
 
 A driver is one file: a pydantic settings model plus a class with a handful of methods
-(``wake``, ``standby``, ``power_state``, ``call_state``, ``ping``, ``identity``). Bytes on the wire are
-cut into frames by a pure parser in :mod:`agent.drivers.framing`; this module only moves
-bytes and turns every transport failure into one of the typed errors below.
+(``wake``, ``standby``, ``power_state``, ``call_state``, ``ping``, ``identity``). Bytes on
+the wire are cut into frames by a pure parser in :mod:`agent.drivers.framing`; this module
+only moves bytes and turns every transport failure into one of the typed errors below.
 
 Example::
 

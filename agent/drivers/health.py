@@ -292,14 +292,16 @@ class HealthPoller:
         return None
 
     def wait_ready(self, timeout_s: float, *, interval_s: float = 1.0,
-                   wake: bool = False, generation: int | None = None) -> Outcome:
+                   wake: bool = False, generation: int | None = None,
+                   step: int = 0) -> Outcome:
         """Poll until the device answers (not booting) after power on, at most ``timeout_s``.
 
         With ``wake=True`` a device that answers in standby, or without saying whether it
         is awake (``unknown``: Poly after a reconnect, Cisco half awake), is woken (waking an
         awake device is harmless). Emits
-        :class:`DeviceReady` on success. ``generation`` (from :meth:`new_step`; default: the
-        current one): a newer request cancels this wait.
+        :class:`DeviceReady` ``(device, step)`` on success: ``step`` is the core's step
+        number, so that a late answer to a replaced step confirms nothing. ``generation``
+        (from :meth:`new_step`; default: the current one): a newer request cancels this wait.
         """
         start = self.clock()
         attempts = 0
@@ -318,7 +320,7 @@ class HealthPoller:
                 r = self._attempt(wake_up)
             if r.failure is None and r.power in ANSWERING:
                 self.failures = 0
-                self.emit(DeviceReady(self.device))
+                self.emit(DeviceReady(self.device, step))
                 return self._outcome(True, r.power or "on", start, attempts, R_ON)
             if r.failure is None:
                 state, reason = r.power or "unknown", R_BOOTING
@@ -329,18 +331,19 @@ class HealthPoller:
                 return stop
 
     def standby_and_confirm(self, timeout_s: float, *, interval_s: float = 1.0,
-                            generation: int | None = None) -> Outcome:
+                            generation: int | None = None, step: int = 0) -> Outcome:
         """Send standby, then poll until the device confirms it, at most ``timeout_s``.
 
         A refused standby (e.g. in a call) is sent again on the next try. Emits
-        :class:`DeviceStandby` on success. ``generation``: as for :meth:`wait_ready`.
+        :class:`DeviceStandby` ``(device, step)`` on success. ``generation`` and ``step``: as
+        for :meth:`wait_ready`.
         """
         start = self.clock()
         attempts = 0
         sent = False
         gen = self._generation if generation is None else generation
 
-        def step() -> _Reading:
+        def standby_then_read() -> _Reading:
             nonlocal sent
             if not sent:
                 self.driver.standby()
@@ -351,9 +354,9 @@ class HealthPoller:
             if self._superseded(gen):
                 return self._outcome(False, "cancelled", start, attempts, R_CANCELLED)
             attempts += 1
-            r = self._attempt(step)
+            r = self._attempt(standby_then_read)
             if r.failure is None and r.power in ("standby", "off"):
-                self.emit(DeviceStandby(self.device))
+                self.emit(DeviceStandby(self.device, step))
                 return self._outcome(True, r.power or "standby", start, attempts, R_STANDBY)
             if r.failure == "refused":
                 sent = False        # ask again next time (e.g. once the call has ended)

@@ -14,8 +14,8 @@ and it keeps sleep/wake notifications on after a reboot) and reports the state i
 from its own ``sleep``/``wake`` acknowledgements and those notifications. After a (re)connect
 (the port reopened, a ``Password:`` prompt mid-session, a timeout followed by registering
 again) it reports ``"unknown"`` until it sees one of those: the codec may have gone to sleep
-while no notification could reach us. (The health poller treats an answering ``unknown`` as alive, and
-``wait_ready(wake=True)`` wakes it.)
+while no notification could reach us. (The health poller treats an answering ``unknown`` as
+alive, and ``wait_ready(wake=True)`` wakes it.)
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ closed and the link removed; when it "returns" a new pty appears behind the same
 Behaviour a test can switch on from any thread: power (relay) off and on with a boot time on
 an injectable clock, silence (unplugged cable), slow replies, replies split into pieces,
 noise before replies or injected at once, noise over lines inside the next reply, error
-replies for the next commands, the port vanishing and returning. Every command received is logged with its reply.
+replies for the next commands, the port vanishing and returning. Every command received is
+logged with its reply.
 
 Example::
 

@@ -306,3 +306,14 @@ def test_garbage_inside_a_call_reply_is_garbled_not_out_of_call(pair_factory,
     assert (health.status, health.reason, health.in_call) == ("degraded", h.R_GARBLED, None)
     assert poller.poll_once().in_call is True
     assert [e.in_call for e in events] == [True, None, True]
+
+
+def test_ready_and_standby_name_their_step(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    events: list = []
+    poller = poller_for(p, events)
+    assert poller.wait_ready(5, step=4).ok
+    assert poller.standby_and_confirm(5, step=5).ok
+    assert poller.wait_ready(5).ok                  # no step given: 0
+    assert [e for e in events if isinstance(e, DeviceReady | DeviceStandby)] == [
+        DeviceReady(p.name, 4), DeviceStandby(p.name, 5), DeviceReady(p.name, 0)]
