@@ -104,11 +104,14 @@ class HealthPoller:
         self._generation = 0            # bumped by every new power request (new_step)
         self._wakeup = threading.Condition()
         self.sleep: Callable[[float], object] | None = sleep
+        # One lock for the judgement state: the poll thread and the sequencing worker both
+        # change the failure count, the relay state and the last health.
+        self._lock = threading.RLock()
         self.relay_on = relay_on
         self._relay_since = clock()
         self.failures = 0
+        """Failed polls in a row with the relay on; changed only with ``_lock`` held."""
         self.health: DeviceHealthChanged | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         status = self.health.status if self.health else "unpolled"
@@ -190,7 +193,17 @@ class HealthPoller:
         return bool(self.relay_on) and self.clock() - self._relay_since < self.boot_grace_s
 
     def judge(self, r: _Reading) -> DeviceHealthChanged:
-        """Turn one reading into a health value (updates the failure count)."""
+        """Turn one reading into a health value (updates the failure count, under the
+        poller's lock: safe from any thread)."""
+        with self._lock:
+            return self._judge(r)
+
+    def _clear_failures(self) -> None:
+        with self._lock:
+            self.failures = 0
+
+    def _judge(self, r: _Reading) -> DeviceHealthChanged:
+        """:meth:`judge` with ``_lock`` held."""
         dev = self.device
         in_call = ((r.call is not None)
                    if self.driver.has_calls and r.power in ("on", "unknown") else None)
@@ -233,7 +246,7 @@ class HealthPoller:
         """Poll now; emit and return the new health if it changed (else return it anyway)."""
         reading = self._read()
         with self._lock:
-            health = self.judge(reading)
+            health = self._judge(reading)
             changed = health != self.health
             self.health = health
         if changed:
@@ -319,7 +332,7 @@ class HealthPoller:
             if r.failure is None and wake and r.power in ("standby", "unknown"):
                 r = self._attempt(wake_up)
             if r.failure is None and r.power in ANSWERING:
-                self.failures = 0
+                self._clear_failures()
                 self.emit(DeviceReady(self.device, step))
                 return self._outcome(True, r.power or "on", start, attempts, R_ON)
             if r.failure is None:
