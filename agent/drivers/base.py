@@ -151,6 +151,9 @@ class Driver(ABC):
     Settings: ClassVar[type[DriverSettings]] = DriverSettings
     has_calls: ClassVar[bool] = False
     read_slice_s: ClassVar[float] = 0.02
+    busy_codes: ClassVar[frozenset[str]] = frozenset()
+    """Refusal codes that mean "not now" (initialising) rather than "never": an identity
+    query refused with one is asked again later, not remembered as unsupported."""
     drain_max_s: float = 0.5
     """Longest time :meth:`_drain` reads before sending anyway (a device that keeps talking
     must not hold the port forever)."""
@@ -274,7 +277,8 @@ class Driver(ABC):
         A session ends when the port is (re)opened, and whenever the device stops answering
         or logs us out (it may have been swapped or restarted meanwhile): the next call reads
         again. A query this model refuses, or does not answer, gives None for what it would
-        have told (logged once), and never fails liveness. An unreadable answer raises
+        have told (logged once), and never fails liveness; a refusal that means "not now"
+        (:attr:`busy_codes`) is raised and asked again later. An unreadable answer raises
         :class:`BadReply` and is not remembered: never a wrong serial.
         """
         with self._lock:
@@ -282,7 +286,13 @@ class Driver(ABC):
                 self._reading_identity = True
                 try:
                     ident = self.read_identity()
-                except (DeviceRefused, DeviceTimeout) as e:
+                except DeviceRefused as e:
+                    if e.code in self.busy_codes:
+                        raise
+                    self.log_once("identity", "%s: cannot read the model and serial number: "
+                                  "%s", self.device, e)
+                    ident = DeviceIdentity()
+                except DeviceTimeout as e:
                     self.log_once("identity", "%s: cannot read the model and serial number: "
                                   "%s", self.device, e)
                     ident = DeviceIdentity()

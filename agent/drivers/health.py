@@ -2,7 +2,8 @@
 
 One :class:`HealthPoller` per device with a driver. The agent runs ``poller.run(stop)`` on a
 thread of its own (or calls :meth:`HealthPoller.poll_once` itself); the poller emits
-:class:`~agent.core.events.DeviceHealthChanged` only when the judgement changes. The agent
+:class:`~agent.core.events.DeviceHealthChanged` only when the judgement changes (each one
+carries the device's ``model`` and ``serial`` as far as the driver could read them). The agent
 tells it whether the device's relay feeds it (:meth:`HealthPoller.set_relay`), because
 "relay on but silent for N polls" means *no power or unplugged*, while silence with the relay
 off is simply "off".
@@ -25,13 +26,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from agent.core.events import DeviceHealthChanged, DeviceReady, DeviceStandby, Event, HealthStatus
 from agent.drivers.base import (
     BadReply,
     CallInfo,
     DeviceError,
+    DeviceIdentity,
     DeviceRefused,
     DeviceTimeout,
     Driver,
@@ -83,6 +85,7 @@ class _Reading:
     call: CallInfo | None = None
     failure: str | None = None      # 'silent' | 'garbled' | 'refused' | 'port-gone' | 'error'
     detail: str = ""
+    identity: DeviceIdentity = field(default_factory=DeviceIdentity)
 
 
 class HealthPoller:
@@ -162,30 +165,36 @@ class HealthPoller:
 
     # ------------------------------------------------------------------ polling
     def _attempt(self, step: Callable[[], _Reading]) -> _Reading:
-        """Run one driver step, turning each typed error into a failed reading."""
+        """Run one driver step, turning each typed error into a failed reading (which carries
+        what the driver still knows of the device's identity: usually nothing)."""
         try:
             return step()
         except PortGone as e:
             # The driver already dropped the dead handle (closing here could close a port
             # another thread has just reopened); the next call opens the port again.
-            return _Reading(failure="port-gone", detail=str(e))
+            failure = _Reading(failure="port-gone", detail=str(e))
         except DeviceTimeout as e:
-            return _Reading(failure="silent", detail=str(e))
+            failure = _Reading(failure="silent", detail=str(e))
         except BadReply as e:
-            return _Reading(failure="garbled", detail=str(e))
+            failure = _Reading(failure="garbled", detail=str(e))
         except DeviceRefused as e:
-            return _Reading(failure="refused", detail=str(e))
+            failure = _Reading(failure="refused", detail=str(e))
         except DeviceError as e:
-            return _Reading(failure="error", detail=str(e))
+            failure = _Reading(failure="error", detail=str(e))
+        return replace(failure, identity=self.driver.known_identity)
 
-    def _read(self, with_call: bool = True) -> _Reading:
+    def _read(self, with_call: bool = True, with_identity: bool = True) -> _Reading:
         d = self.driver
 
         def step() -> _Reading:
             power = d.power_state()
+            # The identity is asked once per driver session (after the port opens, after a
+            # silence…), and only of a device that answers: a booting one refuses.
+            ident = (d.identity() if with_identity and power in ANSWERING
+                     else d.known_identity)
             call = (d.call_state() if with_call and d.has_calls and power in ("on", "unknown")
                     else None)
-            return _Reading(power=power, call=call)
+            return _Reading(power=power, call=call, identity=ident)
 
         return self._attempt(step)
 
@@ -193,10 +202,11 @@ class HealthPoller:
         return bool(self.relay_on) and self.clock() - self._relay_since < self.boot_grace_s
 
     def judge(self, r: _Reading) -> DeviceHealthChanged:
-        """Turn one reading into a health value (updates the failure count, under the
-        poller's lock: safe from any thread)."""
+        """Turn one reading into a health value with the device's model and serial (updates
+        the failure count, under the poller's lock: safe from any thread)."""
         with self._lock:
-            return self._judge(r)
+            health = self._judge(r)
+        return replace(health, model=r.identity.model, serial=r.identity.serial)
 
     def _clear_failures(self) -> None:
         with self._lock:
@@ -246,7 +256,7 @@ class HealthPoller:
         """Poll now; emit and return the new health if it changed (else return it anyway)."""
         reading = self._read()
         with self._lock:
-            health = self._judge(reading)
+            health = self.judge(reading)
             changed = health != self.health
             self.health = health
         if changed:
@@ -274,8 +284,10 @@ class HealthPoller:
             self.driver.close()
         except Exception:
             log.exception("%s: closing the driver failed", self.device)
+        ident = self.driver.known_identity      # empty: close() forgot it
         health = DeviceHealthChanged(self.device, "unknown",
-                                     f"{R_ERROR}: {type(e).__name__}: {_tail(str(e))}")
+                                     f"{R_ERROR}: {type(e).__name__}: {_tail(str(e))}",
+                                     model=ident.model, serial=ident.serial)
         with self._lock:
             changed = health != self.health
             self.health = health
@@ -328,7 +340,7 @@ class HealthPoller:
             if self._superseded(gen):
                 return self._outcome(False, "cancelled", start, attempts, R_CANCELLED)
             attempts += 1
-            r = self._read(with_call=False)
+            r = self._read(with_call=False, with_identity=False)
             if r.failure is None and wake and r.power in ("standby", "unknown"):
                 r = self._attempt(wake_up)
             if r.failure is None and r.power in ANSWERING:

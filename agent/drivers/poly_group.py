@@ -16,18 +16,24 @@ from its own ``sleep``/``wake`` acknowledgements and those notifications. After 
 again) it reports ``"unknown"`` until it sees one of those: the codec may have gone to sleep
 while no notification could reach us. (The health poller treats an answering ``unknown`` as
 alive, and ``wait_ready(wake=True)`` wakes it.)
+
+Identity: ``whoami`` (its ``Model:`` and ``Serial Number:`` lines) or ``serialnum`` (serial
+only), per ``settings.identity_command``; neither is in the project's protocol sources, so a
+model that refuses it gives None.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr
 
 from agent.drivers.base import (
+    BadReply,
     CallInfo,
+    DeviceIdentity,
     DeviceRefused,
     DeviceTimeout,
     Driver,
@@ -35,6 +41,7 @@ from agent.drivers.base import (
     PowerState,
 )
 from agent.drivers.framing import poly
+from agent.drivers.framing.lines import Garbage
 
 R = TypeVar("R")
 
@@ -47,6 +54,8 @@ class PolyGroupSettings(DriverSettings):
     command_gap_s: float = Field(0.2, ge=0, le=5, description="Pause between commands")
     register_callstate: bool = Field(True, description="Send 'callstate register' to get "
                                                        "call notifications")
+    identity_command: Literal["whoami", "serialnum"] | None = Field(
+        "whoami", description="How to ask the model and serial number (none: do not ask)")
 
 
 class PolyGroup(Driver):
@@ -186,6 +195,36 @@ class PolyGroup(Driver):
         """``sleep``, acknowledged by its echo."""
         self.command("sleep", _expect("sleep"))
         self.tracked = "standby"
+
+    def read_identity(self) -> DeviceIdentity:
+        """``whoami`` → its ``Model:`` and ``Serial Number:`` lines (both must come; an
+        unreadable line among them is a BadReply), or ``serialnum`` → the serial only."""
+        how = self.settings.identity_command
+        if how is None:
+            return DeviceIdentity()
+        if how == "serialnum":
+            def serialnum(f: poly.Frame) -> str | None:
+                if isinstance(f, Garbage):
+                    raise BadReply(f"{self.device}: unreadable answer to 'serialnum'")
+                if isinstance(f, poly.Line) and f.text.lower().startswith("serialnum "):
+                    return f.text[len("serialnum "):].strip()
+                return None
+            return DeviceIdentity(None, self.command("serialnum", serialnum,
+                                                     see_garbage=True) or None)
+        seen: dict[str, str] = {}
+
+        def whoami(f: poly.Frame) -> DeviceIdentity | None:
+            if isinstance(f, Garbage):
+                raise BadReply(f"{self.device}: unreadable line in the answer to 'whoami'")
+            if isinstance(f, poly.Line) and ":" in f.text:
+                key, value = (p.strip() for p in f.text.split(":", 1))
+                if key.lower() in ("model", "serial number"):
+                    seen[key.lower()] = value
+            if len(seen) == 2:
+                return DeviceIdentity(seen["model"] or None, seen["serial number"] or None)
+            return None
+
+        return self.command("whoami", whoami, see_garbage=True)
 
     def call_state(self) -> CallInfo | None:
         """``callinfo all``: the first call listed, or None; BadReply if a line of the list

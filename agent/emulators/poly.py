@@ -4,7 +4,8 @@ Acknowledges actions by echoing them; ``sleep register`` / ``callstate register`
 notifications; optional admin password prompt (``quiet_wrong_password``: a wrong password
 gets no answer, the prompt only comes back with the next line); silent while booting.
 ``unsupported``: commands this model answers with ``error: this command is not supported on
-this model`` (e.g. ``["callstate register"]``).
+this model`` (e.g. ``["callstate register"]``). ``model`` and ``serial_number`` are what
+``whoami`` and ``serialnum`` tell.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ class PolyEmulator(Emulator):
 
     def __init__(self, *, password: str | None = None, asleep: bool = False,
                  quiet_wrong_password: bool = False, unsupported: Iterable[str] = (),
+                 model: str = "Group500", serial_number: str = "82161234567890AB",
                  **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.model = model
+        self.serial_number = serial_number
         self.password = password
         self.quiet_wrong_password = quiet_wrong_password
         self.unsupported = {c.lower() for c in unsupported}
@@ -120,6 +124,15 @@ class PolyEmulator(Emulator):
         if low == "callstate register":
             self.callstate_registered = True
             return b"callstate registered\r\n"
+        if low == "whoami":
+            return ("Hi, my name is: Phong hop xa\r\n"
+                    "Here is what I know about myself:\r\n"
+                    f"Model: {self.model}\r\n"
+                    f"Serial Number: {self.serial_number}\r\n"
+                    "Software Version: Release 6.2.2 - 28Jan2021 17:21\r\n"
+                    "Build Information: root on bldsrv\r\n").encode()
+        if low == "serialnum":
+            return f"serialnum {self.serial_number}\r\n".encode()
         if low == "notify callstatus":
             return b"notify callstatus success\r\n"
         if low == "callinfo all":
