@@ -67,12 +67,32 @@ USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 HELD_COMMANDS = 200
 
 
+class P(str):
+    """A problem as ``field: message``: the string is English, ``vi`` the Vietnamese."""
+
+    vi: str
+
+    def __new__(cls, en: str, vi: str) -> P:
+        obj = super().__new__(cls, en)
+        obj.vi = vi
+        return obj
+
+    def text(self, lang: str = "vi") -> str:
+        """The problem in ``lang``."""
+        return self.vi if lang == "vi" else str(self)
+
+
 class ServiceError(ValueError):
-    """A request refused; ``problems`` says why (``field: message``). Nothing was changed."""
+    """A request refused; ``problems`` says why (``field: message``, English as strings, each
+    with its Vietnamese; see :meth:`text`). Nothing was changed."""
 
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+    def text(self, lang: str = "vi") -> list[str]:
+        """The problems in ``lang`` (Vietnamese by default)."""
+        return [p.text(lang) if isinstance(p, P) else str(p) for p in self.problems]
 
 
 class UnknownWindow(ServiceError):
@@ -164,16 +184,20 @@ class Console:
                 groups = self.cfg.groups()
                 if name not in groups:
                     known = ", ".join(sorted(groups)) or "none"
-                    raise UnknownRoom(f"rooms: no group '{name}' in the roster (groups: {known})")
+                    raise UnknownRoom(P(
+                        f"rooms: no group '{name}' in the roster (groups: {known})",
+                        f"rooms: danh sách không có cụm '{name}' (các cụm: {known})"))
                 return groups[name]
             wanted = [p.strip() for p in s.split(",") if p.strip()]
         else:
             wanted = list(spec)
         if not wanted:
-            raise UnknownRoom("rooms: no room selected")
+            raise UnknownRoom(P("rooms: no room selected", "rooms: chưa chọn điểm cầu nào"))
         unknown = [w for w in wanted if w not in ids]
         if unknown:
-            raise UnknownRoom([f"rooms: '{u}' is not in the roster" for u in unknown])
+            raise UnknownRoom([P(f"rooms: '{u}' is not in the roster",
+                                 f"rooms: '{u}' không có trong danh sách điểm cầu")
+                               for u in unknown])
         return [i for i in ids if i in wanted]
 
     def rooms(self) -> list[RoomView]:
@@ -292,7 +316,8 @@ class Console:
         """The window; :class:`UnknownWindow` if there is none."""
         w = self.store.window(window_id)
         if w is None:
-            raise UnknownWindow(f"window: no window '{window_id}'")
+            raise UnknownWindow(P(f"window: no window '{window_id}'",
+                                  f"window: không có khung giờ '{window_id}'"))
         return w
 
     def windows(self, since: float | None = None, until: float | None = None) -> list[Window]:
@@ -309,15 +334,19 @@ class Console:
         self._may_command(actor)
         problems: list[str] = []
         if kind not in ("test", "session"):
-            problems.append("kind: must be test or session")
+            problems.append(P("kind: must be test or session", "kind: phải là test hoặc session"))
         if not title.strip():
-            problems.append("title: must not be empty")
+            problems.append(P("title: must not be empty", "title: không được để trống"))
         elif len(title) > 200:
-            problems.append("title: at most 200 characters")
+            problems.append(P("title: at most 200 characters", "title: tối đa 200 ký tự"))
         if end <= start:
-            problems.append("end: must be after start")
+            problems.append(P("end: must be after start", "end: phải sau thời điểm bắt đầu"))
         elif end - start > 24 * 3600:
-            problems.append("end: a window lasts at most 24 hours")
+            problems.append(P("end: a window lasts at most 24 hours",
+                              "end: một khung giờ dài tối đa 24 giờ"))
+        now = self.clock()
+        if end > start and end <= now:
+            problems.append(P("end: already past", "end: đã qua"))
         sites: list[str] = []
         try:
             sites = self.select_rooms(rooms)
@@ -325,7 +354,6 @@ class Console:
             problems += e.problems
         if problems:
             raise ServiceError(problems)
-        now = self.clock()
         w = Window(id=self._window_id(kind, start), kind=kind, title=title.strip(),
                    start=start, end=end, sites=tuple(sites), created_by=actor.name,
                    created_at=now)
@@ -340,7 +368,8 @@ class Console:
         before it reads its schedule) and publishes the schedules with the window in them."""
         now = self.clock()
         if not 0 < duration_min <= 24 * 60:
-            raise ServiceError("duration_min: must be more than 0 and at most 1440")
+            raise ServiceError(P("duration_min: must be more than 0 and at most 1440",
+                                 "duration_min: phải lớn hơn 0 và không quá 1440"))
         w = self.create_window(actor, kind=kind, title=title, start=now,
                                end=now + duration_min * 60, rooms=rooms)
         self._send(actor, w.sites, "start_window",
@@ -383,7 +412,9 @@ class Console:
     # ---------------------------------------------------------------------- commands
     def _may_command(self, actor: Actor) -> None:
         if actor.role != "operator":
-            raise PermissionDenied(f"{actor.name}: a {actor.role} may look but not act")
+            raise PermissionDenied(P(
+                f"{actor.name}: a {actor.role} may look but not act",
+                f"{actor.name}: tài khoản {actor.role} chỉ được xem, không được thao tác"))
 
     def _send(self, actor: Actor, sites: Sequence[str], name: str, args: dict[str, Any],
               window_id: str | None = None, note: str = "") -> list[CommandRow]:
@@ -409,7 +440,8 @@ class Console:
             self.window(window_id)
         t = self.cfg.schedule.default_check_timeout_s if timeout_s is None else timeout_s
         if not 5 <= t <= 3600:
-            raise ServiceError("timeout_s: must be 5 to 3600 seconds")
+            raise ServiceError(P("timeout_s: must be 5 to 3600 seconds",
+                                 "timeout_s: từ 5 đến 3600 giây"))
         return self._send(actor, chosen, "operator_check", {"timeout_s": t}, window_id)
 
     def power(self, actor: Actor, sites: str | Sequence[str], on: bool, *,
@@ -421,7 +453,8 @@ class Console:
         self._may_command(actor)
         chosen = self.select_rooms(sites)
         if override and not reason.strip():
-            raise ServiceError("reason: an override needs a reason")
+            raise ServiceError(P("reason: an override needs a reason",
+                                 "reason: ghi đè khóa phải nêu lý do"))
         args: dict[str, Any] = {"on": bool(on)}
         if device:
             args["device"] = device
@@ -462,15 +495,19 @@ class Console:
         w = self.window(window_id)
         problems = []
         if site not in w.sites:
-            problems.append(f"site: '{site}' is not in window {window_id}")
+            problems.append(P(f"site: '{site}' is not in window {window_id}",
+                              f"site: '{site}' không thuộc khung giờ {window_id}"))
         for fname, v in (("mic", mic), ("speaker", speaker)):
             if v is not None and v not in RESULTS:
-                problems.append(f"{fname}: must be good, poor or none")
+                problems.append(P(f"{fname}: must be good, poor or none",
+                                  f"{fname}: phải là good (tốt), poor (kém) hoặc none (không có)"))
         if attendance is not None and not (isinstance(attendance, int) and
                                            0 <= attendance <= 10000):
-            problems.append("attendance: must be a whole number from 0")
+            problems.append(P("attendance: must be a whole number from 0",
+                              "attendance: phải là số nguyên từ 0"))
         if mic is None and speaker is None and attendance is None:
-            problems.append("(result): give mic, speaker or attendance")
+            problems.append(P("(result): give mic, speaker or attendance",
+                              "(result): hãy nhập micrô, loa hoặc số người dự"))
         if problems:
             raise ServiceError(problems)
         r = self.store.set_result(window_id, site, mic=mic, speaker=speaker,
@@ -489,7 +526,8 @@ class Console:
         self._may_command(actor)
         a = self.store.take_alert(alert_id, actor.name, self.clock(), note)
         if a is None:
-            raise ServiceError(f"alert: no alert {alert_id}")
+            raise ServiceError(P(f"alert: no alert {alert_id}",
+                                 f"alert: không có cảnh báo {alert_id}"))
         self.notify(Change("alert", site=a.site, ref=a.id))
         return a
 
@@ -516,7 +554,7 @@ class Console:
         from district.report import unscheduled_use
 
         if until <= since:
-            raise ServiceError("to: must be after from")
+            raise ServiceError(P("to: must be after from", "to: phải sau from"))
         return unscheduled_use(self.cfg, self.store, since, until, self.clock(), lang)
 
     # ---------------------------------------------------------------------- users
@@ -526,13 +564,14 @@ class Console:
         if problems:
             raise ServiceError(problems)
         if self.store.user(name) is not None:
-            raise ServiceError(f"name: user '{name}' already exists")
+            raise ServiceError(P(f"name: user '{name}' already exists",
+                                 f"name: người dùng '{name}' đã có"))
         return self.store.add_user(name, role, self._hasher.hash(password), self.clock())
 
     def remove_user(self, name: str) -> None:
         """Delete a user."""
         if not self.store.remove_user(name):
-            raise ServiceError(f"name: no user '{name}'")
+            raise ServiceError(P(f"name: no user '{name}'", f"name: không có người dùng '{name}'"))
 
     def set_password(self, name: str, password: str, role: Role | None = None) -> None:
         """Give a user a new password (and role)."""
@@ -540,7 +579,7 @@ class Console:
         if problems:
             raise ServiceError(problems)
         if not self.store.set_user(name, role=role, password_hash=self._hasher.hash(password)):
-            raise ServiceError(f"name: no user '{name}'")
+            raise ServiceError(P(f"name: no user '{name}'", f"name: không có người dùng '{name}'"))
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the password is theirs, else None (same answer for unknown names)."""
@@ -570,11 +609,12 @@ _DUMMY_HASH = PasswordHasher().hash("not a password of anyone")
 def _user_problems(name: str, role: str, password: str) -> list[str]:
     problems = []
     if not USER_NAME.match(name):
-        problems.append("name: 1-32 characters of a-z, 0-9, '.', '_' and '-'")
+        problems.append(P("name: 1-32 characters of a-z, 0-9, '.', '_' and '-'",
+                          "name: 1-32 ký tự a-z, 0-9, '.', '_' và '-'"))
     if role not in ROLES:
-        problems.append("role: must be operator or viewer")
+        problems.append(P("role: must be operator or viewer", "role: phải là operator hoặc viewer"))
     if len(password) < 8:
-        problems.append("password: at least 8 characters")
+        problems.append(P("password: at least 8 characters", "password: ít nhất 8 ký tự"))
     return problems
 
 
@@ -591,5 +631,13 @@ def _windows_part(payload: bytes) -> Any:
         return None
 
 
-__all__ = ["Console", "PermissionDenied", "ServiceError", "StoreError", "UnknownRoom",
-           "UnknownWindow", "WindowRoom"]
+__all__ = [
+    "Console",
+    "P",
+    "PermissionDenied",
+    "ServiceError",
+    "StoreError",
+    "UnknownRoom",
+    "UnknownWindow",
+    "WindowRoom",
+]

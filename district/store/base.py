@@ -17,6 +17,7 @@ Rules every backend keeps:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from district.model import (
@@ -46,6 +47,10 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the database."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction around several calls (nested calls join it): the recorder writes a
+        batch of messages, then acknowledges them to the broker."""
 
     # -- small settings kept with the data (recorder session, heartbeat) -------------------
     def meta_get(self, key: str) -> str | None:
