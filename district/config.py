@@ -200,6 +200,11 @@ class ConsoleConfig(Strict):
     schedule: ScheduleCfg = ScheduleCfg()
     rooms: list[Room] = Field(default_factory=list)
 
+    @field_validator("rooms", mode="before")
+    @classmethod
+    def _empty_rooms(cls, v: Any) -> Any:
+        return [] if v is None else v  # "rooms:" with nothing under it yet
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
