@@ -127,7 +127,7 @@ class ScriptedRoom:
         """Connect (a persistent session: clean start only the first time) and say online."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 604800
-        clean: Any = True if self._first else False
+        clean: Any = self._first
         self._first = False
         self.client.connect(self.host, self.port, keepalive=30, clean_start=clean,
                             properties=props)
