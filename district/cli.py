@@ -236,7 +236,8 @@ def cmd_check(args: argparse.Namespace, out: _Out) -> int:
     cmds = console.operator_check(_actor(), list(w.sites), window_id=w.id,
                                   timeout_s=args.timeout_s)
     _warn_not_running(out, console)
-    wait = (args.timeout_s or console.cfg.schedule.default_check_timeout_s) + 5
+    wait = args.wait_s if args.wait_s is not None else (
+        (args.timeout_s or console.cfg.schedule.default_check_timeout_s) + 2)
     if args.no_wait:
         wait = 0
     deadline = time.monotonic() + wait
@@ -405,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "check", "ask a window's rooms whether anyone is there", cmd_check)
     p.add_argument("--window", required=True)
     p.add_argument("--timeout-s", type=float, default=None,
-                   help="how long the room waits for the button (and this command waits)")
+                   help="how long the room waits for the button")
+    p.add_argument("--wait-s", type=float, default=None,
+                   help="how long to wait for answers (default: the timeout and 2 s)")
     p.add_argument("--no-wait", action="store_true", help="send and return")
 
     p = add(sub, "report", "a window's compliance report", cmd_report)

@@ -134,11 +134,15 @@ class Recorder:
         """Store what was received, disconnect (the session stays on the broker) and stop."""
         self._stop.set()
         self.console.wakeup.set()
+        for t in self._threads:
+            if t.name == "district-dispatcher":
+                t.join(timeout)
         self.client.disconnect()
         self.client.loop_stop()
         self._q.put(None)
         for t in self._threads:
             t.join(timeout)
+        self._threads = []
 
     @property
     def _session_key(self) -> str:
@@ -293,11 +297,16 @@ class Recorder:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
-        try:
-            info.wait_for_publish(PUBLISH_TIMEOUT_S)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+        while not info.is_published():
+            if self._stop.is_set() or not self.connected.is_set() \
+                    or time.monotonic() > deadline:
+                return False
+            try:
+                info.wait_for_publish(0.1)
+            except (RuntimeError, ValueError):
+                return False
+        return True
 
     def dispatch(self) -> None:
         """Publish the newest unpublished schedule of each room (retained) and every unsent

@@ -72,6 +72,8 @@ class ScriptedRoom:
     port: int
     clock: Callable[[], float]
     auto_apply_schedule: bool = True
+    auto_ack_checks: float | None = None
+    """Acknowledge operator checks at once with this latency (an operator at the button)."""
     outbox: list[Outgoing] = field(default_factory=list)
     seq: int = 0
     connected: bool = False
@@ -288,6 +290,10 @@ class ScriptedRoom:
                 self._event_nowait("operator_check_requested",
                                    {"check_id": cid, "timeout_s": args.get("timeout_s"),
                                     "by": cmd.get("sender")}, self.clock())
+                if self.auto_ack_checks is not None:
+                    self._event_nowait("operator_check_acknowledged",
+                                       {"check_id": cid, "latency_s": self.auto_ack_checks},
+                                       self.clock())
             elif name == "complete_window":
                 wid = args["window_id"]
                 self._event_nowait("window_completed", {"by": cmd.get("sender"),
