@@ -216,3 +216,25 @@ def test_recorder_client_id_is_fixed(broker: LocalBroker, tmp_path: Path) -> Non
     with rig(broker, tmp_path, []) as c:
         assert isinstance(c.recorder, Recorder)
         assert c.recorder.client.__dict__["_client_id"] == b"diemcau-console-test"
+
+
+def test_stop_does_not_wait_out_a_publish_in_flight(broker: LocalBroker, tmp_path: Path) -> None:
+    """A command in flight to a broker that does not answer must not hold up the stop."""
+    import os
+    import signal
+    import time
+
+    with rig(broker, tmp_path, ["xa-f"]) as c:
+        pid = int(broker._proc.pid)  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGSTOP)  # the broker takes the PUBLISH but never answers
+        try:
+            c.console.request_state(ACTOR, ["xa-f"])
+            deadline = time.monotonic() + 5
+            while not c.recorder.client._out_messages:  # paho holds it until the PUBACK
+                assert time.monotonic() < deadline, "the command was not published"
+                time.sleep(0.01)
+            t = time.monotonic()
+            c.stop()
+            assert time.monotonic() - t < 3
+        finally:
+            os.kill(pid, signal.SIGCONT)

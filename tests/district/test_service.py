@@ -256,3 +256,46 @@ def test_report_is_quick_for_a_province(tmp_path: Path) -> None:
     rep = console.report(w.id)
     assert time.monotonic() - t < 20
     assert rep["summary"]["ok"] == 300
+
+
+def test_run_service_publishes_what_the_cli_queued(broker: LocalBroker, tmp_path: Path) -> None:
+    import signal
+
+    from tests.district.rooms import ScriptedRoom
+
+    cfg = tmp_path / "console.yaml"
+    cfg.write_text(config_yaml(broker.port, tmp_path / "c.db", ["xa-r"]))
+    room = ScriptedRoom("xa-r", "127.0.0.1", broker.port, time.time)
+    room.connect()
+    proc = subprocess.Popen([sys.executable, "-m", "district", "run", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        now = time.time()
+        assert main(["window", "create", "--config", str(cfg), "--kind", "test", "--title",
+                     "Thử", "--start", _iso(now + 3600), "--end", _iso(now + 7200)]) == 0
+        got = room.wait_schedules(1, timeout=20)
+        assert b'"kind":"test"' in got[0]
+        store = SqliteStore(tmp_path / "c.db")
+        deadline = time.monotonic() + 20
+        while store.live("xa-r").state is None or \
+                store.latest_schedule("xa-r").digest != (  # type: ignore[union-attr]
+                    store.live("xa-r").state or {}).get("schedule", {}).get("digest"):
+            assert time.monotonic() < deadline, "the run service did not record the state"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert "console running" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        room.close()
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
