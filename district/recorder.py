@@ -309,9 +309,17 @@ class Recorder:
         return True
 
     def dispatch(self) -> None:
-        """Publish the newest unpublished schedule of each room (retained) and every unsent
-        command; after the broker lost our session, publish every room's schedule again (the
-        same bytes, so the same digest)."""
+        """Publish every unsent command, then the newest unpublished schedule of each room
+        (retained); after the broker lost our session, publish every room's schedule again
+        (the same bytes, so the same digest). Commands go first so that a window started now
+        reaches a room as ``start_window`` before it appears in the room's schedule."""
+        for c in self.store.unsent_commands():
+            payload = contract.command_payload(c.id, c.name, c.args, c.sender, c.site,
+                                               self.clock())
+            if not self._publish(self.topics.room(c.site, "commands"), payload, retain=False):
+                return
+            self.store.mark_command_sent(c.id, self.clock())
+            self.console.notify(Change("command", site=c.site, window_id=c.window_id, ref=c.id))
         resend, self._resend_schedules = self._resend_schedules, False
         for site, s in sorted(self.store.latest_schedules().items()):
             if s.published_at is not None and not resend:
@@ -322,13 +330,6 @@ class Recorder:
             if s.published_at is None:
                 self.store.mark_schedule_published(s.id, self.clock())
                 self.console.notify(Change("schedule", site=site))
-        for c in self.store.unsent_commands():
-            payload = contract.command_payload(c.id, c.name, c.args, c.sender, c.site,
-                                               self.clock())
-            if not self._publish(self.topics.room(c.site, "commands"), payload, retain=False):
-                return
-            self.store.mark_command_sent(c.id, self.clock())
-            self.console.notify(Change("command", site=c.site, window_id=c.window_id, ref=c.id))
 
 
 def recorder_alive(console: Console, within_s: float = 30.0) -> bool:

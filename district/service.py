@@ -294,18 +294,27 @@ class Console:
 
     def _reschedule(self, sites: Sequence[str], now: float) -> None:
         """Make each room's whole schedule again; queue it if it differs from the last one."""
-        for site in sites:
-            windows = self._windows_for(site, now)
-            body = contract.schedule_payload(site, "", windows, 0)
-            last = self.store.latest_schedule(site)
-            if last is not None and _windows_part(last.payload) == _windows_part(body):
-                continue
-            n = self.store.schedule_count(site) + 1
-            version = f"{local(now, self.cfg.zone).strftime('%Y-%m-%d')}#{n}"
-            payload = contract.schedule_payload(site, version, windows, now)
-            self.store.add_schedule(site, version, contract.digest(payload), payload, now)
+        made = []
+        with self.store.transaction():
+            for site in sites:
+                if self._reschedule_one(site, now):
+                    made.append(site)
+        for site in made:
             self.notify(Change("schedule", site=site))
         self.wakeup.set()
+
+    def _reschedule_one(self, site: str, now: float) -> bool:
+        """Queue a new schedule for one room if its windows changed; True if so."""
+        windows = self._windows_for(site, now)
+        body = contract.schedule_payload(site, "", windows, 0)
+        last = self.store.latest_schedule(site)
+        if last is not None and _windows_part(last.payload) == _windows_part(body):
+            return False
+        n = self.store.schedule_count(site) + 1
+        version = f"{local(now, self.cfg.zone).strftime('%Y-%m-%d')}#{n}"
+        payload = contract.schedule_payload(site, version, windows, now)
+        self.store.add_schedule(site, version, contract.digest(payload), payload, now)
+        return True
 
     def republish(self, sites: Sequence[str] | None = None) -> None:
         """Make the schedules again (e.g. after the roster changed, or windows aged out)."""
@@ -357,9 +366,10 @@ class Console:
         w = Window(id=self._window_id(kind, start), kind=kind, title=title.strip(),
                    start=start, end=end, sites=tuple(sites), created_by=actor.name,
                    created_at=now)
-        self.store.add_window(w)
+        with self.store.transaction():  # the window and its rooms' schedules, or nothing
+            self.store.add_window(w)
+            self._reschedule(sites, now)
         self.notify(Change("window", window_id=w.id))
-        self._reschedule(sites, now)
         return w
 
     def start_window_now(self, actor: Actor, *, kind: WindowKind, title: str,
@@ -370,11 +380,12 @@ class Console:
         if not 0 < duration_min <= 24 * 60:
             raise ServiceError(P("duration_min: must be more than 0 and at most 1440",
                                  "duration_min: phải lớn hơn 0 và không quá 1440"))
-        w = self.create_window(actor, kind=kind, title=title, start=now,
-                               end=now + duration_min * 60, rooms=rooms)
-        self._send(actor, w.sites, "start_window",
-                   {"kind": w.kind, "window_id": w.id, "title": w.title,
-                    "duration_min": duration_min}, window_id=w.id)
+        with self.store.transaction():
+            w = self.create_window(actor, kind=kind, title=title, start=now,
+                                   end=now + duration_min * 60, rooms=rooms)
+            self._send(actor, w.sites, "start_window",
+                       {"kind": w.kind, "window_id": w.id, "title": w.title,
+                        "duration_min": duration_min}, window_id=w.id)
         return w
 
     def complete_window(self, actor: Actor, window_id: str) -> Window:
@@ -386,10 +397,11 @@ class Console:
         if w.completed_at is not None:
             return w
         now = self.clock()
-        w = self.store.update_window(window_id, completed_at=now, completed_by=actor.sender)
+        with self.store.transaction():
+            w = self.store.update_window(window_id, completed_at=now, completed_by=actor.sender)
+            self._send(actor, w.sites, "complete_window", {"window_id": w.id}, window_id=w.id)
+            self._reschedule(w.sites, now)
         self.notify(Change("window", window_id=w.id))
-        self._send(actor, w.sites, "complete_window", {"window_id": w.id}, window_id=w.id)
-        self._reschedule(w.sites, now)
         return w
 
     def window_rooms(self, window_id: str) -> list[WindowRoom]:

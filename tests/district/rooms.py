@@ -81,6 +81,8 @@ class ScriptedRoom:
     commands: list[dict[str, Any]] = field(default_factory=list)
     replies: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    arrivals: list[str] = field(default_factory=list)
+    """``command`` / ``schedule``, in the order they arrived."""
 
     def __post_init__(self) -> None:
         self.base = f"{PREFIX}/rooms/{self.site}"
@@ -238,8 +240,10 @@ class ScriptedRoom:
     # ------------------------------------------------------------------ what rooms receive
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/schedule"):
+            self.arrivals.append("schedule")
             self._schedule(bytes(msg.payload))
         elif msg.topic.endswith("/commands"):
+            self.arrivals.append("command")
             self._command(bytes(msg.payload))
 
     def _schedule(self, payload: bytes) -> None:

@@ -238,3 +238,21 @@ def test_stop_does_not_wait_out_a_publish_in_flight(broker: LocalBroker, tmp_pat
             assert time.monotonic() - t < 3
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+def test_window_started_now_reaches_rooms_as_a_command_then_in_the_schedule(
+        broker: LocalBroker, tmp_path: Path) -> None:
+    with rig(broker, tmp_path, ["xa-q"]) as c:
+        r = c.online("xa-q", T0)
+        c.clock.set(T0 + 10)
+        w = c.console.start_window_now(ACTOR, kind="session", title="Họp khẩn",
+                                       duration_min=45, rooms="all")
+        assert (w.start, w.end) == (T0 + 10, T0 + 10 + 45 * 60)
+        cmd = r.wait_commands(1)[0]
+        assert cmd["name"] == "start_window"
+        assert cmd["args"] == {"kind": "session", "window_id": w.id, "title": "Họp khẩn",
+                               "duration_min": 45}
+        sched = json.loads(r.wait_schedules(1)[0])
+        assert [x["id"] for x in sched["windows"]] == [w.id]
+        assert r.arrivals == ["command", "schedule"]
+        c.wait(lambda: c.console.commands(window_id=w.id)[0].status == "accepted", "reply")
