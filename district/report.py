@@ -34,7 +34,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from district.config import ConsoleConfig, Lang
 from district.i18n import t
-from district.model import AvailabilityRow, EventRow, Window
+from district.model import AvailabilityRow, CommandRow, EventRow, RoomResult, Window
 from district.store.base import Store
 from district.timefmt import iso_local, show, wire_time
 
@@ -102,24 +102,22 @@ class _Room:
     """The evidence of one room for one window, and the conclusions drawn from it."""
 
     def __init__(self, cfg: ConsoleConfig, store: Store, w: Window, site: str, now: float,
-                 lang: Lang) -> None:
+                 lang: Lang, results: dict[str, RoomResult],
+                 checks: dict[str, dict[str, CommandRow]]) -> None:
         self.cfg, self.w, self.site, self.lang = cfg, w, site, lang
         self.zone = cfg.zone
         self.start = w.start
         self.release = w.completed_at if w.completed_at is not None else now
         self.hi = max(self.release, self.start)
-        seen: dict[int, EventRow] = {}
-        for e in store.events(site, since=w.start - LOOKBACK_S, until=max(self.hi, now)):
-            seen[e.seq] = e
-        for e in store.events(site, window_id=w.id):
-            seen[e.seq] = e
-        self.events = sorted(seen.values(), key=lambda e: (e.ts or e.received_at, e.seq))
+        self.events = sorted(store.window_evidence(site, w.id, w.start - LOOKBACK_S,
+                                                   max(self.hi, now)),
+                             key=lambda e: (e.ts or e.received_at, e.seq))
+        self._gaps: list[_Gap] | None = None
         self.live = store.live(site)
         self.history = store.availability_history(site)
         self.states = store.states(site, until=self.start)
-        self.result = store.results(w.id).get(site)
-        self.checks = {c.id: c for c in store.commands(site=site, window_id=w.id,
-                                                       names=["operator_check"])}
+        self.result = results.get(site)
+        self.checks = checks.get(site, {})
         self.gaps_info = store.seq_gaps(site)
         self.late_kinds: set[str] = set()
 
@@ -149,6 +147,11 @@ class _Room:
 
     def gaps(self) -> list[_Gap]:
         """Offline intervals inside the window, from both sides."""
+        if self._gaps is None:
+            self._gaps = self._find_gaps()
+        return self._gaps
+
+    def _find_gaps(self) -> list[_Gap]:
         lo, hi = self.start, self.hi
         gaps = _console_offline(self.history, lo, hi) if self.hi > lo else []
         for e in self.of("link_restored"):
@@ -376,7 +379,11 @@ def build_report(cfg: ConsoleConfig, store: Store, window: Window, now: float,
     """``{"window": {...}, "summary": {...}, "rooms": [...]}`` for one window."""
     w = window
     zone = cfg.zone
-    rows = [_Room(cfg, store, w, site, now, lang).row() for site in w.sites]
+    results = store.results(w.id)
+    checks: dict[str, dict[str, CommandRow]] = {}
+    for c in store.commands(window_id=w.id, names=["operator_check"]):
+        checks.setdefault(c.site, {})[c.id] = c
+    rows = [_Room(cfg, store, w, site, now, lang, results, checks).row() for site in w.sites]
     summary: dict[str, Any] = {k: [] for k in LISTS}
     for r in rows:
         if r["list"]:

@@ -287,25 +287,27 @@ class Console:
                 return "rejected"
         return "published"
 
-    def _windows_for(self, site: str, now: float) -> list[Window]:
+    def _recent_windows(self, now: float) -> list[Window]:
+        """Windows that may still be in some room's schedule."""
         keep = self.cfg.schedule.keep_h * 3600
-        return [w for w in self.store.windows(site=site)
+        # A window completed late stays by its completion: read a week more than kept.
+        return [w for w in self.store.windows(since=now - keep - 7 * 86400)
                 if max(w.end, w.completed_at or w.end) > now - keep]
 
     def _reschedule(self, sites: Sequence[str], now: float) -> None:
         """Make each room's whole schedule again; queue it if it differs from the last one."""
         made = []
         with self.store.transaction():
+            recent = self._recent_windows(now)
             for site in sites:
-                if self._reschedule_one(site, now):
+                if self._reschedule_one(site, [w for w in recent if site in w.sites], now):
                     made.append(site)
         for site in made:
             self.notify(Change("schedule", site=site))
         self.wakeup.set()
 
-    def _reschedule_one(self, site: str, now: float) -> bool:
+    def _reschedule_one(self, site: str, windows: list[Window], now: float) -> bool:
         """Queue a new schedule for one room if its windows changed; True if so."""
-        windows = self._windows_for(site, now)
         body = contract.schedule_payload(site, "", windows, 0)
         last = self.store.latest_schedule(site)
         if last is not None and _windows_part(last.payload) == _windows_part(body):

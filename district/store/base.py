@@ -104,6 +104,11 @@ class Store(Protocol):
         """Events filtered by room, kinds, the room's time stamp range and window id,
         ordered by ``(ts, seq)``."""
 
+    def window_evidence(self, site: str, window_id: str, since: float, until: float
+                        ) -> list[EventRow]:
+        """The room's events that name the window, or whose time stamp is in
+        ``[since, until]``, ordered by ``(ts, seq)`` (what a report reads)."""
+
     def seq_gaps(self, site: str) -> SeqGaps:
         """Which of the room's events are missing (holes in the seqs held, and the tail up to
         the ``last_seq`` its latest state reports)."""

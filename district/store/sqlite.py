@@ -351,6 +351,12 @@ class SqliteStore:
             args.append(limit)
         return [self._event(r) for r in self._q(sql, args)]
 
+    def window_evidence(self, site: str, window_id: str, since: float, until: float
+                        ) -> list[EventRow]:
+        return [self._event(r) for r in self._q(
+            f"SELECT {EVENT_COLS} FROM events WHERE site = ? AND (window_id = ? OR "
+            "(ts >= ? AND ts <= ?)) ORDER BY ts, seq", (site, window_id, since, until))]
+
     def seq_gaps(self, site: str) -> SeqGaps:
         (lo, hi, n), = self._q("SELECT MIN(seq), MAX(seq), COUNT(*) FROM events WHERE site = ?",
                                (site,))
