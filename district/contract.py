@@ -82,8 +82,8 @@ def parse_event(site: str, raw: bytes, received_at: float) -> EventRow:
     if not isinstance(d, dict):
         raise BadPayload("an event must be a JSON object")
     seq, kind = d.get("seq"), d.get("kind")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise BadPayload("seq: missing or not a non-negative integer")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        raise BadPayload("seq: missing or not an integer from 0 to 2^63-1")
     if not isinstance(kind, str) or not kind:
         raise BadPayload("kind: missing")
     data = d.get("data") if isinstance(d.get("data"), dict) else {}

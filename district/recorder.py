@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 PUBLISH_TIMEOUT_S = 10.0
 TICK_S = 5.0
+RETRY_S = 1.0
 HEARTBEAT_KEY = "recorder_alive_at"
 
 
@@ -210,26 +211,57 @@ class Recorder:
                     self._q.put(None)
                     break
                 batch.append(nxt)
-            changes: list[Change] = []
-            try:
-                with self.store.transaction():
-                    for it in batch:
-                        changes += self._store(it)
-            except Exception:
-                # Not acknowledged: the broker sends these again (the session keeps them).
-                log.exception("could not store %d messages; they will come again", len(batch))
-                changes = []
-            else:
-                for it in batch:
-                    if isinstance(it, _Message) and it.qos > 0 \
-                            and it.generation == self._generation:
-                        with contextlib.suppress(Exception):
-                            self.client.ack(it.mid, it.qos)
+            changes, stored = self._store_batch(batch)
+            for it in stored:
+                if isinstance(it, _Message) and it.qos > 0 \
+                        and it.generation == self._generation:
+                    with contextlib.suppress(Exception):
+                        self.client.ack(it.mid, it.qos)
             for ch in changes:
                 self.console.notify(ch)
             with self._cv:
                 self._pending -= len(batch)
                 self._cv.notify_all()
+
+    def _store_batch(self, batch: list[_Message | _Link]
+                     ) -> tuple[list[Change], list[_Message | _Link]]:
+        """Store a batch in one transaction. If that fails, store each message on its own, a
+        message that still fails being kept aside as rejected (with the error); if even that
+        fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
+        try:
+            with self.store.transaction():
+                return [ch for it in batch for ch in self._store(it)], batch
+        except Exception:
+            log.exception("could not store a batch of %d messages; one by one", len(batch))
+        changes: list[Change] = []
+        stored: list[_Message | _Link] = []
+        for it in batch:
+            while True:
+                try:
+                    with self.store.transaction():
+                        changes += self._store(it)
+                    stored.append(it)
+                    break
+                except Exception as e:
+                    log.exception("could not store a message from %s",
+                                  getattr(it, "topic", "the link"))
+                    if self._reject(it, e):
+                        stored.append(it)
+                        break
+                if self._stop.wait(RETRY_S):
+                    return changes, stored  # stopping: the rest comes again next time
+        return changes, stored
+
+    def _reject(self, it: _Message | _Link, error: Exception) -> bool:
+        if not isinstance(it, _Message):
+            return True
+        parsed = self.topics.parse(it.topic)
+        try:
+            self.store.record_rejected(parsed[0] if parsed else None, it.topic, it.payload,
+                                       it.received_at, f"could not be stored: {error!r}"[:500])
+        except Exception:
+            return False
+        return True
 
     def _store(self, it: _Message | _Link) -> list[Change]:
         if isinstance(it, _Link):

@@ -256,3 +256,26 @@ def test_window_started_now_reaches_rooms_as_a_command_then_in_the_schedule(
         assert [x["id"] for x in sched["windows"]] == [w.id]
         assert r.arrivals == ["command", "schedule"]
         c.wait(lambda: c.console.commands(window_id=w.id)[0].status == "accepted", "reply")
+
+
+def test_a_message_the_database_refuses_does_not_block_the_others(broker: LocalBroker,
+                                                                   tmp_path: Path) -> None:
+    with rig(broker, tmp_path, ["xa-x"]) as c:
+        r = c.online("xa-x", T0)
+        # Valid JSON that SQLite cannot take (a lone surrogate in a text), and a seq past
+        # SQLite's integers: each kept aside, the messages around them stored.
+        bad_text = {"seq": 7, "id": "p", "ts": "2026-11-18T00:00:00.000Z",
+                    "kind": "check_in", "data": {"note": "\ud800"}}
+        huge_seq = {**bad_text, "seq": 2**70, "data": {}}
+        r._send(f"{r.base}/events", json.dumps(bad_text).encode())
+        r._send(f"{r.base}/events", json.dumps(huge_seq).encode())
+        c.send("xa-x", "check_in", {}, at=T0 + 1)
+        assert _seqs(c.store, "xa-x") == [1]
+        problems = [p for _s, _t, _at, p in c.store.rejected()]
+        assert len(problems) == 2
+        assert any(p.startswith("could not be stored") for p in problems)
+        assert any(p.startswith("seq:") for p in problems)
+        c.restart()  # nothing left unacknowledged: nothing comes again
+        c.send("xa-x", "check_in", {}, at=T0 + 2)
+        assert _seqs(c.store, "xa-x") == [1, 2]
+        assert len(c.store.rejected()) == 2
