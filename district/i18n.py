@@ -26,6 +26,10 @@ TEXT: dict[str, tuple[str, str]] = {
                   "Switched on but nobody stayed to test microphone and speakers"),
     "switched_off_early": ("Tắt trước khi có thông báo kết thúc",
                            "Switched off before the end was announced"),
+    # losses before the release
+    "loss_power": ("mất điện", "power lost"),
+    "loss_agent_stopped": ("phần mềm dừng", "agent stopped"),
+    "loss_link": ("mất kết nối", "link lost"),
     # window kinds
     "test": ("kiểm tra kết nối", "test connection"),
     "session": ("phiên họp trực tuyến", "online session"),

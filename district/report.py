@@ -27,6 +27,7 @@ import csv
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -453,33 +454,51 @@ CSV_COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
-def flat_row(r: dict[str, Any], lang: Lang = "vi") -> dict[str, Any]:
-    """One report row as flat cells (CSV and the printable page)."""
+def _short(iso: str | None) -> str:
+    """``2026-11-29T09:00:05+07:00`` → ``29/11 09:00:05`` (the page is read by people; the
+    zone is in its heading)."""
+    if not iso:
+        return ""
+    try:
+        d = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return d.strftime("%d/%m %H:%M:%S")
+
+
+def flat_row(r: dict[str, Any], lang: Lang = "vi", human: bool = False) -> dict[str, Any]:
+    """One report row as flat cells: ISO times for the CSV, short local times for the
+    printable page (``human``)."""
     def yn(v: bool | None) -> str:
         return "" if v is None else t("yes" if v else "no", lang)
+
+    def tm(iso: str | None) -> str:
+        return _short(iso) if human else (iso or "")
 
     return {
         "site": r["site"], "name": r["name"], "group": r["group"] or "",
         "list": t(r["list"], lang) if r["list"] else "",
         "cause": t(r["cause"], lang) if r["cause"] else "",
         "on_by_start": yn(r["on_by_start"]["value"]),
-        "on_at": r["on_by_start"]["at"] or "",
+        "on_at": tm(r["on_by_start"]["at"]),
         "confirmed": ", ".join(r["on_by_start"]["confirmed"]),
         "online_throughout": yn(r["online"]["throughout"]),
-        "gaps": "; ".join(f"{g['from']}–{g['to']} ({g['seconds']:.0f} s)"
+        "gaps": "; ".join(f"{tm(g['from'])}–{tm(g['to'])} ({g['seconds']:.0f} s)"
                           for g in r["online"]["gaps"]),
         "operator_present": yn(r["operator"]["present"]),
-        "operator_at": r["operator"]["at"] or "",
+        "operator_at": tm(r["operator"]["at"]),
         "operator_latency_s": "" if r["operator"]["latency_s"] is None
         else r["operator"]["latency_s"],
         "mic": t(r["mic_speaker"]["mic"], lang) if r["mic_speaker"]["mic"] else "",
         "speaker": t(r["mic_speaker"]["speaker"], lang) if r["mic_speaker"]["speaker"] else "",
         "attendance": "" if r["attendance"]["count"] is None else r["attendance"]["count"],
         "refused_count": r["refused_attempts"]["count"],
-        "refused_times": "; ".join(x or "" for x in r["refused_attempts"]["times"]),
-        "lost": "; ".join(f"{x['what']} {x['at']}" for x in r["lost_before_release"]),
-        "released_at": r["released"]["at"] or "",
-        "overrides": "; ".join(f"{o['at']} {o['by'] or ''}".strip() for o in r["overrides"]),
+        "refused_times": "; ".join(tm(x) for x in r["refused_attempts"]["times"]),
+        "lost": "; ".join(f"{t('loss_' + x['what'], lang)} {tm(x['at'])}"
+                          for x in r["lost_before_release"]),
+        "released_at": tm(r["released"]["at"]),
+        "overrides": "; ".join(f"{tm(o['at'])} {o['by'] or ''}".strip()
+                               for o in r["overrides"]),
         "late_evidence": ", ".join(r["late_evidence"]),
         "missing_events": r["missing_events"],
     }
@@ -504,9 +523,9 @@ def _env() -> Environment:
 
 def to_html(report: dict[str, Any], lang: Lang = "vi") -> str:
     """The printable page (``district/templates/report.html``)."""
-    rows = [(r, flat_row(r, lang)) for r in report["rooms"]]
+    rows = [(r, flat_row(r, lang, human=True)) for r in report["rooms"]]
     return _env().get_template("report.html").render(
-        report=report, rows=rows, lang=lang, t=lambda k: t(k, lang),
+        report=report, rows=rows, lang=lang, t=lambda k: t(k, lang), short=_short,
         columns=[(k, vi if lang == "vi" else en) for k, vi, en in CSV_COLUMNS])
 
 
