@@ -79,6 +79,9 @@ class Store(Protocol):
                         problem: str) -> None:
         """Keep a message that could not be used, with why (nothing received is thrown away)."""
 
+    def rejected(self, limit: int = 100) -> list[tuple[str | None, str, float, str]]:
+        """The newest messages kept aside: ``(site, topic, received_at, problem)``."""
+
     def record_console_link(self, up: bool, at: float, detail: str = "") -> None:
         """The console's own broker connection came up or went down."""
 
