@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_event_kind_is_documented() -> None:
     doc = (ROOT / "docs" / "mqtt-api.md").read_text()
-    sources = [ROOT / "agent" / "core" / "room.py", ROOT / "agent" / "runtime.py"]
+    sources = [*sorted((ROOT / "agent" / "core").glob("*.py")), ROOT / "agent" / "runtime.py"]
     kinds = set()
     for src in sources:
         kinds |= set(re.findall(r'emit\(\s*"([a-z_]+)"', src.read_text()))

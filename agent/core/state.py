@@ -1,0 +1,143 @@
+"""The room's state: everything the core remembers, and the part of it that survives a restart.
+
+:class:`RoomState` is immutable; a step returns a new one. :func:`persistent` is what the shell
+writes to disk after each step, :func:`initial_state` reads it back at start and
+:func:`resume` adds what the shell knows before the first step (cached schedule, clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agent.core.events import ScheduleReceived, Window
+from agent.core.sequence import Sequence
+from agent.core.settings import RoomSettings
+
+
+@dataclass(frozen=True)
+class OperatorCheck:
+    """A pending "is anyone there?" request from the district."""
+
+    id: str
+    requested_at: float
+    deadline: float
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    """A device's health as its driver's poller last reported it."""
+
+    status: str = "unknown"
+    reason: str = ""
+    power: str | None = None
+    in_call: bool | None = None
+
+
+@dataclass(frozen=True)
+class RoomState:
+    """Everything the core remembers. Immutable: ``step`` returns a new one."""
+
+    relays: Mapping[str, bool]
+    schedule: tuple[Window, ...] = ()
+    schedule_version: str = ""
+    adhoc: tuple[Window, ...] = ()
+    completed: frozenset[str] = frozenset()
+    powered: frozenset[str] = frozenset()  # windows whose automatic power-up has run
+    locked_by: str | None = None
+    sequence: Sequence | None = None
+    sequences_started: int = 0
+    check: OperatorCheck | None = None
+    last_check_in: float | None = None
+    last_ack: tuple[str, float, float] | None = None  # (check id, at, latency)
+    refusal_until: float | None = None
+    broker_up: bool = False
+    health: Mapping[str, DeviceHealth] = field(default_factory=dict)
+    clock_synced: bool = True
+    last_known_good: float = 0.0
+    evidence: float = 0.0  # latest district time stamp seen on a message
+    cycled: frozenset[str] = frozenset()  # power-cycled by self-help since last healthy
+    unscheduled: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        """Scheduled and ad-hoc windows, by start."""
+        return tuple(sorted(self.schedule + self.adhoc, key=lambda w: (w.start, w.id)))
+
+    def window(self, window_id: str | None) -> Window | None:
+        """The window called ``window_id``, if the room has it."""
+        return next((w for w in self.windows if w.id == window_id), None)
+
+
+def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = None,
+                  saved: Mapping[str, Any] | None = None) -> RoomState:
+    """A fresh state; ``relays`` is what the pins show now, ``saved`` what :func:`persistent`
+    wrote before a restart (lock, completed windows, ad-hoc windows)."""
+    rel = {n: bool((relays or {}).get(n, False)) for n in settings.names}
+    st = RoomState(relays=rel, health={n: DeviceHealth() for n in settings.names})
+    if not saved:
+        return st
+    return replace(
+        st,
+        completed=frozenset(str(c) for c in saved.get("completed", ())),
+        powered=frozenset(str(p) for p in saved.get("powered", ())),
+        adhoc=tuple(Window(**w) for w in saved.get("adhoc", ())),
+        locked_by=saved.get("locked_by"),
+        sequences_started=int(saved.get("sequences_started", 0)),
+        check=None if not saved.get("check") else OperatorCheck(**saved["check"]),
+        cycled=frozenset(str(d) for d in saved.get("cycled", ()) if d in rel),
+        unscheduled={(str(d), str(w)): float(t) for d, w, t in saved.get("unscheduled", ())
+                     if d in rel},
+        evidence=float(saved.get("evidence", 0.0)),
+        sequence=_saved_sequence(saved.get("sequence"), rel),
+    )
+
+
+def _saved_sequence(seq: Mapping[str, Any] | None, relays: Mapping[str, bool]
+                    ) -> Sequence | None:
+    """A sequence cut short by a restart goes on from the step it was in."""
+    if not seq:
+        return None
+    remaining = tuple(n for n in seq["remaining"] if n in relays)
+    reason = str(seq["reason"])
+    return Sequence(
+        id=int(seq["id"]), on=bool(seq["on"]), reason=reason, remaining=remaining,
+        started_at=float(seq["started_at"]),
+        devices=tuple(n for n in seq.get("devices", remaining) if n in relays),
+        # Older saves name a power cycle by its reason only.
+        then_on=bool(seq.get("then_on", not seq["on"] and reason.startswith("self_help:"))))
+
+
+def resume(state: RoomState, schedule: ScheduleReceived | None, clock_synced: bool,
+           last_known_good: float) -> RoomState:
+    """A restarted room's state before its first step: the cached schedule and what is known
+    of the clock are part of it from the start, so the first decision sees the lock as it was
+    (no false release, and an untrusted clock cannot end it)."""
+    if schedule is not None:
+        state = replace(state, schedule=tuple(schedule.windows),
+                        schedule_version=schedule.version)
+    return replace(state, clock_synced=clock_synced, last_known_good=last_known_good)
+
+
+def persistent(state: RoomState) -> dict[str, Any]:
+    """The part of the state that must survive a restart, as JSON-ready data."""
+    seq = state.sequence
+    return {
+        "relays": dict(state.relays),
+        "completed": sorted(state.completed),
+        "powered": sorted(state.powered),
+        "adhoc": [w.__dict__ for w in state.adhoc],
+        "locked_by": state.locked_by,
+        "sequences_started": state.sequences_started,
+        "check": None if state.check is None else state.check.__dict__,
+        "cycled": sorted(state.cycled),
+        "unscheduled": sorted([d, w, t] for (d, w), t in state.unscheduled.items()),
+        "evidence": state.evidence,
+        "sequence": None if seq is None else {
+            "id": seq.id, "on": seq.on, "reason": seq.reason,
+            "remaining": [n for n in (seq.current, *seq.remaining) if n],
+            "started_at": seq.started_at, "devices": list(seq.devices), "then_on": seq.then_on,
+        },
+    }
