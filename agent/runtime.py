@@ -85,6 +85,11 @@ def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
     )
 
 
+def _v1_data(e: core.Emit) -> dict[str, Any]:
+    """An event's ``data`` as API 1.0 sends it: the window it was made in is part of it."""
+    return {**e.data, "window_id": e.window_id} if e.window_id else e.data
+
+
 class Agent:
     """A room agent. ``clock`` gives POSIX seconds; tests inject their own."""
 
@@ -252,7 +257,7 @@ class Agent:
         self.state = out.state
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
-        self.outbox.append_many([(a.kind, a.data) for a in out.actions
+        self.outbox.append_many([(a.kind, _v1_data(a)) for a in out.actions
                                  if isinstance(a, core.Emit)])
         saved = self._persistent()
         if saved != self._saved:
@@ -381,7 +386,7 @@ class Agent:
             refused = [a for a in out.actions
                        if isinstance(a, core.Emit) and a.kind == "shutdown_refused"]
             if refused:
-                call.respond({"ok": False, "refused": refused[0].data})
+                call.respond({"ok": False, "refused": _v1_data(refused[0])})
             else:
                 call.respond({"ok": True, "state": self.state_message()})
             return

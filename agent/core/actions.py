@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent.contract.events import EVENT_TYPES
+from agent.contract.events import data as events_data
+
 
 @dataclass(frozen=True)
 class SetRelay:
@@ -18,10 +21,30 @@ class SetRelay:
 
 @dataclass(frozen=True)
 class Emit:
-    """Publish an event to the district (the agent adds sequence number, id and time)."""
+    """Publish ``event`` (one of :data:`agent.contract.events.CORE_EVENTS`) to the district;
+    the agent adds sequence number, id and time.
 
-    kind: str
-    data: dict[str, Any]
+    ``window_id`` names the window locking the room when the event was made (for an event
+    about one window, that window); ``clock_trusted`` whether the room trusted its clock then.
+    """
+
+    event: Any
+    window_id: str | None = None
+    clock_trusted: bool = True
+
+    def __post_init__(self) -> None:
+        if type(self.event) not in EVENT_TYPES.values():
+            raise TypeError(f"{type(self.event).__name__} is not an event kind of the contract")
+
+    @property
+    def kind(self) -> str:
+        """The event's kind on the wire."""
+        return str(self.event.KIND)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's ``data``, JSON-ready (fields without a value left out)."""
+        return events_data(self.event)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from agent.contract import events as ev
 from agent.core.actions import PublishState
 from agent.core.events import Command, Window
 from agent.core.state import OperatorCheck
@@ -75,8 +76,7 @@ def power(s: _Step, cmd: Command) -> None:
             s.reply(cmd, "refused", f"locked by {w.kind} {w.id}; send override=true to switch "
                                     "off anyway", window_id=w.id)
             return
-        s.emit("lock_overridden", window_id=w.id, kind=w.kind, device=device,
-               command_id=cmd.id, by=cmd.sender)
+        s.emit(ev.LockOverridden(w.kind, cmd.id, cmd.sender, device), w.id)
     targets = (device,) if device else None
     s.reply(cmd, "accepted")
     s.power.start(on, f"{'override' if w is not None and not on else 'district'}:{cmd.id}",
@@ -93,8 +93,8 @@ def start_window(s: _Step, cmd: Command) -> None:
                start=s.now, end=s.now + float(cmd.args.get("duration_min", 60)) * 60.0,
                title=cmd.args.get("title", ""))
     s.set(adhoc=(*s.st.adhoc, w))
-    s.emit("window_started", window_id=w.id, kind=w.kind, title=w.title, start=iso(w.start),
-           end=iso(w.end), by=cmd.sender, command_id=cmd.id)
+    s.emit(ev.WindowStarted(w.kind, w.title, iso(w.start) or "", iso(w.end) or "", cmd.sender,
+                            cmd.id), w.id)
     s.reply(cmd, "accepted", window_id=w.id)
 
 
@@ -108,7 +108,7 @@ def complete_window(s: _Step, cmd: Command) -> None:
         s.reply(cmd, "accepted", "already complete", window_id=wid)
         return
     s.set(completed=s.st.completed | {wid})
-    s.emit("window_completed", window_id=wid, by=cmd.sender, command_id=cmd.id)
+    s.emit(ev.WindowCompleted(cmd.sender, "command", cmd.id), wid)
     s.reply(cmd, "accepted", window_id=wid)
 
 
@@ -117,10 +117,10 @@ def operator_check(s: _Step, cmd: Command) -> None:
     timeout = float(cmd.args.get("timeout_s", s.settings.check_timeout_s))
     old = s.st.check
     if old is not None:
-        s.emit("operator_check_unanswered", check_id=old.id, reason="superseded",
-               waited_s=round(s.now - old.requested_at, 3))
+        s.emit(ev.OperatorCheckUnanswered(old.id, "superseded",
+                                          round(s.now - old.requested_at, 3)))
     s.set(check=OperatorCheck(cmd.id, s.now, s.now + timeout, cmd.sender))
-    s.emit("operator_check_requested", check_id=cmd.id, timeout_s=timeout, by=cmd.sender)
+    s.emit(ev.OperatorCheckRequested(cmd.id, timeout, cmd.sender))
     s.reply(cmd, "accepted", check_id=cmd.id)
 
 

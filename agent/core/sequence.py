@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from agent.contract import events as ev
 from agent.core.actions import AwaitReady, SendStandby, SetRelay
 from agent.core.settings import RoomSettings
 
 Phase = Literal["wait_ready", "wait_delay", "wait_standby", "wait_grace"]
-StepOutcome = Literal["done", "confirmed", "timeout"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ class Power:
 
 class Sequencer:
     """The machine, used once: its methods change :attr:`power` at time ``now`` and pass each
-    event (``emit(kind, **data)``) and action (``act(action)``) on as it happens."""
+    event (``emit(event)``, a contract event) and action (``act(action)``) on as it happens."""
 
     def __init__(self, settings: RoomSettings, power: Power, now: float,
-                 emit: Callable[..., None],
+                 emit: Callable[[Any], None],
                  act: Callable[[SetRelay | AwaitReady | SendStandby], None]) -> None:
         self.settings = settings
         self.power = power
@@ -89,8 +89,7 @@ class Sequencer:
         relays = self.power.relays
         old = self.sequence
         if old is not None:
-            self._emit("power_sequence_cancelled", on=old.on, reason=old.reason,
-                       replaced_by=reason, device=old.current)
+            self._emit(ev.PowerSequenceCancelled(old.on, old.reason, reason, old.current))
         # A device whose relay already has the wanted state needs no step, except that "on"
         # also means awake: a device with a driver that has not said it is on gets woken.
         todo = tuple(n for n in order if n in wanted and (
@@ -102,15 +101,14 @@ class Sequencer:
             return
         self._set(sequence=Sequence(id=seq_id, on=on, reason=reason, remaining=todo,
                                     started_at=self.now, devices=todo, then_on=then_on))
-        self._emit("power_sequence_started", on=on, reason=reason, devices=list(todo))
+        self._emit(ev.PowerSequenceStarted(on, reason, todo))
         self.advance()
 
     def cancel(self, replaced_by: str) -> None:
         """Stop the running sequence where it is (its devices keep their power)."""
         seq = self.sequence
         if seq is not None:
-            self._emit("power_sequence_cancelled", on=seq.on, reason=seq.reason,
-                       replaced_by=replaced_by, device=seq.current)
+            self._emit(ev.PowerSequenceCancelled(seq.on, seq.reason, replaced_by, seq.current))
             self._set(sequence=None)
 
     def answer(self, device: str, on: bool) -> None:
@@ -133,8 +131,8 @@ class Sequencer:
         """Begin steps until one has to wait, or the sequence is done."""
         while (seq := self.sequence) is not None and seq.current is None:
             if not seq.remaining:
-                self._emit("power_sequence_finished", on=seq.on, reason=seq.reason,
-                           elapsed_s=round(self.now - seq.started_at, 3))
+                self._emit(ev.PowerSequenceFinished(seq.on, seq.reason,
+                                                    round(self.now - seq.started_at, 3)))
                 self._set(sequence=None)
                 if seq.then_on:
                     self.start(True, seq.reason, seq.devices)
@@ -172,14 +170,14 @@ class Sequencer:
                 continue
             self._set(sequence=seq)
 
-    def finish_step(self, outcome: StepOutcome) -> None:
+    def finish_step(self, outcome: ev.StepOutcome) -> None:
         """The current step ended: report it, open the relay of a device going off, go on."""
         seq = self.sequence
         assert seq is not None and seq.current is not None
         if not seq.on and self.power.relays[seq.current]:
             self._relay(seq.current, False, seq)
-        self._emit("power_step", device=seq.current, on=seq.on, outcome=outcome,
-                   elapsed_s=round(self.now - seq.step_started, 3), reason=seq.reason)
+        self._emit(ev.PowerStep(seq.current, seq.on, outcome,
+                                round(self.now - seq.step_started, 3), seq.reason))
         self._set(sequence=replace(seq, current=None, phase=None, deadline=None))
         self.advance()
 

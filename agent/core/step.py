@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from agent.contract import events as ev
 from agent.core import commands
 from agent.core.actions import Action, Emit, Reply
 from agent.core.events import (
@@ -37,6 +38,17 @@ from agent.core.windows import clock_trusted, lock_window, release_time
 SELF_HELP = "self_help:"
 
 
+class _Locking:
+    """The default of :meth:`_Step.emit`: stamp the event with the window locking the room."""
+
+
+LOCKING = _Locking()
+
+
+def _iso(t: float) -> str:
+    return iso(t) or ""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a step decided: the new state and the actions to carry out, in order."""
@@ -58,8 +70,14 @@ class _Step:
             now, self.emit, self.actions.append)
 
     # small helpers ------------------------------------------------------------
-    def emit(self, kind: str, /, **data: Any) -> None:
-        self.actions.append(Emit(kind, data))
+    def emit(self, event: Any, window_id: str | _Locking | None = LOCKING) -> None:
+        """Record ``event``, stamped with the window locking the room (or ``window_id``, for
+        an event about one window) and whether the clock is trusted."""
+        if isinstance(window_id, _Locking):
+            w = self.lock()
+            window_id = w.id if w is not None else None
+        self.actions.append(Emit(event, window_id,
+                                 clock_trusted(self.settings, self.st, self.now)))
 
     def reply(self, cmd: Command, status: Literal["accepted", "refused", "invalid"],
               reason: str = "", **data: Any) -> None:
@@ -88,38 +106,39 @@ class _Step:
         return Outcome(self._current(), tuple(self.actions))
 
     # the district's schedule --------------------------------------------------
-    def schedule(self, ev: ScheduleReceived) -> None:
+    def schedule(self, sched: ScheduleReceived) -> None:
         """A new schedule replaces the old one; ad-hoc windows stay."""
         # A schedule is applied whatever its stamp; a stamp that cannot be right is just not
         # taken as proof of the time.
-        if ev.issued_at is not None and commands.stamp_problem(self, ev.issued_at, "") is None:
-            self.set(evidence=max(self.st.evidence, ev.issued_at))
+        if (sched.issued_at is not None
+                and commands.stamp_problem(self, sched.issued_at, "") is None):
+            self.set(evidence=max(self.st.evidence, sched.issued_at))
         old_start = {w.id: w.start for w in self.st.schedule}
-        moved = {w.id for w in ev.windows if w.id in old_start and old_start[w.id] != w.start}
-        self.set(schedule=tuple(ev.windows), schedule_version=ev.version,
+        moved = {w.id for w in sched.windows
+                 if w.id in old_start and old_start[w.id] != w.start}
+        self.set(schedule=tuple(sched.windows), schedule_version=sched.version,
                  # A window moved to a new time powers the room up again at that time.
                  powered=self.st.powered - moved)
         known = {w.id for w in self.st.windows}
         self.set(completed=frozenset(c for c in self.st.completed if c in known),
                  powered=frozenset(p for p in self.st.powered if p in known))
-        self.emit("schedule_applied", version=ev.version, windows=len(ev.windows))
+        self.emit(ev.ScheduleApplied(sched.version, sched.digest, len(sched.windows)))
 
     # local requests -----------------------------------------------------------
     def refuse_off(self, source: str, w: Window) -> None:
         self.set(refusal_until=self.now + self.settings.refusal_show_s)
-        self.emit("shutdown_refused", source=source, window_id=w.id, kind=w.kind,
-                  title=w.title)
+        self.emit(ev.ShutdownRefused(source, w.kind, w.title), w.id)
 
     def local_off(self, source: str) -> None:
         w = self.lock()
         if w is not None:
             self.refuse_off(source, w)
         else:
-            self.emit("power_requested", on=False, source=source)
+            self.emit(ev.PowerRequested(False, source))
             self.power.start(False, f"local:{source}")
 
     def local_on(self, source: str) -> None:
-        self.emit("power_requested", on=True, source=source)
+        self.emit(ev.PowerRequested(True, source))
         self.power.start(True, f"local:{source}")
 
     def press(self) -> None:
@@ -127,11 +146,11 @@ class _Step:
         chk = self.st.check
         if chk is not None:
             latency = self.now - chk.requested_at
-            self.emit("operator_check_acknowledged", check_id=chk.id, latency_s=round(latency, 3))
+            self.emit(ev.OperatorCheckAcknowledged(chk.id, round(latency, 3)))
             self.set(check=None, last_ack=(chk.id, self.now, latency))
         w = self.lock()
         if w is not None:
-            self.emit("check_in", window_id=w.id, kind=w.kind)
+            self.emit(ev.CheckIn(w.kind), w.id)
             self.set(last_check_in=self.now)
 
     def hold(self) -> None:
@@ -143,16 +162,16 @@ class _Step:
             self.local_on("button")
 
     # devices -------------------------------------------------------------------
-    def health_changed(self, ev: DeviceHealthChanged) -> None:
-        d = ev.device
+    def health_changed(self, change: DeviceHealthChanged) -> None:
+        d = change.device
         if d not in self.st.health:
             return
-        self.set(health={**self.st.health,
-                         d: DeviceHealth(ev.status, ev.reason, ev.power, ev.in_call)})
+        self.set(health={**self.st.health, d: DeviceHealth(change.status, change.reason,
+                                                           change.power, change.in_call)})
         self.power.power = replace(self.power.power, awake=_awake(self.st))
-        self.emit("device_health", device=d, status=ev.status, reason=ev.reason,
-                  power=ev.power, in_call=ev.in_call)
-        self.self_help(d, ev.status, ev.reason)
+        self.emit(ev.DeviceHealth(d, change.status, change.reason, change.power,
+                                  change.in_call))
+        self.self_help(d, change.status, change.reason)
 
     def self_help(self, device: str, status: str, reason: str) -> None:
         """A device went faulty: outside a window, power-cycle it once; inside, leave it to
@@ -165,13 +184,13 @@ class _Step:
             return
         w = self.lock()
         if w is not None:
-            self.emit("self_help_withheld", device=device, window_id=w.id, reason=reason)
+            self.emit(ev.SelfHelpWithheld(device, reason), w.id)
             self.set(cycled=self.st.cycled | {device})  # once per fault, not every poll
             return
         if not self.relays[device] or self.sequence is not None:
             return
         self.set(cycled=self.st.cycled | {device})
-        self.emit("self_help_power_cycle", device=device, reason=reason)
+        self.emit(ev.SelfHelpPowerCycle(device, reason))
         self.power.start(False, f"{SELF_HELP}{device}", (device,), then_on=True)
 
     # time-driven changes --------------------------------------------------------
@@ -181,8 +200,8 @@ class _Step:
         self.power.on_time()
         chk = self.st.check
         if chk is not None and self.now >= chk.deadline:
-            self.emit("operator_check_unanswered", check_id=chk.id, reason="timeout",
-                      waited_s=round(self.now - chk.requested_at, 3))
+            self.emit(ev.OperatorCheckUnanswered(chk.id, "timeout",
+                                                 round(self.now - chk.requested_at, 3)))
             self.set(check=None)
         if self.st.refusal_until is not None and self.now >= self.st.refusal_until:
             self.set(refusal_until=None)
@@ -197,8 +216,7 @@ class _Step:
         # Automatic power-up: once per window, from start - lead, while it locks the room.
         if w is not None and w.id not in self.st.powered:
             self.set(powered=self.st.powered | {w.id})
-            self.emit("window_power_up", window_id=w.id, kind=w.kind, title=w.title,
-                      start=iso(w.start))
+            self.emit(ev.WindowPowerUp(w.kind, w.title, _iso(w.start)), w.id)
             self.power.start(True, f"window:{w.id}")
         self.track_lock()
         self.track_unscheduled()
@@ -227,11 +245,10 @@ class _Step:
             return
         for key, since in before.items():
             if key not in now_in:
-                self.emit("unscheduled_use_ended", device=key[0], what=key[1],
-                          duration_s=round(self.now - since, 3))
+                self.emit(ev.UnscheduledUseEnded(key[0], key[1], round(self.now - since, 3)))
         for key in now_in:
             if key not in before:
-                self.emit("unscheduled_use", device=key[0], what=key[1])
+                self.emit(ev.UnscheduledUse(key[0], key[1]))
         self.set(unscheduled={k: before.get(k, v) for k, v in now_in.items()})
 
     def track_lock(self) -> None:
@@ -251,11 +268,10 @@ class _Step:
                 why = "clock_moved_back"
             else:
                 why = "hard_cap"
-            self.emit("lock_released", window_id=old, reason=why)
+            self.emit(ev.LockReleased(why), old)
         if w is not None:
-            self.emit("lock_engaged", window_id=w.id, kind=w.kind, title=w.title,
-                      start=iso(w.start), end=iso(w.end),
-                      hard_cap=iso(release_time(self.settings, w)))
+            self.emit(ev.LockEngaged(w.kind, w.title, _iso(w.start), _iso(w.end),
+                                     _iso(release_time(self.settings, w))), w.id)
         self.set(locked_by=new)
 
 

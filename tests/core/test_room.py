@@ -140,9 +140,11 @@ def test_local_off_refused_while_locked(event: object, source: str) -> None:
     r.feed(Tick(), at=500)
     out = r.feed(event, at=510)  # type: ignore[arg-type]
     assert relays(out.actions) == []
-    refused = [a.data for a in out.actions if isinstance(a, core.Emit)
+    refused = [a for a in out.actions if isinstance(a, core.Emit)
                and a.kind == "shutdown_refused"]
-    assert refused == [{"source": source, "window_id": "s1", "kind": "session", "title": "Họp"}]
+    # The window is named on the event itself (contract 2.0), not in its data.
+    assert [(a.window_id, a.data) for a in refused] == [
+        ("s1", {"source": source, "kind": "session", "title": "Họp"})]
     assert core.led(r.settings, r.state, 511).name == "refused"
     assert core.led(r.settings, r.state, 510 + 8).name != "refused"
 

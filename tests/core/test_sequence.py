@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.contract.events import data
 from agent.core.actions import AwaitReady, SendStandby, SetRelay
 from agent.core.sequence import Power, Sequencer
 from tests.core.helpers import settings
@@ -26,8 +27,8 @@ class Machine:
         self._machine = m
         return m
 
-    def _emit(self, kind: str, **data: Any) -> None:
-        self.out.append((kind, data))
+    def _emit(self, event: Any) -> None:
+        self.out.append((event.KIND, data(event)))
 
     def take(self) -> list[Any]:
         self.power = self._machine.power
