@@ -205,7 +205,7 @@ class Agent:
 
     def close(self) -> None:
         """Say offline, let go of the pins (relays keep their state) and close the outbox."""
-        lock = core.lock_window(self.settings, self.state, self.clock())
+        lock = self.state.window(self.state.locked_by)
         if lock is not None:
             # Stopped during a lock: say so (delivered after the restart if the link is gone).
             self.outbox.append("agent_stopped_during_lock", {
@@ -273,14 +273,14 @@ class Agent:
             except Exception:
                 log.exception("failed to carry out %r", action)
         self._flush_outbox()
-        lock = core.lock_window(self.settings, self.state, now)
-        if lock is None:
+        if out.lock is None:
             self.inhibitor.release()
         else:
-            self.inhibitor.hold(f"{lock.kind} {lock.id} {lock.title}".strip())
-        self.board.show(core.led(self.settings, self.state, now))
-        self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
-                                                 for a in out.actions))
+            self.inhibitor.hold(f"{out.lock.kind} {out.lock.id} {out.lock.title}".strip())
+        if out.led is not None:
+            self.board.show(out.led)
+        if out.changed or any(isinstance(a, core.PublishState) for a in out.actions):
+            self._publish_state_if_changed(force=True)
         return out
 
     def _do(self, action: core.Action) -> None:

@@ -46,19 +46,32 @@ def stamp_problem(s: _Step, ts: float | None, name: str
     return None
 
 
-def handle(s: _Step, cmd: Command) -> None:
-    """Check the command's stamp, take it as proof of the time, and run its handler."""
+def admit(s: _Step, cmd: Command) -> bool:
+    """Whether the command may run: a known name and a believable stamp (replied to if not).
+    An admitted command's stamp is proof of the time."""
     problem = stamp_problem(s, cmd.issued_at, cmd.name)
     if problem is not None:
         s.reply(cmd, *problem)
-        return
+        return False
+    if cmd.name not in FACTS and cmd.name not in REQUESTS:
+        s.reply(cmd, "invalid",
+                f"unknown command '{cmd.name}'; known: {', '.join(COMMAND_NAMES)}")
+        return False
     if cmd.issued_at is not None:
         s.set(evidence=max(s.st.evidence, cmd.issued_at))
-    handler = HANDLERS.get(cmd.name)
-    if handler is None:
-        s.reply(cmd, "invalid", f"unknown command '{cmd.name}'; known: {', '.join(HANDLERS)}")
-        return
-    handler(s, cmd)
+    return True
+
+
+def facts(s: _Step, cmd: Command) -> None:
+    """Run a command that changes the windows (before the step settles the lock)."""
+    if cmd.name in FACTS:
+        FACTS[cmd.name](s, cmd)
+
+
+def request(s: _Step, cmd: Command) -> None:
+    """Run any other command (after the lock is settled)."""
+    if cmd.name in REQUESTS:
+        REQUESTS[cmd.name](s, cmd)
 
 
 def power(s: _Step, cmd: Command) -> None:
@@ -70,13 +83,13 @@ def power(s: _Step, cmd: Command) -> None:
         s.reply(cmd, "invalid", f"args.device: unknown device '{device}'; this room has "
                                 f"{', '.join(s.settings.names)}")
         return
-    w = s.lock()
+    w = s.locked
     if not on and w is not None:
         if not override:
             s.reply(cmd, "refused", f"locked by {w.kind} {w.id}; send override=true to switch "
                                     "off anyway", window_id=w.id)
             return
-        s.emit(ev.LockOverridden(w.kind, cmd.id, cmd.sender, device), w.id)
+        s.emit(ev.LockOverridden(w.kind, cmd.id, cmd.sender, device))
     targets = (device,) if device else None
     s.reply(cmd, "accepted")
     s.power.start(on, f"{'override' if w is not None and not on else 'district'}:{cmd.id}",
@@ -130,11 +143,11 @@ def request_state(s: _Step, cmd: Command) -> None:
     s.actions.append(PublishState())
 
 
-HANDLERS: dict[str, Callable[[_Step, Command], None]] = {
-    "power": power,
-    "start_window": start_window,
-    "complete_window": complete_window,
-    "operator_check": operator_check,
-    "request_state": request_state,
-}
-COMMAND_NAMES: tuple[str, ...] = tuple(HANDLERS)
+Handler = Callable[["_Step", Command], None]
+FACTS: dict[str, Handler] = {"start_window": start_window, "complete_window": complete_window}
+"""Commands that change the windows, and so the lock."""
+REQUESTS: dict[str, Handler] = {"power": power, "operator_check": operator_check,
+                                "request_state": request_state}
+"""Commands judged against the lock."""
+COMMAND_NAMES: tuple[str, ...] = ("power", "start_window", "complete_window", "operator_check",
+                                  "request_state")

@@ -46,7 +46,9 @@ class RoomState:
     adhoc: tuple[Window, ...] = ()
     completed: frozenset[str] = frozenset()
     powered: frozenset[str] = frozenset()  # windows whose automatic power-up has run
-    locked_by: str | None = None
+    locked_by: str | None = None  # the window locking the room (settled by each step)
+    lock_since: float | None = None  # when that lock engaged
+    lock_span: tuple[float, float, float] | None = None  # its start, end, cap as announced
     sequence: Sequence | None = None
     sequences_started: int = 0
     check: OperatorCheck | None = None
@@ -60,6 +62,9 @@ class RoomState:
     evidence: float = 0.0  # latest district time stamp seen on a message
     cycled: frozenset[str] = frozenset()  # power-cycled by self-help since last healthy
     unscheduled: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # When the last step ran (None: none yet): bookkeeping for Outcome.changed, not part of
+    # what the room is, so not compared.
+    stepped_at: float | None = field(default=None, compare=False)
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -85,6 +90,10 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
         powered=frozenset(str(p) for p in saved.get("powered", ())),
         adhoc=tuple(Window(**w) for w in saved.get("adhoc", ())),
         locked_by=saved.get("locked_by"),
+        lock_since=_float_or_none(saved.get("lock_since")),
+        lock_span=None if not saved.get("lock_span") else (
+            float(saved["lock_span"][0]), float(saved["lock_span"][1]),
+            float(saved["lock_span"][2])),
         sequences_started=int(saved.get("sequences_started", 0)),
         check=None if not saved.get("check") else OperatorCheck(**saved["check"]),
         cycled=frozenset(str(d) for d in saved.get("cycled", ()) if d in rel),
@@ -93,6 +102,10 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
         evidence=float(saved.get("evidence", 0.0)),
         sequence=_saved_sequence(saved.get("sequence"), rel),
     )
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _saved_sequence(seq: Mapping[str, Any] | None, relays: Mapping[str, bool]
@@ -130,6 +143,8 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "powered": sorted(state.powered),
         "adhoc": [w.__dict__ for w in state.adhoc],
         "locked_by": state.locked_by,
+        "lock_since": state.lock_since,
+        "lock_span": None if state.lock_span is None else list(state.lock_span),
         "sequences_started": state.sequences_started,
         "check": None if state.check is None else state.check.__dict__,
         "cycled": sorted(state.cycled),

@@ -1,9 +1,18 @@
 """The step: one event at one time in, the new state and the actions out.
 
-``step(settings, state, event, now)`` is pure: same inputs, same outcome. It ties the parts
-together: the windows and the lock (:mod:`agent.core.windows`), the power sequence
-(:mod:`agent.core.sequence`), the district's commands (:mod:`agent.core.commands`) and the
-operator at the room (button, CLI).
+``step(settings, state, event, now)`` is pure: same inputs, same outcome. Every step runs the
+same four phases, in this order, so nothing depends on which helper happens to run first:
+
+1. **facts** — what the event says about the world the lock depends on: the clock, the
+   schedule, a district time stamp, a window started or completed by command;
+2. **the lock** — settled once from those facts (:mod:`agent.core.windows`): engaged, moved or
+   released, recorded before anything it causes; the rest of the step uses it as it is;
+3. **the request** — what the event asks for, judged against that lock: the button, the CLI,
+   the district's other commands, the devices' answers and health;
+4. **time** — what is due: sequence steps (:mod:`agent.core.sequence`), check timeouts, the
+   window's power-up, unscheduled use.
+
+The :class:`Outcome` says what changed, so the shell asks the core nothing back.
 """
 
 from __future__ import annotations
@@ -25,17 +34,35 @@ from agent.core.events import (
     DeviceStandby,
     Event,
     LocalPowerRequest,
+    LocalSource,
     ScheduleReceived,
-    Tick,
     Window,
 )
+from agent.core.led import LedPattern
 from agent.core.sequence import Power, Sequence, Sequencer
 from agent.core.settings import RoomSettings
 from agent.core.state import DeviceHealth, RoomState
-from agent.core.view import iso
+from agent.core.view import iso, led, shown
 from agent.core.windows import clock_trusted, lock_window, release_time
 
 SELF_HELP = "self_help:"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step decided.
+
+    ``state`` is the new state and ``actions`` what to carry out, in order; ``lock`` is the
+    window locking the room after the step (or None), ``led`` the pattern the LED shows, and
+    ``changed`` whether anything the state message shows is different from after the step
+    before.
+    """
+
+    state: RoomState
+    actions: tuple[Action, ...]
+    lock: Window | None = None
+    led: LedPattern | None = None
+    changed: bool = True
 
 
 class _Locking:
@@ -45,26 +72,16 @@ class _Locking:
 LOCKING = _Locking()
 
 
-def _iso(t: float) -> str:
-    return iso(t) or ""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a step decided: the new state and the actions to carry out, in order."""
-
-    state: RoomState
-    actions: tuple[Action, ...]
-
-
 class _Step:
-    """Accumulates the new state and actions while one event is handled."""
+    """One step: the state as it becomes, the actions so far, and the lock once settled."""
 
     def __init__(self, settings: RoomSettings, state: RoomState, now: float) -> None:
         self.settings = settings
         self.st = state
         self.now = now
         self.actions: list[Action] = []
+        self.locked: Window | None = state.window(state.locked_by)  # until settled
+        self.admitted = False  # whether the command (if the event is one) may run
         self.power = Sequencer(
             settings, Power(state.relays, _awake(state), state.sequence, state.sequences_started),
             now, self.emit, self.actions.append)
@@ -74,8 +91,7 @@ class _Step:
         """Record ``event``, stamped with the window locking the room (or ``window_id``, for
         an event about one window) and whether the clock is trusted."""
         if isinstance(window_id, _Locking):
-            w = self.lock()
-            window_id = w.id if w is not None else None
+            window_id = self.st.locked_by
         self.actions.append(Emit(event, window_id,
                                  clock_trusted(self.settings, self.st, self.now)))
 
@@ -86,9 +102,6 @@ class _Step:
     def set(self, **changes: Any) -> None:
         self.st = replace(self.st, **changes)
 
-    def lock(self) -> Window | None:
-        return lock_window(self.settings, self.st, self.now)
-
     @property
     def relays(self) -> dict[str, bool]:
         return dict(self.power.power.relays)
@@ -97,15 +110,27 @@ class _Step:
     def sequence(self) -> Sequence | None:
         return self.power.sequence
 
-    def _current(self) -> RoomState:
+    def outcome(self, before: RoomState) -> Outcome:
         p = self.power.power
-        return replace(self.st, relays=p.relays, sequence=p.sequence,
-                       sequences_started=p.started)
+        st = replace(self.st, relays=p.relays, sequence=p.sequence, sequences_started=p.started,
+                     stepped_at=self.now)
+        changed = (before.stepped_at is None or shown(self.settings, before, before.stepped_at)
+                   != shown(self.settings, st, self.now))
+        return Outcome(st, tuple(self.actions), self.locked, led(self.settings, st, self.now),
+                       changed)
 
-    def outcome(self) -> Outcome:
-        return Outcome(self._current(), tuple(self.actions))
+    # 1. facts -------------------------------------------------------------------
+    def facts(self, event: Event) -> None:
+        match event:
+            case ClockStatus(synced=synced, last_known_good=lkg):
+                self.set(clock_synced=synced, last_known_good=max(lkg, self.st.last_known_good))
+            case ScheduleReceived():
+                self.schedule(event)
+            case Command():
+                self.admitted = commands.admit(self, event)
+                if self.admitted:
+                    commands.facts(self, event)
 
-    # the district's schedule --------------------------------------------------
     def schedule(self, sched: ScheduleReceived) -> None:
         """A new schedule replaces the old one; ad-hoc windows stay."""
         # A schedule is applied whatever its stamp; a stamp that cannot be right is just not
@@ -124,20 +149,74 @@ class _Step:
                  powered=frozenset(p for p in self.st.powered if p in known))
         self.emit(ev.ScheduleApplied(sched.version, sched.digest, len(sched.windows)))
 
-    # local requests -----------------------------------------------------------
-    def refuse_off(self, source: str, w: Window) -> None:
-        self.set(refusal_until=self.now + self.settings.refusal_show_s)
-        self.emit(ev.ShutdownRefused(source, w.kind, w.title), w.id)
-
-    def local_off(self, source: str) -> None:
-        w = self.lock()
+    # 2. the lock ----------------------------------------------------------------
+    def settle_lock(self) -> None:
+        """Engage, move or release the lock from the facts; stop a switch-off it forbids."""
+        w = lock_window(self.settings, self.st, self.now)
+        old = self.st.locked_by
+        if old is not None and (w is None or w.id != old):
+            self.emit(ev.LockReleased(self._release_reason(old)), old)
+            self.set(locked_by=None, lock_since=None, lock_span=None)
         if w is not None:
-            self.refuse_off(source, w)
+            span = (w.start, w.end, release_time(self.settings, w))
+            start, end, cap = (iso(t) or "" for t in span)
+            if w.id != old:
+                self.set(locked_by=w.id, lock_since=self.now, lock_span=span)
+                self.emit(ev.LockEngaged(w.kind, w.title, start, end, cap), w.id)
+            elif span != self.st.lock_span:
+                if self.st.lock_span is not None:  # (None: saved before the span was kept)
+                    self.emit(ev.LockMoved(start, end, cap), w.id)
+                self.set(lock_span=span)
+        self.locked = w
+        seq = self.sequence
+        if (w is not None and seq is not None and not seq.on
+                and not seq.reason.startswith("override:")):
+            # A switch-off that began before the lock: only an override goes on into it.
+            self.power.cancel(f"lock:{w.id}")
+
+    def _release_reason(self, old: str) -> ev.ReleaseReason:
+        was = self.st.window(old)
+        if old in self.st.completed:
+            return "completed"
+        if was is None:
+            return "window_removed"
+        if self.now < was.start - self.settings.lead_s:
+            return "clock_moved_back"
+        return "hard_cap"
+
+    # 3. the request -------------------------------------------------------------
+    def request(self, event: Event) -> None:
+        match event:
+            case ButtonPressed():
+                self.press()
+            case ButtonHeld():
+                self.hold()
+            case LocalPowerRequest(on=on, source=source):
+                if on:
+                    self.local_on(source)
+                else:
+                    self.local_off(source)
+            case Command() if self.admitted:
+                commands.request(self, event)
+            case BrokerConnection(connected=up):
+                self.set(broker_up=up)
+            case DeviceReady(device=d):
+                self.power.answer(d, True)
+            case DeviceStandby(device=d):
+                self.power.answer(d, False)
+            case DeviceHealthChanged():
+                self.health_changed(event)
+
+    def local_off(self, source: LocalSource) -> None:
+        w = self.locked
+        if w is not None:
+            self.set(refusal_until=self.now + self.settings.refusal_show_s)
+            self.emit(ev.ShutdownRefused(source, w.kind, w.title))
         else:
             self.emit(ev.PowerRequested(False, source))
             self.power.start(False, f"local:{source}")
 
-    def local_on(self, source: str) -> None:
+    def local_on(self, source: LocalSource) -> None:
         self.emit(ev.PowerRequested(True, source))
         self.power.start(True, f"local:{source}")
 
@@ -148,9 +227,8 @@ class _Step:
             latency = self.now - chk.requested_at
             self.emit(ev.OperatorCheckAcknowledged(chk.id, round(latency, 3)))
             self.set(check=None, last_ack=(chk.id, self.now, latency))
-        w = self.lock()
-        if w is not None:
-            self.emit(ev.CheckIn(w.kind), w.id)
+        if self.locked is not None:
+            self.emit(ev.CheckIn(self.locked.kind))
             self.set(last_check_in=self.now)
 
     def hold(self) -> None:
@@ -161,7 +239,6 @@ class _Step:
         else:
             self.local_on("button")
 
-    # devices -------------------------------------------------------------------
     def health_changed(self, change: DeviceHealthChanged) -> None:
         d = change.device
         if d not in self.st.health:
@@ -182,9 +259,8 @@ class _Step:
         spec = self.settings.spec(device)
         if status != "fault" or not spec.self_help or device in self.st.cycled:
             return
-        w = self.lock()
-        if w is not None:
-            self.emit(ev.SelfHelpWithheld(device, reason), w.id)
+        if self.locked is not None:
+            self.emit(ev.SelfHelpWithheld(device, reason))
             self.set(cycled=self.st.cycled | {device})  # once per fault, not every poll
             return
         if not self.relays[device] or self.sequence is not None:
@@ -193,10 +269,9 @@ class _Step:
         self.emit(ev.SelfHelpPowerCycle(device, reason))
         self.power.start(False, f"{SELF_HELP}{device}", (device,), then_on=True)
 
-    # time-driven changes --------------------------------------------------------
+    # 4. time --------------------------------------------------------------------
     def on_time(self) -> None:
         """Everything that happens because the clock reached a deadline."""
-        w = self.guard_lock()
         self.power.on_time()
         chk = self.st.check
         if chk is not None and self.now >= chk.deadline:
@@ -214,27 +289,17 @@ class _Step:
                 self.set(adhoc=keep, completed=self.st.completed - gone,
                          powered=self.st.powered - gone)
         # Automatic power-up: once per window, from start - lead, while it locks the room.
+        w = self.locked
         if w is not None and w.id not in self.st.powered:
             self.set(powered=self.st.powered | {w.id})
-            self.emit(ev.WindowPowerUp(w.kind, w.title, _iso(w.start)), w.id)
+            self.emit(ev.WindowPowerUp(w.kind, w.title, iso(w.start) or ""))
             self.power.start(True, f"window:{w.id}")
-        self.track_lock()
         self.track_unscheduled()
-
-    def guard_lock(self) -> Window | None:
-        """Stop a switch-off that began before the lock: only an override goes on into it."""
-        w = self.lock()
-        seq = self.sequence
-        if (w is not None and seq is not None and not seq.on
-                and not seq.reason.startswith("override:")):
-            self.power.cancel(f"lock:{w.id}")
-        return w
 
     def track_unscheduled(self) -> None:
         """Report a codec in a call, or a device awake, outside every window (problem 5)."""
-        locked = self.lock() is not None
         now_in: dict[tuple[str, str], float] = {}
-        if not locked:
+        if self.locked is None:
             for name, h in self.st.health.items():
                 if h.in_call:
                     now_in[(name, "in_call")] = self.now
@@ -243,36 +308,14 @@ class _Step:
         before = self.st.unscheduled
         if set(now_in) == set(before):
             return
-        for key, since in before.items():
-            if key not in now_in:
-                self.emit(ev.UnscheduledUseEnded(key[0], key[1], round(self.now - since, 3)))
-        for key in now_in:
-            if key not in before:
-                self.emit(ev.UnscheduledUse(key[0], key[1]))
+        for (device, what), since in before.items():
+            if (device, what) not in now_in:
+                self.emit(ev.UnscheduledUseEnded(device, what,  # type: ignore[arg-type]
+                                                 round(self.now - since, 3)))
+        for device, what in now_in:
+            if (device, what) not in before:
+                self.emit(ev.UnscheduledUse(device, what))  # type: ignore[arg-type]
         self.set(unscheduled={k: before.get(k, v) for k, v in now_in.items()})
-
-    def track_lock(self) -> None:
-        """Emit lock changes: the lock itself is derived from windows and the clock."""
-        w = self.lock()
-        new = w.id if w else None
-        old = self.st.locked_by
-        if new == old:
-            return
-        if old is not None:
-            was = self.st.window(old)
-            if old in self.st.completed:
-                why = "completed"
-            elif was is None:
-                why = "window_removed"
-            elif self.now < was.start - self.settings.lead_s:
-                why = "clock_moved_back"
-            else:
-                why = "hard_cap"
-            self.emit(ev.LockReleased(why), old)
-        if w is not None:
-            self.emit(ev.LockEngaged(w.kind, w.title, _iso(w.start), _iso(w.end),
-                                     _iso(release_time(self.settings, w))), w.id)
-        self.set(locked_by=new)
 
 
 def _awake(state: RoomState) -> frozenset[str]:
@@ -282,35 +325,11 @@ def _awake(state: RoomState) -> frozenset[str]:
 def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> Outcome:
     """Decide what ``event`` at ``now`` means for the room. Pure: same inputs, same outcome."""
     s = _Step(settings, state, now)
-    s.guard_lock()
-    match event:
-        case Tick():
-            pass
-        case ClockStatus(synced=synced, last_known_good=lkg):
-            s.set(clock_synced=synced, last_known_good=max(lkg, s.st.last_known_good))
-        case ScheduleReceived():
-            s.schedule(event)
-        case ButtonPressed():
-            s.press()
-        case ButtonHeld():
-            s.hold()
-        case LocalPowerRequest(on=on, source=source):
-            if on:
-                s.local_on(source)
-            else:
-                s.local_off(source)
-        case Command():
-            commands.handle(s, event)
-        case BrokerConnection(connected=up):
-            s.set(broker_up=up)
-        case DeviceReady(device=d):
-            s.power.answer(d, True)
-        case DeviceStandby(device=d):
-            s.power.answer(d, False)
-        case DeviceHealthChanged():
-            s.health_changed(event)
+    s.facts(event)
+    s.settle_lock()
+    s.request(event)
     s.on_time()
-    return s.outcome()
+    return s.outcome(state)
 
 
 def next_deadline(settings: RoomSettings, state: RoomState, now: float) -> float | None:

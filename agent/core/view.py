@@ -10,7 +10,7 @@ from agent.core.events import Window
 from agent.core.led import BY_NAME, LedPattern
 from agent.core.settings import RoomSettings
 from agent.core.state import RoomState
-from agent.core.windows import clock_trusted, lock_window, next_window, release_time
+from agent.core.windows import clock_trusted, next_window, release_time
 
 
 def room_power(settings: RoomSettings, state: RoomState) -> str:
@@ -33,7 +33,7 @@ def led(settings: RoomSettings, state: RoomState, now: float) -> LedPattern:
         return BY_NAME["powering"]
     if not state.broker_up:
         return BY_NAME["no_broker"]
-    if lock_window(settings, state, now) is not None:
+    if state.locked_by is not None:
         return BY_NAME["window_active"]
     if any(state.relays.values()):
         return BY_NAME["on"]
@@ -59,8 +59,9 @@ def window_json(w: Window | None) -> dict[str, Any] | None:
 
 
 def snapshot(settings: RoomSettings, state: RoomState, now: float) -> dict[str, Any]:
-    """The decision-side half of the retained state message (the agent adds host health)."""
-    lw = lock_window(settings, state, now)
+    """The decision-side half of the retained state message (the agent adds host health).
+    The lock is the one the last step settled."""
+    lw = state.window(state.locked_by)
     seq = state.sequence
     return {
         "power": room_power(settings, state),
@@ -102,4 +103,14 @@ def snapshot(settings: RoomSettings, state: RoomState, now: float) -> dict[str, 
         "led": led(settings, state, now).name,
         "broker_connected": state.broker_up,
         "clock": {"synced": state.clock_synced, "trusted": clock_trusted(settings, state, now)},
+    }
+
+
+def shown(settings: RoomSettings, state: RoomState, now: float) -> dict[str, Any]:
+    """Everything of the core's that a state message shows (API 1.0 and 2.0): a step has
+    ``changed`` the room when this differs from what it was after the step before."""
+    return {
+        **snapshot(settings, state, now),
+        "lock_since": state.lock_since,
+        "lock_span": state.lock_span,
     }

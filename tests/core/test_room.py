@@ -121,8 +121,8 @@ def test_window_powers_up_at_lead_and_locks() -> None:
     r.feed(ScheduleReceived((w,), "v1"), at=0)
     assert core.next_deadline(r.settings, r.state, 0) == 100  # 1000 - 900 lead
     out = r.feed(Tick(), at=100)
-    assert kinds(out.actions) == ["window_power_up", "power_sequence_started",
-                                  "lock_engaged"]
+    # The lock first, then what it causes.
+    assert kinds(out.actions) == ["lock_engaged", "window_power_up", "power_sequence_started"]
     assert relays(out.actions) == [("codec", True)]
     assert r.state.locked_by == "t1"
     # A second tick in the same window does not power up again.
