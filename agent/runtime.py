@@ -91,15 +91,20 @@ def _v1_data(e: core.Emit) -> dict[str, Any]:
 
 
 class Agent:
-    """A room agent. ``clock`` gives POSIX seconds; tests inject their own."""
+    """A room agent. ``clock`` gives POSIX seconds, ``mono`` the monotonic seconds every
+    duration is measured on (``docs/time.md`` rule 6); tests inject their own. Without
+    ``mono``, the real monotonic clock goes with the real ``clock``, and an injected ``clock``
+    is also taken as the monotonic one (a test's hand-moved clock does not jump)."""
 
     def __init__(self, cfg: SiteConfig, factory: Factory, state_dir: StateDir,
                  broker_host: str | None = None, broker_port: int | None = None,
                  clock: Callable[[], float] = time.time, connect: bool = True,
                  emulate: bool = False,
-                 clock_synced: Callable[[], bool] = clock_synchronized) -> None:
+                 clock_synced: Callable[[], bool] = clock_synchronized,
+                 mono: Callable[[], float] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.mono = mono or (time.monotonic if clock is time.time else clock)
         self.store = state_dir
         self.settings = settings_from_config(cfg)
         self.queue: queue.Queue[Any] = queue.Queue()
@@ -222,11 +227,10 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
     def _wait_s(self) -> float:
-        now = self.clock()
-        due = core.next_deadline(self.settings, self.state, now)
+        due = core.next_deadline(self.settings, self.state, self.clock(), self.mono())
         wait = self._last_heartbeat + self.cfg.timing.heartbeat_s - time.monotonic()
         if due is not None:
-            wait = min(wait, due - now)
+            wait = min(wait, due)
         return max(0.0, min(MAX_WAIT_S, wait))
 
     def handle(self, msg: Any) -> None:
@@ -253,7 +257,7 @@ class Agent:
     def feed(self, event: Event) -> core.Outcome:
         """Give the core one event and carry out what it decides."""
         now = self.clock()
-        out = core.step(self.settings, self.state, event, now)
+        out = core.step(self.settings, self.state, event, now, self.mono())
         self.state = out.state
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.

@@ -130,9 +130,8 @@ def operator_check(s: _Step, cmd: Command) -> None:
     timeout = float(cmd.args.get("timeout_s", s.settings.check_timeout_s))
     old = s.st.check
     if old is not None:
-        s.emit(ev.OperatorCheckUnanswered(old.id, "superseded",
-                                          round(s.now - old.requested_at, 3)))
-    s.set(check=OperatorCheck(cmd.id, s.now, s.now + timeout, cmd.sender))
+        s.emit(ev.OperatorCheckUnanswered(old.id, "superseded", round(s.waited(old), 3)))
+    s.set(check=OperatorCheck(cmd.id, s.now, s.now + timeout, cmd.sender, s.mono))
     s.emit(ev.OperatorCheckRequested(cmd.id, timeout, cmd.sender))
     s.reply(cmd, "accepted", check_id=cmd.id)
 

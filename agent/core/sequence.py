@@ -33,7 +33,12 @@ Phase = Literal["wait_ready", "wait_delay", "wait_standby", "wait_grace"]
 
 @dataclass(frozen=True)
 class Sequence:
-    """A running power sequence: ``remaining`` devices in the order they will be done."""
+    """A running power sequence: ``remaining`` devices in the order they will be done.
+
+    ``started_at`` is wall-clock time (shown to people); every duration (``started_mono``,
+    ``step_mono``, ``deadline``) is on the monotonic clock, which a new boot restarts: a
+    sequence restored after a restart begins its current step again, with fresh timers.
+    """
 
     id: int
     on: bool
@@ -43,8 +48,9 @@ class Sequence:
     devices: tuple[str, ...] = ()  # all it does, in order (``remaining`` is what is left)
     current: str | None = None
     phase: Phase | None = None
-    step_started: float = 0.0
-    deadline: float | None = None
+    started_mono: float | None = None  # None: restored after a restart, not yet going on
+    step_mono: float = 0.0  # when the current step began
+    deadline: float | None = None  # when the current step's wait ends (monotonic)
     then_on: bool = False  # a power cycle: once all are off, switch them on again
 
 
@@ -64,15 +70,17 @@ class Power:
 
 
 class Sequencer:
-    """The machine, used once: its methods change :attr:`power` at time ``now`` and pass each
-    event (``emit(event)``, a contract event) and action (``act(action)``) on as it happens."""
+    """The machine, used once: its methods change :attr:`power` at wall time ``now`` and
+    monotonic time ``mono`` (every wait is measured on it) and pass each event
+    (``emit(event)``, a contract event) and action (``act(action)``) on as it happens."""
 
-    def __init__(self, settings: RoomSettings, power: Power, now: float,
+    def __init__(self, settings: RoomSettings, power: Power, now: float, mono: float,
                  emit: Callable[[Any], None],
                  act: Callable[[SetRelay | AwaitReady | SendStandby], None]) -> None:
         self.settings = settings
         self.power = power
         self.now = now
+        self.mono = mono
         self._emit = emit
         self._act = act
 
@@ -100,7 +108,8 @@ class Sequencer:
         if not todo:
             return
         self._set(sequence=Sequence(id=seq_id, on=on, reason=reason, remaining=todo,
-                                    started_at=self.now, devices=todo, then_on=then_on))
+                                    started_at=self.now, started_mono=self.mono,
+                                    devices=todo, then_on=then_on))
         self._emit(ev.PowerSequenceStarted(on, reason, todo))
         self.advance()
 
@@ -123,31 +132,34 @@ class Sequencer:
         if self.sequence is not None and self.sequence.current is None:
             self.advance()
         seq = self.sequence
-        if seq is not None and seq.deadline is not None and self.now >= seq.deadline:
+        if seq is not None and seq.deadline is not None and self.mono >= seq.deadline:
             self.finish_step("timeout" if seq.phase in ("wait_ready", "wait_standby") else "done")
 
     # the machine ----------------------------------------------------------------
     def advance(self) -> None:
         """Begin steps until one has to wait, or the sequence is done."""
         while (seq := self.sequence) is not None and seq.current is None:
+            if seq.started_mono is None:  # restored after a restart: its timers start now
+                seq = replace(seq, started_mono=self.mono)
             if not seq.remaining:
                 self._emit(ev.PowerSequenceFinished(seq.on, seq.reason,
-                                                    round(self.now - seq.started_at, 3)))
+                                                    round(self.mono - seq.started_mono, 3)))
                 self._set(sequence=None)
                 if seq.then_on:
                     self.start(True, seq.reason, seq.devices)
                 return
             name, rest = seq.remaining[0], seq.remaining[1:]
             spec = self.settings.spec(name)
-            seq = replace(seq, remaining=rest, current=name, step_started=self.now)
+            seq = replace(seq, remaining=rest, current=name, step_mono=self.mono)
             if seq.on:
                 if not self.power.relays[name]:
                     self._relay(name, True, seq)
                 if spec.confirm:
-                    seq = replace(seq, phase="wait_ready", deadline=self.now + spec.ready_timeout_s)
+                    seq = replace(seq, phase="wait_ready",
+                                  deadline=self.mono + spec.ready_timeout_s)
                     self._act(AwaitReady(name))
                 elif spec.on_delay_s > 0 and rest:
-                    seq = replace(seq, phase="wait_delay", deadline=self.now + spec.on_delay_s)
+                    seq = replace(seq, phase="wait_delay", deadline=self.mono + spec.on_delay_s)
                 else:
                     self._set(sequence=seq)
                     self.finish_step("done")
@@ -159,10 +171,10 @@ class Sequencer:
                 continue
             elif spec.confirm:
                 seq = replace(seq, phase="wait_standby",
-                              deadline=self.now + max(spec.off_grace_s, 1.0))
+                              deadline=self.mono + max(spec.off_grace_s, 1.0))
                 self._act(SendStandby(name))
             elif spec.off_grace_s > 0:
-                seq = replace(seq, phase="wait_grace", deadline=self.now + spec.off_grace_s)
+                seq = replace(seq, phase="wait_grace", deadline=self.mono + spec.off_grace_s)
             else:
                 self._set(sequence=seq)
                 self._relay(name, False, seq)
@@ -177,7 +189,7 @@ class Sequencer:
         if not seq.on and self.power.relays[seq.current]:
             self._relay(seq.current, False, seq)
         self._emit(ev.PowerStep(seq.current, seq.on, outcome,
-                                round(self.now - seq.step_started, 3), seq.reason))
+                                round(self.mono - seq.step_mono, 3), seq.reason))
         self._set(sequence=replace(seq, current=None, phase=None, deadline=None))
         self.advance()
 

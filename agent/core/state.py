@@ -3,6 +3,11 @@
 :class:`RoomState` is immutable; a step returns a new one. :func:`persistent` is what the shell
 writes to disk after each step, :func:`initial_state` reads it back at start and
 :func:`resume` adds what the shell knows before the first step (cached schedule, clock).
+
+Times are wall-clock POSIX seconds, except durations, which run on the monotonic clock
+(``docs/time.md`` rule 6; fields say ``mono``, or say so). A new boot restarts the monotonic
+clock, so no monotonic time is saved: after a restart a running sequence begins its current
+step again and a pending check or after-window switch-off starts its timer again.
 """
 
 from __future__ import annotations
@@ -18,12 +23,22 @@ from agent.core.settings import RoomSettings
 
 @dataclass(frozen=True)
 class OperatorCheck:
-    """A pending "is anyone there?" request from the district."""
+    """A pending "is anyone there?" request from the district.
+
+    ``requested_at`` and ``deadline`` are wall-clock times, shown to people; the timeout and
+    the latency run on the monotonic clock from ``requested_mono`` (None after a restart
+    until the first step, which starts the check's timeout again).
+    """
 
     id: str
     requested_at: float
     deadline: float
     by: str = ""
+    requested_mono: float | None = None
+
+    @property
+    def timeout_s(self) -> float:
+        return self.deadline - self.requested_at
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ class RoomState:
     check: OperatorCheck | None = None
     last_check_in: float | None = None
     last_ack: tuple[str, float, float] | None = None  # (check id, at, latency)
-    refusal_until: float | None = None
+    refusal_until: float | None = None  # monotonic: the LED shows the refusal until then
     broker_up: bool = False
     health: Mapping[str, DeviceHealth] = field(default_factory=dict)
     clock_synced: bool = True
@@ -95,7 +110,9 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
             float(saved["lock_span"][0]), float(saved["lock_span"][1]),
             float(saved["lock_span"][2])),
         sequences_started=int(saved.get("sequences_started", 0)),
-        check=None if not saved.get("check") else OperatorCheck(**saved["check"]),
+        check=None if not saved.get("check") else OperatorCheck(
+            id=str(saved["check"]["id"]), requested_at=float(saved["check"]["requested_at"]),
+            deadline=float(saved["check"]["deadline"]), by=str(saved["check"].get("by", ""))),
         cycled=frozenset(str(d) for d in saved.get("cycled", ()) if d in rel),
         unscheduled={(str(d), str(w)): float(t) for d, w, t in saved.get("unscheduled", ())
                      if d in rel},
@@ -146,7 +163,9 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "lock_since": state.lock_since,
         "lock_span": None if state.lock_span is None else list(state.lock_span),
         "sequences_started": state.sequences_started,
-        "check": None if state.check is None else state.check.__dict__,
+        "check": None if state.check is None else {
+            "id": state.check.id, "requested_at": state.check.requested_at,
+            "deadline": state.check.deadline, "by": state.check.by},
         "cycled": sorted(state.cycled),
         "unscheduled": sorted([d, w, t] for (d, w), t in state.unscheduled.items()),
         "evidence": state.evidence,

@@ -1,6 +1,6 @@
 """The step: one event at one time in, the new state and the actions out.
 
-``step(settings, state, event, now)`` is pure: same inputs, same outcome. Every step runs the
+``step(settings, state, event, now, mono)`` is pure: same inputs, same outcome. Every step runs the
 same four phases, in this order, so nothing depends on which helper happens to run first:
 
 1. **facts** — what the event says about the world the lock depends on: the clock, the
@@ -41,7 +41,7 @@ from agent.core.events import (
 from agent.core.led import LedPattern
 from agent.core.sequence import Power, Sequence, Sequencer
 from agent.core.settings import RoomSettings
-from agent.core.state import DeviceHealth, RoomState
+from agent.core.state import DeviceHealth, OperatorCheck, RoomState
 from agent.core.view import iso, led, shown
 from agent.core.windows import clock_trusted, lock_window, release_time
 
@@ -75,16 +75,21 @@ LOCKING = _Locking()
 class _Step:
     """One step: the state as it becomes, the actions so far, and the lock once settled."""
 
-    def __init__(self, settings: RoomSettings, state: RoomState, now: float) -> None:
+    def __init__(self, settings: RoomSettings, state: RoomState, now: float,
+                 mono: float) -> None:
         self.settings = settings
         self.st = state
         self.now = now
+        self.mono = mono
         self.actions: list[Action] = []
         self.locked: Window | None = state.window(state.locked_by)  # until settled
         self.admitted = False  # whether the command (if the event is one) may run
         self.power = Sequencer(
             settings, Power(state.relays, _awake(state), state.sequence, state.sequences_started),
-            now, self.emit, self.actions.append)
+            now, mono, self.emit, self.actions.append)
+        if state.check is not None and state.check.requested_mono is None:
+            # Restored after a restart: its timeout starts again now.
+            self.set(check=replace(state.check, requested_mono=mono))
 
     # small helpers ------------------------------------------------------------
     def emit(self, event: Any, window_id: str | _Locking | None = LOCKING) -> None:
@@ -101,6 +106,10 @@ class _Step:
 
     def set(self, **changes: Any) -> None:
         self.st = replace(self.st, **changes)
+
+    def waited(self, chk: OperatorCheck) -> float:
+        """How long ``chk`` has been waiting for a press (monotonic)."""
+        return self.mono - (chk.requested_mono if chk.requested_mono is not None else self.mono)
 
     @property
     def relays(self) -> dict[str, bool]:
@@ -210,7 +219,7 @@ class _Step:
     def local_off(self, source: LocalSource) -> None:
         w = self.locked
         if w is not None:
-            self.set(refusal_until=self.now + self.settings.refusal_show_s)
+            self.set(refusal_until=self.mono + self.settings.refusal_show_s)
             self.emit(ev.ShutdownRefused(source, w.kind, w.title))
         else:
             self.emit(ev.PowerRequested(False, source))
@@ -224,7 +233,7 @@ class _Step:
         """A short press: answers a pending operator check; in a window, a check-in."""
         chk = self.st.check
         if chk is not None:
-            latency = self.now - chk.requested_at
+            latency = self.waited(chk)
             self.emit(ev.OperatorCheckAcknowledged(chk.id, round(latency, 3)))
             self.set(check=None, last_ack=(chk.id, self.now, latency))
         if self.locked is not None:
@@ -274,11 +283,10 @@ class _Step:
         """Everything that happens because the clock reached a deadline."""
         self.power.on_time()
         chk = self.st.check
-        if chk is not None and self.now >= chk.deadline:
-            self.emit(ev.OperatorCheckUnanswered(chk.id, "timeout",
-                                                 round(self.now - chk.requested_at, 3)))
+        if chk is not None and self.waited(chk) >= chk.timeout_s:
+            self.emit(ev.OperatorCheckUnanswered(chk.id, "timeout", round(self.waited(chk), 3)))
             self.set(check=None)
-        if self.st.refusal_until is not None and self.now >= self.st.refusal_until:
+        if self.st.refusal_until is not None and self.mono >= self.st.refusal_until:
             self.set(refusal_until=None)
         # Ad-hoc windows whose time is surely over are forgotten (they are not in a schedule).
         if self.st.adhoc and clock_trusted(self.settings, self.st, self.now):
@@ -322,9 +330,12 @@ def _awake(state: RoomState) -> frozenset[str]:
     return frozenset(n for n, h in state.health.items() if h.power == "on")
 
 
-def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> Outcome:
-    """Decide what ``event`` at ``now`` means for the room. Pure: same inputs, same outcome."""
-    s = _Step(settings, state, now)
+def step(settings: RoomSettings, state: RoomState, event: Event, now: float,
+         mono: float) -> Outcome:
+    """Decide what ``event`` means for the room at wall-clock time ``now`` (POSIX seconds,
+    which may jump) and monotonic time ``mono`` (seconds, never jumps; every duration and
+    timeout is measured on it). Pure: same inputs, same outcome."""
+    s = _Step(settings, state, now, mono)
     s.facts(event)
     s.settle_lock()
     s.request(event)
@@ -332,22 +343,31 @@ def step(settings: RoomSettings, state: RoomState, event: Event, now: float) -> 
     return s.outcome(state)
 
 
-def next_deadline(settings: RoomSettings, state: RoomState, now: float) -> float | None:
-    """The earliest time at which a ``Tick`` could change something."""
-    times: list[float] = []
-    if state.sequence is not None and state.sequence.deadline is not None:
-        times.append(state.sequence.deadline)
-    if state.check is not None:
-        times.append(state.check.deadline)
-    if state.refusal_until is not None and state.refusal_until > now:
-        times.append(state.refusal_until)
+def next_deadline(settings: RoomSettings, state: RoomState, now: float,
+                  mono: float) -> float | None:
+    """In how many seconds a ``Tick`` could change something (None: nothing is due).
+
+    Windows begin and end at wall-clock times (``now``); waits and timeouts end at monotonic
+    times (``mono``): both kinds are turned into seconds from now, so the caller simply
+    sleeps that long (and wakes early for any other event).
+    """
+    mono_due: list[float] = []
+    seq = state.sequence
+    if seq is not None and seq.current is None:
+        mono_due.append(mono)  # restored after a restart: go on at once
+    elif seq is not None and seq.deadline is not None:
+        mono_due.append(seq.deadline)
+    chk = state.check
+    if chk is not None:
+        mono_due.append((chk.requested_mono if chk.requested_mono is not None else mono)
+                        + chk.timeout_s)
+    if state.refusal_until is not None:
+        mono_due.append(state.refusal_until)
+    wall_due: list[float] = []
     for w in state.windows:
         if w.id in state.completed:
             continue
-        begin = w.start - settings.lead_s
-        if begin > now:
-            times.append(begin)
-        end = release_time(settings, w)
-        if end > now:
-            times.append(end)
-    return min(times) if times else None
+        wall_due += [t for t in (w.start - settings.lead_s, release_time(settings, w))
+                     if t > now]
+    waits = [t - mono for t in mono_due] + [t - now for t in wall_due]
+    return max(0.0, min(waits)) if waits else None

@@ -22,8 +22,9 @@ def room_power(settings: RoomSettings, state: RoomState) -> str:
 
 
 def led(settings: RoomSettings, state: RoomState, now: float) -> LedPattern:
-    """What the status LED shows now (see :mod:`agent.core.led`)."""
-    if state.refusal_until is not None and now < state.refusal_until:
+    """What the status LED shows after the last step (see :mod:`agent.core.led`); ``now``
+    is not needed any more (kept for callers)."""
+    if state.refusal_until is not None:  # (a step clears it when its time is over)
         return BY_NAME["refused"]
     if state.check is not None:
         return BY_NAME["check_requested"]

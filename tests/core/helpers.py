@@ -34,7 +34,9 @@ class Room:
         self.settings = s or settings()
         self.state = core.initial_state(self.settings, relays, saved)
 
-    def feed(self, event: Event, at: float) -> core.Outcome:
-        out = core.step(self.settings, self.state, event, at)
+    def feed(self, event: Event, at: float, mono: float | None = None) -> core.Outcome:
+        """Step at wall time ``at``; the monotonic clock reads ``mono`` (default: ``at``, a
+        clock that never jumps)."""
+        out = core.step(self.settings, self.state, event, at, at if mono is None else mono)
         self.state = out.state
         return out

@@ -23,7 +23,7 @@ class Machine:
         self.out: list[Any] = []
 
     def at(self, now: float) -> Sequencer:
-        m = Sequencer(self.settings, self.power, now, self._emit, self.out.append)
+        m = Sequencer(self.settings, self.power, now, now, self._emit, self.out.append)
         self._machine = m
         return m
 
