@@ -120,7 +120,7 @@ class Agent:
         if saved and not self.rebooted and isinstance(saved.get("relays"), dict):
             relays.update({n: bool(v) for n, v in saved["relays"].items() if n in relays})
         try:
-            self.state = core.initial_state(self.settings, relays, saved)
+            self.state = core.initial_state(self.settings, relays, saved, self.rebooted)
         except (KeyError, TypeError, ValueError) as e:
             log.error("saved room state unusable (%s): starting from the pins alone", e)
             self.state = core.initial_state(self.settings, relays)

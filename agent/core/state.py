@@ -92,24 +92,42 @@ class RoomState:
 
 
 def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = None,
-                  saved: Mapping[str, Any] | None = None) -> RoomState:
+                  saved: Mapping[str, Any] | None = None, rebooted: bool = False) -> RoomState:
     """A fresh state; ``relays`` is what the pins show now, ``saved`` what :func:`persistent`
-    wrote before a restart (lock, completed windows, ad-hoc windows)."""
+    wrote before a restart (lock, completed windows, ad-hoc windows), ``rebooted`` whether the
+    machine booted since (the pins were reset: the boot id changed).
+
+    After any restart, a window locking the room gets its power-up again unless every device
+    is surely on: its relay closed and, for a device with a driver, awake, which nobody can
+    have confirmed yet. After a reboot a sequence cut short starts again from its first device
+    (the devices it had done may have lost their power); after a restart of the agent alone it
+    goes on from the step it was in.
+    """
     rel = {n: bool((relays or {}).get(n, False)) for n in settings.names}
     st = RoomState(relays=rel, health={n: DeviceHealth() for n in settings.names})
     if not saved:
         return st
+    powered = frozenset(str(p) for p in saved.get("powered", ()))
+    surely_on = all(rel.values()) and not any(d.confirm for d in settings.devices)
+    if not surely_on:
+        powered -= {saved.get("locked_by")}
+    started = int(saved.get("sequences_started", 0))
+    sequence = _saved_sequence(saved.get("sequence"), rel)
+    if sequence is not None and rebooted:
+        # Started again from its first device: a new run of it, under a new number.
+        started += 1
+        sequence = replace(sequence, id=started, remaining=sequence.devices or sequence.remaining)
     return replace(
         st,
         completed=frozenset(str(c) for c in saved.get("completed", ())),
-        powered=frozenset(str(p) for p in saved.get("powered", ())),
+        powered=powered,
         adhoc=tuple(Window(**w) for w in saved.get("adhoc", ())),
         locked_by=saved.get("locked_by"),
         lock_since=_float_or_none(saved.get("lock_since")),
         lock_span=None if not saved.get("lock_span") else (
             float(saved["lock_span"][0]), float(saved["lock_span"][1]),
             float(saved["lock_span"][2])),
-        sequences_started=int(saved.get("sequences_started", 0)),
+        sequences_started=started,
         check=None if not saved.get("check") else OperatorCheck(
             id=str(saved["check"]["id"]), requested_at=float(saved["check"]["requested_at"]),
             deadline=float(saved["check"]["deadline"]), by=str(saved["check"].get("by", ""))),
@@ -117,7 +135,7 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
         unscheduled={(str(d), str(w)): float(t) for d, w, t in saved.get("unscheduled", ())
                      if d in rel},
         evidence=float(saved.get("evidence", 0.0)),
-        sequence=_saved_sequence(saved.get("sequence"), rel),
+        sequence=sequence,
     )
 
 
@@ -127,7 +145,7 @@ def _float_or_none(v: Any) -> float | None:
 
 def _saved_sequence(seq: Mapping[str, Any] | None, relays: Mapping[str, bool]
                     ) -> Sequence | None:
-    """A sequence cut short by a restart goes on from the step it was in."""
+    """A sequence cut short by a restart, to go on from the step it was in."""
     if not seq:
         return None
     remaining = tuple(n for n in seq["remaining"] if n in relays)

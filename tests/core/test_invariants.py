@@ -6,7 +6,8 @@ changes, serial confirmations and clock jumps (forward and back).
 3. The core's idea of each relay always equals what its SetRelay actions made it.
 
 The clock may also lose and regain NTP synchronisation (``ClockStatus``), and the agent may be
-killed and restarted at any point (only what ``persistent`` saved, and the pins, survive).
+killed and restarted, or the Pi rebooted, at any point (only what ``persistent`` saved, and the
+pins, survive).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ events = st.one_of(
     st.builds(DeviceStandby, st.sampled_from(DEVICES)),
     st.builds(BrokerConnection, st.booleans()),
     st.builds(ClockStatus, st.booleans(), st.floats(0, 10_000, allow_nan=False)),
-    st.just("restart"),
+    st.just("restart"), st.just("reboot"),
     st.builds(DeviceHealthChanged, st.sampled_from(DEVICES),
               st.sampled_from(["ok", "fault", "degraded", "unknown"]), st.just("r"),
               st.sampled_from([None, "on", "standby"]), st.sampled_from([None, True, False])),
@@ -92,6 +93,11 @@ def test_no_local_off_while_locked_and_power_order_kept(
         if event == "restart":
             # kill -9 and start again: only what persistent() saved, and the pins, survive.
             state = core.initial_state(s, relays, core.persistent(state))
+            event = Tick()
+        elif event == "reboot":
+            # A power cut: the boot released every coil (here every contact is NC: all on).
+            relays = dict.fromkeys(DEVICES, True)
+            state = core.initial_state(s, relays, core.persistent(state), rebooted=True)
             event = Tick()
         if isinstance(event, Command):
             cmd_no += 1
