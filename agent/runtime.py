@@ -7,6 +7,7 @@ what they mean, and does what it says: relays, LED, events, replies, the state s
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import queue
@@ -139,6 +140,9 @@ class Agent:
                          if emulate else None)
         self.devices = SerialDevices(cfg.devices, self.queue.put, relays,
                                      self.emulated.urls if self.emulated else None)
+        # Whether the drivers number their answers (DeviceReady/DeviceStandby ``step``); until
+        # agent/devices.py takes ``step=``, answers name no step and confirm the current one.
+        self._numbered_steps = "step" in inspect.signature(self.devices.await_ready).parameters
         self.outbox = Outbox(self.store.outbox_file, clock=clock)
         self._acting: str = ""
         if hasattr(factory, "context"):  # a simulated room's pins log who moved them
@@ -299,9 +303,15 @@ class Agent:
                     self.emulated.relay_changed(d, on)
                 self.devices.relay_changed(d, on)
             case core.AwaitReady(device=d):
-                self.devices.await_ready(d)
+                if self._numbered_steps:
+                    self.devices.await_ready(d, step=action.step)
+                else:
+                    self.devices.await_ready(d)
             case core.SendStandby(device=d):
-                self.devices.send_standby(d)
+                if self._numbered_steps:
+                    self.devices.send_standby(d, step=action.step)
+                else:
+                    self.devices.send_standby(d)
             case core.Emit():
                 pass  # recorded in feed(), before anything else
             case core.Reply():

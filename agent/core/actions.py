@@ -60,17 +60,25 @@ class Reply:
 @dataclass(frozen=True)
 class AwaitReady:
     """Ask the device's driver to wake it if in standby and report
-    :class:`~agent.core.events.DeviceReady` once it answers."""
+    :class:`~agent.core.events.DeviceReady` with this ``step`` once it answers.
+
+    ``step`` numbers the power step (unique, never reused, across restarts too) so that a
+    late answer to a step a newer request replaced confirms nothing. It is not part of
+    equality: the request is the same whatever its number.
+    """
 
     device: str
+    step: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
 class SendStandby:
     """Send the device its standby/shutdown command and report
-    :class:`~agent.core.events.DeviceStandby`."""
+    :class:`~agent.core.events.DeviceStandby` with this ``step`` (as for
+    :class:`AwaitReady`)."""
 
     device: str
+    step: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

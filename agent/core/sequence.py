@@ -51,6 +51,7 @@ class Sequence:
     started_mono: float | None = None  # None: restored after a restart, not yet going on
     step_mono: float = 0.0  # when the current step began
     deadline: float | None = None  # when the current step's wait ends (monotonic)
+    step: int = 0  # the number of the current step's AwaitReady/SendStandby
     then_on: bool = False  # a power cycle: once all are off, switch them on again
 
 
@@ -67,6 +68,7 @@ class Power:
     awake: frozenset[str] = frozenset()
     sequence: Sequence | None = None
     started: int = 0
+    steps: int = 0  # driver steps (AwaitReady/SendStandby) numbered so far
 
 
 class Sequencer:
@@ -120,11 +122,14 @@ class Sequencer:
             self._emit(ev.PowerSequenceCancelled(seq.on, seq.reason, replaced_by, seq.current))
             self._set(sequence=None)
 
-    def answer(self, device: str, on: bool) -> None:
-        """The driver of ``device`` confirmed it is awake (``on``) or in standby."""
+    def answer(self, device: str, on: bool, step: int = 0) -> None:
+        """The driver of ``device`` confirmed it is awake (``on``) or in standby, for the
+        step numbered ``step``: an answer to another step confirms nothing (0: the driver
+        does not say which step, the current one is meant)."""
         seq = self.sequence
         phase = "wait_ready" if on else "wait_standby"
-        if seq is not None and seq.on == on and seq.current == device and seq.phase == phase:
+        if (seq is not None and seq.on == on and seq.current == device and seq.phase == phase
+                and step in (0, seq.step)):
             self.finish_step("confirmed")
 
     def on_time(self) -> None:
@@ -156,8 +161,8 @@ class Sequencer:
                     self._relay(name, True, seq)
                 if spec.confirm:
                     seq = replace(seq, phase="wait_ready",
-                                  deadline=self.mono + spec.ready_timeout_s)
-                    self._act(AwaitReady(name))
+                                  deadline=self.mono + spec.ready_timeout_s, step=self._number())
+                    self._act(AwaitReady(name, seq.step))
                 elif spec.on_delay_s > 0 and rest:
                     seq = replace(seq, phase="wait_delay", deadline=self.mono + spec.on_delay_s)
                 else:
@@ -171,8 +176,9 @@ class Sequencer:
                 continue
             elif spec.confirm:
                 seq = replace(seq, phase="wait_standby",
-                              deadline=self.mono + max(spec.off_grace_s, 1.0))
-                self._act(SendStandby(name))
+                              deadline=self.mono + max(spec.off_grace_s, 1.0),
+                              step=self._number())
+                self._act(SendStandby(name, seq.step))
             elif spec.off_grace_s > 0:
                 seq = replace(seq, phase="wait_grace", deadline=self.mono + spec.off_grace_s)
             else:
@@ -190,8 +196,12 @@ class Sequencer:
             self._relay(seq.current, False, seq)
         self._emit(ev.PowerStep(seq.current, seq.on, outcome,
                                 round(self.mono - seq.step_mono, 3), seq.reason))
-        self._set(sequence=replace(seq, current=None, phase=None, deadline=None))
+        self._set(sequence=replace(seq, current=None, phase=None, deadline=None, step=0))
         self.advance()
+
+    def _number(self) -> int:
+        self._set(steps=self.power.steps + 1)
+        return self.power.steps
 
     def _relay(self, name: str, on: bool, seq: Sequence) -> None:
         self._set(relays={**self.power.relays, name: on})

@@ -66,6 +66,7 @@ class RoomState:
     lock_span: tuple[float, float, float] | None = None  # its start, end, cap as announced
     sequence: Sequence | None = None
     sequences_started: int = 0
+    steps_started: int = 0  # driver steps numbered so far (AwaitReady/SendStandby.step)
     check: OperatorCheck | None = None
     last_check_in: float | None = None
     last_ack: tuple[str, float, float] | None = None  # (check id, at, latency)
@@ -128,6 +129,7 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
             float(saved["lock_span"][0]), float(saved["lock_span"][1]),
             float(saved["lock_span"][2])),
         sequences_started=started,
+        steps_started=int(saved.get("steps_started", 0)),
         check=None if not saved.get("check") else OperatorCheck(
             id=str(saved["check"]["id"]), requested_at=float(saved["check"]["requested_at"]),
             deadline=float(saved["check"]["deadline"]), by=str(saved["check"].get("by", ""))),
@@ -181,6 +183,7 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "lock_since": state.lock_since,
         "lock_span": None if state.lock_span is None else list(state.lock_span),
         "sequences_started": state.sequences_started,
+        "steps_started": state.steps_started,
         "check": None if state.check is None else {
             "id": state.check.id, "requested_at": state.check.requested_at,
             "deadline": state.check.deadline, "by": state.check.by},

@@ -85,7 +85,8 @@ class _Step:
         self.locked: Window | None = state.window(state.locked_by)  # until settled
         self.admitted = False  # whether the command (if the event is one) may run
         self.power = Sequencer(
-            settings, Power(state.relays, _awake(state), state.sequence, state.sequences_started),
+            settings, Power(state.relays, _awake(state), state.sequence, state.sequences_started,
+                            state.steps_started),
             now, mono, self.emit, self.actions.append)
         if state.check is not None and state.check.requested_mono is None:
             # Restored after a restart: its timeout starts again now.
@@ -122,7 +123,7 @@ class _Step:
     def outcome(self, before: RoomState) -> Outcome:
         p = self.power.power
         st = replace(self.st, relays=p.relays, sequence=p.sequence, sequences_started=p.started,
-                     stepped_at=self.now)
+                     steps_started=p.steps, stepped_at=self.now)
         changed = (before.stepped_at is None or shown(self.settings, before, before.stepped_at)
                    != shown(self.settings, st, self.now))
         return Outcome(st, tuple(self.actions), self.locked, led(self.settings, st, self.now),
@@ -209,10 +210,10 @@ class _Step:
                 commands.request(self, event)
             case BrokerConnection(connected=up):
                 self.set(broker_up=up)
-            case DeviceReady(device=d):
-                self.power.answer(d, True)
-            case DeviceStandby(device=d):
-                self.power.answer(d, False)
+            case DeviceReady(device=d, step=n):
+                self.power.answer(d, True, n)
+            case DeviceStandby(device=d, step=n):
+                self.power.answer(d, False, n)
             case DeviceHealthChanged():
                 self.health_changed(event)
 
