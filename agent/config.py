@@ -227,6 +227,10 @@ class Timing(Strict):
                                    description="Default wait for an operator check")
     refusal_show_s: float = Field(8, ge=1, le=120,
                                   description="How long the LED shows a refused shutdown")
+    off_after_release_min: float | None = Field(
+        10, ge=0, le=24 * 60,
+        description="Switch the room off, in order, this long after a window's lock ends "
+                    "unless someone uses it (null: never)")
 
 
 class Contact(Strict):

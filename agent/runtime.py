@@ -83,6 +83,8 @@ def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
         hard_cap_s=cfg.timing.lock_hard_cap_min * 60.0,
         refusal_show_s=cfg.timing.refusal_show_s,
         check_timeout_s=cfg.timing.check_timeout_s,
+        off_after_release_s=(None if cfg.timing.off_after_release_min is None
+                             else cfg.timing.off_after_release_min * 60.0),
     )
 
 

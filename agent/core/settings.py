@@ -33,6 +33,7 @@ class RoomSettings:
     hard_cap_s: float = 4 * 3600.0
     refusal_show_s: float = 8.0
     check_timeout_s: float = 120.0
+    off_after_release_s: float | None = None  # switch off this long after a lock ends; None: never
     plausible_after: float = MIN_PLAUSIBLE_TIME  # no clock reading before this is real
 
     def __post_init__(self) -> None:

@@ -42,6 +42,27 @@ class OperatorCheck:
 
 
 @dataclass(frozen=True)
+class AfterWindow:
+    """The time after a window's lock ended, until the room switches itself off.
+
+    ``after_s`` (None: never) counts on the monotonic clock from ``since_mono`` (None after a
+    restart until the first step, which starts the wait again). ``switching_off`` once its
+    power-off sequence runs.
+    """
+
+    window_id: str
+    after_s: float | None
+    since_mono: float | None = None
+    switching_off: bool = False
+
+    def due(self, mono: float) -> float | None:
+        """When the room switches itself off (monotonic), or None."""
+        if self.after_s is None or self.switching_off:
+            return None
+        return (self.since_mono if self.since_mono is not None else mono) + self.after_s
+
+
+@dataclass(frozen=True)
 class DeviceHealth:
     """A device's health as its driver's poller last reported it."""
 
@@ -77,7 +98,8 @@ class RoomState:
     last_known_good: float = 0.0
     evidence: float = 0.0  # latest district time stamp seen on a message
     cycled: frozenset[str] = frozenset()  # power-cycled by self-help since last healthy
-    unscheduled: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    unscheduled: Mapping[tuple[str, str], float] = field(default_factory=dict)  # wall since
+    after_window: AfterWindow | None = None
     # When the last step ran (None: none yet): bookkeeping for Outcome.changed, not part of
     # what the room is, so not compared.
     stepped_at: float | None = field(default=None, compare=False)
@@ -138,6 +160,10 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
                      if d in rel},
         evidence=float(saved.get("evidence", 0.0)),
         sequence=sequence,
+        after_window=None if not saved.get("after_window") else AfterWindow(
+            window_id=str(saved["after_window"]["window_id"]),
+            after_s=_float_or_none(saved["after_window"]["after_s"]),
+            switching_off=bool(saved["after_window"].get("switching_off", False))),
     )
 
 
@@ -190,6 +216,9 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "cycled": sorted(state.cycled),
         "unscheduled": sorted([d, w, t] for (d, w), t in state.unscheduled.items()),
         "evidence": state.evidence,
+        "after_window": None if state.after_window is None else {
+            "window_id": state.after_window.window_id, "after_s": state.after_window.after_s,
+            "switching_off": state.after_window.switching_off},
         "sequence": None if seq is None else {
             "id": seq.id, "on": seq.on, "reason": seq.reason,
             "remaining": [n for n in (seq.current, *seq.remaining) if n],

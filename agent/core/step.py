@@ -41,7 +41,7 @@ from agent.core.events import (
 from agent.core.led import LedPattern
 from agent.core.sequence import Power, Sequence, Sequencer
 from agent.core.settings import RoomSettings
-from agent.core.state import DeviceHealth, OperatorCheck, RoomState
+from agent.core.state import AfterWindow, DeviceHealth, OperatorCheck, RoomState
 from agent.core.view import iso, led, shown
 from agent.core.windows import clock_trusted, lock_window, release_time
 
@@ -88,9 +88,11 @@ class _Step:
             settings, Power(state.relays, _awake(state), state.sequence, state.sequences_started,
                             state.steps_started),
             now, mono, self.emit, self.actions.append)
+        # Timers restored after a restart start again now (no monotonic time survives one).
         if state.check is not None and state.check.requested_mono is None:
-            # Restored after a restart: its timeout starts again now.
             self.set(check=replace(state.check, requested_mono=mono))
+        if state.after_window is not None and state.after_window.since_mono is None:
+            self.set(after_window=replace(state.after_window, since_mono=mono))
 
     # small helpers ------------------------------------------------------------
     def emit(self, event: Any, window_id: str | _Locking | None = LOCKING) -> None:
@@ -165,13 +167,18 @@ class _Step:
         w = lock_window(self.settings, self.st, self.now)
         old = self.st.locked_by
         if old is not None and (w is None or w.id != old):
-            self.emit(ev.LockReleased(self._release_reason(old)), old)
+            why = self._release_reason(old)
+            self.emit(ev.LockReleased(why), old)
             self.set(locked_by=None, lock_since=None, lock_span=None)
+            if why != "clock_moved_back" and any(self.relays.values()):
+                # The window is over: the room switches itself off a while later.
+                self.set(after_window=AfterWindow(old, self.settings.off_after_release_s,
+                                                  self.mono))
         if w is not None:
             span = (w.start, w.end, release_time(self.settings, w))
             start, end, cap = (iso(t) or "" for t in span)
             if w.id != old:
-                self.set(locked_by=w.id, lock_since=self.now, lock_span=span)
+                self.set(locked_by=w.id, lock_since=self.now, lock_span=span, after_window=None)
                 self.emit(ev.LockEngaged(w.kind, w.title, start, end, cap), w.id)
             elif span != self.st.lock_span:
                 if self.st.lock_span is not None:  # (None: saved before the span was kept)
@@ -196,6 +203,8 @@ class _Step:
 
     # 3. the request -------------------------------------------------------------
     def request(self, event: Event) -> None:
+        if _uses_the_room(event):
+            self.keep_on()
         match event:
             case ButtonPressed():
                 self.press()
@@ -303,13 +312,47 @@ class _Step:
             self.set(powered=self.st.powered | {w.id})
             self.emit(ev.WindowPowerUp(w.kind, w.title, iso(w.start) or ""))
             self.power.start(True, f"window:{w.id}")
+        self.after_window()
         self.track_unscheduled()
 
+    def keep_on(self) -> None:
+        """Someone uses the room after a window: it does not switch itself off."""
+        aw = self.st.after_window
+        if aw is not None and not aw.switching_off:
+            self.set(after_window=None)
+
+    def after_window(self) -> None:
+        """Switch the room off, in order, once the time after a window is over (not under a
+        call still going on); the after-window time ends with that sequence."""
+        aw = self.st.after_window
+        if aw is None:
+            return
+        reason = f"after_window:{aw.window_id}"
+        if aw.switching_off:
+            seq = self.sequence
+            if seq is None or seq.reason != reason:
+                self.set(after_window=None)  # done, or replaced by another request
+            return
+        due = aw.due(self.mono)
+        if due is None or self.mono < due or self._in_call():
+            return
+        self.emit(ev.AfterWindowPowerOff(aw.after_s or 0.0), aw.window_id)
+        self.set(after_window=replace(aw, switching_off=True))
+        self.power.start(False, reason)
+        if self.sequence is None:
+            self.set(after_window=None)  # nothing was on
+
+    def _in_call(self) -> bool:
+        return any(h.in_call and self.relays[n] for n, h in self.st.health.items())
+
     def track_unscheduled(self) -> None:
-        """Report a codec in a call, or a device awake, outside every window (problem 5)."""
+        """Report a codec in a call, or a device awake, outside every window and the time
+        after one (problem 5). A device whose relay is open is neither."""
         now_in: dict[tuple[str, str], float] = {}
-        if self.locked is None:
+        if self.locked is None and self.st.after_window is None:
             for name, h in self.st.health.items():
+                if not self.relays[name]:
+                    continue
                 if h.in_call:
                     now_in[(name, "in_call")] = self.now
                 elif h.power == "on" and self.settings.spec(name).role == "codec":
@@ -325,6 +368,12 @@ class _Step:
             if (device, what) not in before:
                 self.emit(ev.UnscheduledUse(device, what))  # type: ignore[arg-type]
         self.set(unscheduled={k: before.get(k, v) for k, v in now_in.items()})
+
+
+def _uses_the_room(event: Event) -> bool:
+    """Whether ``event`` is someone using the room (or the district switching it)."""
+    return (isinstance(event, ButtonPressed | ButtonHeld | LocalPowerRequest)
+            or (isinstance(event, Command) and event.name in ("power", "start_window")))
 
 
 def _awake(state: RoomState) -> frozenset[str]:
@@ -364,6 +413,10 @@ def next_deadline(settings: RoomSettings, state: RoomState, now: float,
                         + chk.timeout_s)
     if state.refusal_until is not None:
         mono_due.append(state.refusal_until)
+    aw = state.after_window
+    if aw is not None and (due := aw.due(mono)) is not None and not any(
+            h.in_call and state.relays[n] for n, h in state.health.items()):
+        mono_due.append(due)  # (under a call: when the call ends, a health change says so)
     wall_due: list[float] = []
     for w in state.windows:
         if w.id in state.completed:

@@ -12,6 +12,7 @@ pins, survive).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -78,10 +79,12 @@ time_steps = st.one_of(st.floats(0, 30, allow_nan=False), st.floats(0, 600, allo
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(confirm=st.booleans(),
        start_on=st.booleans(),
+       off_after=st.sampled_from([None, 60.0]),
        script=st.lists(st.tuples(time_steps, events), min_size=1, max_size=60))
 def test_no_local_off_while_locked_and_power_order_kept(
-        confirm: bool, start_on: bool, script: list[tuple[float, Any]]) -> None:
-    s = room_settings(confirm=confirm)
+        confirm: bool, start_on: bool, off_after: float | None,
+        script: list[tuple[float, Any]]) -> None:
+    s = replace(room_settings(confirm=confirm), off_after_release_s=off_after)
     order = {d.name: d.order for d in s.devices}
     state = core.initial_state(s, {n: start_on for n in DEVICES})
     relays = dict(state.relays)
