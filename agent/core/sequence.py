@@ -130,6 +130,8 @@ class Sequencer:
         phase = "wait_ready" if on else "wait_standby"
         if (seq is not None and seq.on == on and seq.current == device and seq.phase == phase
                 and step in (0, seq.step)):
+            if on:
+                self._set(awake=self.power.awake | {device})
             self.finish_step("confirmed")
 
     def on_time(self) -> None:
@@ -204,7 +206,8 @@ class Sequencer:
         return self.power.steps
 
     def _relay(self, name: str, on: bool, seq: Sequence) -> None:
-        self._set(relays={**self.power.relays, name: on})
+        self._set(relays={**self.power.relays, name: on},
+                  awake=self.power.awake if on else self.power.awake - {name})
         self._act(SetRelay(name, on, seq.id, seq.reason))
 
     def _set(self, **changes: Any) -> None:

@@ -79,9 +79,11 @@ class RoomState:
     relays: Mapping[str, bool]
     schedule: tuple[Window, ...] = ()
     schedule_version: str = ""
+    schedule_digest: str = ""  # of the schedule message as received
     adhoc: tuple[Window, ...] = ()
     completed: frozenset[str] = frozenset()
     powered: frozenset[str] = frozenset()  # windows whose automatic power-up has run
+    ready_reported: frozenset[str] = frozenset()  # windows whose window_ready was sent
     locked_by: str | None = None  # the window locking the room (settled by each step)
     lock_since: float | None = None  # when that lock engaged
     lock_span: tuple[float, float, float] | None = None  # its start, end, cap as announced
@@ -94,6 +96,9 @@ class RoomState:
     refusal_until: float | None = None  # monotonic: the LED shows the refusal until then
     broker_up: bool = False
     health: Mapping[str, DeviceHealth] = field(default_factory=dict)
+    # Devices whose driver said they are awake since their relay last closed (not saved:
+    # after a restart nobody has said so yet).
+    awake: frozenset[str] = frozenset()
     clock_synced: bool = True
     last_known_good: float = 0.0
     evidence: float = 0.0  # latest district time stamp seen on a message
@@ -144,6 +149,7 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
         st,
         completed=frozenset(str(c) for c in saved.get("completed", ())),
         powered=powered,
+        ready_reported=frozenset(str(p) for p in saved.get("ready_reported", ())),
         adhoc=tuple(Window(**w) for w in saved.get("adhoc", ())),
         locked_by=saved.get("locked_by"),
         lock_since=_float_or_none(saved.get("lock_since")),
@@ -192,8 +198,13 @@ def resume(state: RoomState, schedule: ScheduleReceived | None, clock_synced: bo
     of the clock are part of it from the start, so the first decision sees the lock as it was
     (no false release, and an untrusted clock cannot end it)."""
     if schedule is not None:
+        # A completion the district put in the schedule holds even if the room stopped
+        # before its step recorded it.
+        known = {w.id for w in (*schedule.windows, *state.adhoc)}
+        done = {c[0] for c in schedule.completed if c[0] in known}
         state = replace(state, schedule=tuple(schedule.windows),
-                        schedule_version=schedule.version)
+                        schedule_version=schedule.version, schedule_digest=schedule.digest,
+                        completed=state.completed | done)
     return replace(state, clock_synced=clock_synced, last_known_good=last_known_good)
 
 
@@ -204,6 +215,7 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "relays": dict(state.relays),
         "completed": sorted(state.completed),
         "powered": sorted(state.powered),
+        "ready_reported": sorted(state.ready_reported),
         "adhoc": [w.__dict__ for w in state.adhoc],
         "locked_by": state.locked_by,
         "lock_since": state.lock_since,

@@ -43,7 +43,7 @@ from agent.core.sequence import Power, Sequence, Sequencer
 from agent.core.settings import RoomSettings
 from agent.core.state import AfterWindow, DeviceHealth, OperatorCheck, RoomState
 from agent.core.view import iso, led, shown
-from agent.core.windows import clock_trusted, lock_window, release_time
+from agent.core.windows import clock_trusted, lock_window, proven_now, release_time
 
 SELF_HELP = "self_help:"
 
@@ -85,7 +85,7 @@ class _Step:
         self.locked: Window | None = state.window(state.locked_by)  # until settled
         self.admitted = False  # whether the command (if the event is one) may run
         self.power = Sequencer(
-            settings, Power(state.relays, _awake(state), state.sequence, state.sequences_started,
+            settings, Power(state.relays, state.awake, state.sequence, state.sequences_started,
                             state.steps_started),
             now, mono, self.emit, self.actions.append)
         # Timers restored after a restart start again now (no monotonic time survives one).
@@ -124,8 +124,8 @@ class _Step:
 
     def outcome(self, before: RoomState) -> Outcome:
         p = self.power.power
-        st = replace(self.st, relays=p.relays, sequence=p.sequence, sequences_started=p.started,
-                     steps_started=p.steps, stepped_at=self.now)
+        st = replace(self.st, relays=p.relays, awake=p.awake, sequence=p.sequence,
+                     sequences_started=p.started, steps_started=p.steps, stepped_at=self.now)
         changed = (before.stepped_at is None or shown(self.settings, before, before.stepped_at)
                    != shown(self.settings, st, self.now))
         return Outcome(st, tuple(self.actions), self.locked, led(self.settings, st, self.now),
@@ -154,12 +154,20 @@ class _Step:
         moved = {w.id for w in sched.windows
                  if w.id in old_start and old_start[w.id] != w.start}
         self.set(schedule=tuple(sched.windows), schedule_version=sched.version,
+                 schedule_digest=sched.digest,
                  # A window moved to a new time powers the room up again at that time.
-                 powered=self.st.powered - moved)
+                 powered=self.st.powered - moved, ready_reported=self.st.ready_reported - moved)
         known = {w.id for w in self.st.windows}
         self.set(completed=frozenset(c for c in self.st.completed if c in known),
-                 powered=frozenset(p for p in self.st.powered if p in known))
+                 powered=frozenset(p for p in self.st.powered if p in known),
+                 ready_reported=frozenset(p for p in self.st.ready_reported if p in known))
         self.emit(ev.ScheduleApplied(sched.version, sched.digest, len(sched.windows)))
+        # Windows the schedule marks complete: as the command does (never undone by a later
+        # schedule that no longer says so; only a window gone from the schedule is forgotten).
+        for wid, _at, by in sched.completed:
+            if wid in known and wid not in self.st.completed:
+                self.set(completed=self.st.completed | {wid})
+                self.emit(ev.WindowCompleted(by, "schedule"), wid)
 
     # 2. the lock ----------------------------------------------------------------
     def settle_lock(self) -> None:
@@ -264,7 +272,10 @@ class _Step:
             return
         self.set(health={**self.st.health, d: DeviceHealth(change.status, change.reason,
                                                            change.power, change.in_call)})
-        self.power.power = replace(self.power.power, awake=_awake(self.st))
+        if change.power is not None:
+            awake = self.power.power.awake
+            awake = awake | {d} if change.power == "on" else awake - {d}
+            self.power.power = replace(self.power.power, awake=awake)
         self.emit(ev.DeviceHealth(d, change.status, change.reason, change.power,
                                   change.in_call))
         self.self_help(d, change.status, change.reason)
@@ -305,15 +316,37 @@ class _Step:
             if keep != self.st.adhoc:
                 gone = {a.id for a in self.st.adhoc} - {a.id for a in keep}
                 self.set(adhoc=keep, completed=self.st.completed - gone,
-                         powered=self.st.powered - gone)
+                         powered=self.st.powered - gone,
+                         ready_reported=self.st.ready_reported - gone)
         # Automatic power-up: once per window, from start - lead, while it locks the room.
         w = self.locked
         if w is not None and w.id not in self.st.powered:
             self.set(powered=self.st.powered | {w.id})
             self.emit(ev.WindowPowerUp(w.kind, w.title, iso(w.start) or ""))
             self.power.start(True, f"window:{w.id}")
+        self.window_ready()
         self.after_window()
         self.track_unscheduled()
+
+    def window_ready(self) -> None:
+        """At the start of the window locking the room: how ready each device was."""
+        w = self.locked
+        if w is None or w.id in self.st.ready_reported:
+            return
+        t = proven_now(self.settings, self.st, self.now)
+        if t is None or t < w.start:
+            return
+        relays, awake = self.relays, self.power.power.awake
+        devices = {}
+        for spec in self.settings.devices:
+            n = spec.name
+            state: ev.ReadyState = ("off" if not relays[n] else "on" if not spec.confirm
+                                    else "confirmed" if n in awake else "on_silent")
+            devices[n] = ev.ReadyDevice(relays[n], state,
+                                        self.st.health[n].status)  # type: ignore[arg-type]
+        on_by_start = all(d.state in ("confirmed", "on") for d in devices.values())
+        self.set(ready_reported=self.st.ready_reported | {w.id})
+        self.emit(ev.WindowReady(iso(w.start) or "", on_by_start, devices))
 
     def keep_on(self) -> None:
         """Someone uses the room after a window: it does not switch itself off."""
@@ -376,10 +409,6 @@ def _uses_the_room(event: Event) -> bool:
             or (isinstance(event, Command) and event.name in ("power", "start_window")))
 
 
-def _awake(state: RoomState) -> frozenset[str]:
-    return frozenset(n for n, h in state.health.items() if h.power == "on")
-
-
 def step(settings: RoomSettings, state: RoomState, event: Event, now: float,
          mono: float) -> Outcome:
     """Decide what ``event`` means for the room at wall-clock time ``now`` (POSIX seconds,
@@ -418,6 +447,9 @@ def next_deadline(settings: RoomSettings, state: RoomState, now: float,
             h.in_call and state.relays[n] for n, h in state.health.items()):
         mono_due.append(due)  # (under a call: when the call ends, a health change says so)
     wall_due: list[float] = []
+    locked = state.window(state.locked_by)
+    if locked is not None and locked.id not in state.ready_reported and locked.start > now:
+        wall_due.append(locked.start)  # window_ready
     for w in state.windows:
         if w.id in state.completed:
             continue

@@ -24,6 +24,15 @@ def clock_trusted(settings: RoomSettings, state: RoomState, now: float) -> bool:
                             settings.plausible_after)
 
 
+def proven_now(settings: RoomSettings, state: RoomState, now: float) -> float | None:
+    """A time the room may act on as having come: ``now`` with a trusted clock, otherwise
+    the earliest the true time can be (``docs/time.md`` rule 5; None: nothing is proven)."""
+    if clock_trusted(settings, state, now):
+        return now
+    return earliest_possible_now(now, state.last_known_good, (state.evidence,),
+                                 settings.plausible_after)
+
+
 def lock_window(settings: RoomSettings, state: RoomState, now: float) -> Window | None:
     """The window that locks the room at ``now``, if any (the earliest-starting one).
 
@@ -31,16 +40,14 @@ def lock_window(settings: RoomSettings, state: RoomState, now: float) -> Window 
     only when the window has provably begun: the earliest the true time can be is used
     (rule 5).
     """
-    t: float | None = now
-    if not clock_trusted(settings, state, now):
-        if state.locked_by is not None and state.locked_by not in state.completed:
-            held = state.window(state.locked_by)
-            if held is not None:
-                return held
-        t = earliest_possible_now(now, state.last_known_good, (state.evidence,),
-                                  settings.plausible_after)
-        if t is None:
-            return None
+    if (not clock_trusted(settings, state, now) and state.locked_by is not None
+            and state.locked_by not in state.completed):
+        held = state.window(state.locked_by)
+        if held is not None:
+            return held
+    t = proven_now(settings, state, now)
+    if t is None:
+        return None
     for w in state.windows:
         if (w.id not in state.completed and w.start - settings.lead_s <= t
                 and t < release_time(settings, w)):
