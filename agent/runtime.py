@@ -35,6 +35,7 @@ from agent.core.events import (
     ButtonPressed,
     ClockStatus,
     Event,
+    HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
     Tick,
@@ -85,6 +86,7 @@ def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
         check_timeout_s=cfg.timing.check_timeout_s,
         off_after_release_s=(None if cfg.timing.off_after_release_min is None
                              else cfg.timing.off_after_release_min * 60.0),
+        centre=(cfg.site.centre.vi, cfg.site.centre.en),
     )
 
 
@@ -135,7 +137,8 @@ class Agent:
         # Pins are claimed at the level the room had: starting never switches a relay.
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
                            on_press=lambda: self.queue.put(ButtonPressed()),
-                           on_hold=lambda: self.queue.put(ButtonHeld()))
+                           on_hold=lambda: self.queue.put(ButtonHeld()),
+                           on_help=lambda: self.queue.put(HelpRequested("button")))
         # A simulated room's serial devices are emulators on pseudo-terminals, powered by the
         # simulated relays; a real room's are its USB adapters.
         self.emulated = (EmulatedRoom(cfg.devices, relays, self.store.root / "tty")

@@ -136,6 +136,15 @@ def operator_check(s: _Step, cmd: Command) -> None:
     s.reply(cmd, "accepted", check_id=cmd.id)
 
 
+def answer_help(s: _Step, cmd: Command) -> None:
+    """The centre has seen the help request: it is no longer waiting."""
+    if s.st.help_requested_at is None:
+        s.reply(cmd, "accepted", "no help request is waiting")
+        return
+    s.set(help_requested_at=None)
+    s.reply(cmd, "accepted")
+
+
 def request_state(s: _Step, cmd: Command) -> None:
     """Publish the state message now."""
     s.reply(cmd, "accepted")
@@ -146,7 +155,7 @@ Handler = Callable[["_Step", Command], None]
 FACTS: dict[str, Handler] = {"start_window": start_window, "complete_window": complete_window}
 """Commands that change the windows, and so the lock."""
 REQUESTS: dict[str, Handler] = {"power": power, "operator_check": operator_check,
-                                "request_state": request_state}
+                                "request_state": request_state, "answer_help": answer_help}
 """Commands judged against the lock."""
 COMMAND_NAMES: tuple[str, ...] = ("power", "start_window", "complete_window", "operator_check",
-                                  "request_state")
+                                  "request_state", "answer_help")

@@ -40,6 +40,7 @@ from agent.core.actions import (
     SetRelay,
 )
 from agent.core.commands import COMMAND_NAMES
+from agent.core.led import patterns as led_patterns
 from agent.core.sequence import Phase, Sequence
 from agent.core.settings import DeviceSpec, RoomSettings
 from agent.core.state import (
@@ -76,6 +77,7 @@ __all__ = [
     "initial_state",
     "iso",
     "led",
+    "led_patterns",
     "lock_window",
     "next_deadline",
     "next_window",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.clock import MIN_PLAUSIBLE_TIME
+from agent.core.led import DEFAULT_CENTRE
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class RoomSettings:
     refusal_show_s: float = 8.0
     check_timeout_s: float = 120.0
     off_after_release_s: float | None = None  # switch off this long after a lock ends; None: never
+    centre: tuple[str, str] = DEFAULT_CENTRE  # who the room answers to (vi, en), for the LED
     plausible_after: float = MIN_PLAUSIBLE_TIME  # no clock reading before this is real
 
     def __post_init__(self) -> None:

@@ -94,8 +94,12 @@ class RoomState:
     last_check_in: float | None = None
     last_ack: tuple[str, float, float] | None = None  # (check id, at, latency)
     refusal_until: float | None = None  # monotonic: the LED shows the refusal until then
+    help_requested_at: float | None = None  # the last help request the centre has not answered
+    help_until: float | None = None  # monotonic: the LED confirms the help request until then
     broker_up: bool = False
     health: Mapping[str, DeviceHealth] = field(default_factory=dict)
+    # Each device's own model and serial number as last reported (None where never told).
+    identity: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # Devices whose driver said they are awake since their relay last closed (not saved:
     # after a restart nobody has said so yet).
     awake: frozenset[str] = frozenset()
@@ -165,6 +169,9 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
         unscheduled={(str(d), str(w)): float(t) for d, w, t in saved.get("unscheduled", ())
                      if d in rel},
         evidence=float(saved.get("evidence", 0.0)),
+        help_requested_at=_float_or_none(saved.get("help_requested_at")),
+        identity={str(d): (None if m is None else str(m), None if n is None else str(n))
+                  for d, (m, n) in dict(saved.get("identity", {})).items() if d in rel},
         sequence=sequence,
         after_window=None if not saved.get("after_window") else AfterWindow(
             window_id=str(saved["after_window"]["window_id"]),
@@ -228,6 +235,8 @@ def persistent(state: RoomState) -> dict[str, Any]:
         "cycled": sorted(state.cycled),
         "unscheduled": sorted([d, w, t] for (d, w), t in state.unscheduled.items()),
         "evidence": state.evidence,
+        "help_requested_at": state.help_requested_at,
+        "identity": {d: list(mn) for d, mn in sorted(state.identity.items())},
         "after_window": None if state.after_window is None else {
             "window_id": state.after_window.window_id, "after_s": state.after_window.after_s,
             "switching_off": state.after_window.switching_off},

@@ -33,6 +33,7 @@ from agent.core.events import (
     DeviceReady,
     DeviceStandby,
     Event,
+    HelpRequested,
     LocalPowerRequest,
     LocalSource,
     ScheduleReceived,
@@ -223,6 +224,10 @@ class _Step:
                     self.local_on(source)
                 else:
                     self.local_off(source)
+            case HelpRequested(source=source):
+                self.emit(ev.HelpRequested(source))
+                self.set(help_requested_at=self.now,
+                         help_until=self.mono + self.settings.refusal_show_s)
             case Command() if self.admitted:
                 commands.request(self, event)
             case BrokerConnection(connected=up):
@@ -278,7 +283,22 @@ class _Step:
             self.power.power = replace(self.power.power, awake=awake)
         self.emit(ev.DeviceHealth(d, change.status, change.reason, change.power,
                                   change.in_call))
+        self.identity(change)
         self.self_help(d, change.status, change.reason)
+
+    def identity(self, change: DeviceHealthChanged) -> None:
+        """Remember a device's model and serial; name a change (a device swapped, or a
+        firmware that reports another model), never the first sighting."""
+        d = change.device
+        was_model, was_serial = self.st.identity.get(d, (None, None))
+        model = change.model if change.model is not None else was_model
+        serial = change.serial if change.serial is not None else was_serial
+        if (model, serial) == (was_model, was_serial):
+            return
+        if ((was_model is not None and model != was_model)
+                or (was_serial is not None and serial != was_serial)):
+            self.emit(ev.DeviceIdentityChanged(d, model, serial, was_model, was_serial))
+        self.set(identity={**self.st.identity, d: (model, serial)})
 
     def self_help(self, device: str, status: str, reason: str) -> None:
         """A device went faulty: outside a window, power-cycle it once; inside, leave it to
@@ -309,6 +329,8 @@ class _Step:
             self.set(check=None)
         if self.st.refusal_until is not None and self.mono >= self.st.refusal_until:
             self.set(refusal_until=None)
+        if self.st.help_until is not None and self.mono >= self.st.help_until:
+            self.set(help_until=None)
         # Ad-hoc windows whose time is surely over are forgotten (they are not in a schedule).
         if self.st.adhoc and clock_trusted(self.settings, self.st, self.now):
             keep = tuple(a for a in self.st.adhoc if a.id == self.st.locked_by
@@ -405,7 +427,7 @@ class _Step:
 
 def _uses_the_room(event: Event) -> bool:
     """Whether ``event`` is someone using the room (or the district switching it)."""
-    return (isinstance(event, ButtonPressed | ButtonHeld | LocalPowerRequest)
+    return (isinstance(event, ButtonPressed | ButtonHeld | HelpRequested | LocalPowerRequest)
             or (isinstance(event, Command) and event.name in ("power", "start_window")))
 
 
@@ -440,8 +462,7 @@ def next_deadline(settings: RoomSettings, state: RoomState, now: float,
     if chk is not None:
         mono_due.append((chk.requested_mono if chk.requested_mono is not None else mono)
                         + chk.timeout_s)
-    if state.refusal_until is not None:
-        mono_due.append(state.refusal_until)
+    mono_due += [t for t in (state.refusal_until, state.help_until) if t is not None]
     aw = state.after_window
     if aw is not None and (due := aw.due(mono)) is not None and not any(
             h.in_call and state.relays[n] for n, h in state.health.items()):

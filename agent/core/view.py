@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.clock import iso_ms
 from agent.core.events import Window
-from agent.core.led import BY_NAME, LedPattern
+from agent.core.led import LedPattern, patterns
 from agent.core.settings import RoomSettings
 from agent.core.state import RoomState
 from agent.core.windows import clock_trusted, next_window, release_time
@@ -22,23 +22,29 @@ def room_power(settings: RoomSettings, state: RoomState) -> str:
 
 
 def led(settings: RoomSettings, state: RoomState, now: float) -> LedPattern:
-    """What the status LED shows after the last step (see :mod:`agent.core.led`); ``now``
-    is not needed any more (kept for callers)."""
+    """What the status LED shows after the last step (see :mod:`agent.core.led`), its texts
+    naming the room's centre; ``now`` is not needed any more (kept for callers)."""
+    return patterns(settings.centre)[_led_name(state)]
+
+
+def _led_name(state: RoomState) -> str:
     if state.refusal_until is not None:  # (a step clears it when its time is over)
-        return BY_NAME["refused"]
+        return "refused"
+    if state.help_until is not None:
+        return "help_requested"
     if state.check is not None:
-        return BY_NAME["check_requested"]
+        return "check_requested"
     if any(h.status == "fault" for h in state.health.values()):
-        return BY_NAME["fault"]
+        return "fault"
     if state.sequence is not None:
-        return BY_NAME["powering"]
+        return "powering"
     if not state.broker_up:
-        return BY_NAME["no_broker"]
+        return "no_broker"
     if state.locked_by is not None:
-        return BY_NAME["window_active"]
+        return "window_active"
     if any(state.relays.values()):
-        return BY_NAME["on"]
-    return BY_NAME["idle"]
+        return "on"
+    return "idle"
 
 
 def iso(t: float | None) -> str | None:
@@ -114,4 +120,7 @@ def shown(settings: RoomSettings, state: RoomState, now: float) -> dict[str, Any
         **snapshot(settings, state, now),
         "lock_since": state.lock_since,
         "lock_span": state.lock_span,
+        "schedule_digest": state.schedule_digest,
+        "help_requested_at": state.help_requested_at,
+        "identity": dict(state.identity),
     }

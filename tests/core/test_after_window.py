@@ -10,6 +10,7 @@ from agent.core.events import (
     ButtonPressed,
     Command,
     DeviceHealthChanged,
+    HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
     Tick,
@@ -74,7 +75,7 @@ def test_a_call_still_going_is_not_cut() -> None:
 
 
 def test_someone_using_the_room_in_that_time_keeps_it_on() -> None:
-    for use in (ButtonPressed(), LocalPowerRequest(True, "cli"),
+    for use in (ButtonPressed(), HelpRequested("button"), LocalPowerRequest(True, "cli"),
                 Command("p", "power", {"on": True})):
         r = room()
         r.feed(use, at=1800)  # type: ignore[arg-type]

@@ -3,6 +3,8 @@ digest, help requests, device identities."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from agent.core import room as core
 from agent.core.events import (
     ButtonHeld,
@@ -10,6 +12,7 @@ from agent.core.events import (
     Command,
     DeviceHealthChanged,
     DeviceReady,
+    HelpRequested,
     ScheduleReceived,
     Tick,
     Window,
@@ -123,3 +126,69 @@ def test_every_event_says_whether_the_clock_was_trusted() -> None:
     out = r.feed(ButtonHeld(), at=300)
     assert [(a.kind, a.clock_trusted, a.window_id) for a in out.actions
             if isinstance(a, core.Emit)] == [("shutdown_refused", False, "t1")]
+
+
+# ----------------------------------------------------------------------------- help
+
+
+def test_a_help_request_is_recorded_confirmed_on_the_led_and_kept_until_answered() -> None:
+    r = Room(relays=ALL_ON)
+    r.feed(ScheduleReceived((T1,), "v1"), at=0)
+    r.feed(Tick(), at=200)
+    out = r.feed(HelpRequested("button"), at=300, mono=300)
+    [help_] = emitted(out, "help_requested")
+    assert (help_.window_id, help_.data) == ("t1", {"source": "button"})
+    assert out.led.name == "help_requested" and out.changed
+    assert "trung tâm" in out.led.vi and "the centre" in out.led.en
+    assert r.state.help_requested_at == 300
+    assert r.feed(Tick(), at=307.9, mono=307.9).led.name == "help_requested"
+    assert r.feed(Tick(), at=308, mono=308).led.name == "no_broker"   # as before it
+    # Still waiting for the centre, across a restart too.
+    saved = core.persistent(r.state)
+    r = Room(relays=ALL_ON, saved=saved)
+    assert r.state.help_requested_at == 300
+    out = r.feed(Command("a1", "answer_help", {"note": "đang gọi lại"}), at=400)
+    assert [(a.status, a.reason) for a in out.actions if isinstance(a, core.Reply)] == [
+        ("accepted", "")]
+    assert r.state.help_requested_at is None and out.changed
+    out = r.feed(Command("a2", "answer_help", {}), at=401)
+    assert [a.status for a in out.actions if isinstance(a, core.Reply)] == ["accepted"]
+
+
+def test_the_led_texts_name_the_centre_of_the_config() -> None:
+    s = replace(settings(), centre=("Trung tâm CNTT tỉnh Lạng Sơn", "the Lang Son IT centre"))
+    r = Room(s)
+    out = r.feed(HelpRequested("cli"), at=0)
+    assert "Trung tâm CNTT tỉnh Lạng Sơn" in out.led.vi
+    assert "the Lang Son IT centre" in out.led.en
+    for p in core.led_patterns(s.centre).values():
+        assert "huyện" not in p.vi and "district" not in p.en
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def test_a_device_reporting_another_model_or_serial_is_named_not_on_first_sighting() -> None:
+    r = Room(relays=ALL_ON)
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", model="Room Kit", serial="FOC1"), at=0)
+    assert emitted(out, "device_identity_changed") == []
+    out = r.feed(DeviceHealthChanged("codec", "ok", ""), at=10)        # says nothing of it
+    assert emitted(out, "device_identity_changed") == []
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", model="Room Kit", serial="FOC1"), at=20)
+    assert emitted(out, "device_identity_changed") == []
+    # Someone swapped the codec; the room remembers across a restart.
+    saved = core.persistent(r.state)
+    r = Room(relays=ALL_ON, saved=saved)
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", model="Room Kit", serial="FOC9"), at=30)
+    assert [e.data for e in emitted(out, "device_identity_changed")] == [{
+        "device": "codec", "model": "Room Kit", "serial": "FOC9", "was_model": "Room Kit",
+        "was_serial": "FOC1"}]
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", serial="FOC9"), at=40)
+    assert emitted(out, "device_identity_changed") == []
+
+
+def test_device_health_keeps_its_fields() -> None:
+    r = Room(relays=ALL_ON)
+    out = r.feed(DeviceHealthChanged("codec", "ok", "", power="on", in_call=False), at=0)
+    assert emitted(out, "device_health")[0].data == {
+        "device": "codec", "status": "ok", "reason": "", "power": "on", "in_call": False}

@@ -28,6 +28,7 @@ from agent.core.events import (
     DeviceHealthChanged,
     DeviceReady,
     DeviceStandby,
+    HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
     Tick,
@@ -55,10 +56,12 @@ commands = st.one_of(
     st.builds(lambda d: Command("c", "start_window", {"duration_min": d}),
               st.floats(1, 240, allow_nan=False)),
     st.just(Command("c", "operator_check", {"timeout_s": 30})),
+    st.just(Command("c", "answer_help", {})),
 )
 
 events = st.one_of(
     st.just(Tick()), st.just(ButtonPressed()), st.just(ButtonHeld()),
+    st.builds(HelpRequested, st.sampled_from(["button", "cli"])),
     st.builds(LocalPowerRequest, st.booleans(), st.sampled_from(["button", "cli", "system"])),
     commands, schedules,
     st.builds(DeviceReady, st.sampled_from(DEVICES)),
@@ -68,7 +71,8 @@ events = st.one_of(
     st.just("restart"), st.just("reboot"),
     st.builds(DeviceHealthChanged, st.sampled_from(DEVICES),
               st.sampled_from(["ok", "fault", "degraded", "unknown"]), st.just("r"),
-              st.sampled_from([None, "on", "standby"]), st.sampled_from([None, True, False])),
+              st.sampled_from([None, "on", "standby"]), st.sampled_from([None, True, False]),
+              st.sampled_from([None, "A", "B"]), st.sampled_from([None, "1", "2"])),
 )
 
 # Mostly small steps forward; sometimes a big jump, sometimes the clock goes back.
