@@ -83,6 +83,7 @@ def power(s: _Step, cmd: Command) -> None:
         s.reply(cmd, "invalid", f"args.device: unknown device '{device}'; this room has "
                                 f"{', '.join(s.settings.names)}")
         return
+    s.keep_on()  # the district switching the room after a window: it stays as it says
     w = s.locked
     if not on and w is not None:
         if not override:

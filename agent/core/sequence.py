@@ -11,8 +11,11 @@ step at a time:
 
 A new request replaces a running sequence (``power_sequence_cancelled``). A step ends
 ``done`` (its wait passed), ``confirmed`` (the driver answered) or ``timeout`` (it did not);
-every step is reported, none is skipped silently. A sequence started with ``then_on`` switches
-its devices on again once they are all off (a power cycle).
+every step is reported, none is skipped silently. Each wait for a driver has its own number
+(``AwaitReady.step``/``SendStandby.step``): an answer naming another number, a late answer to a
+step a newer request replaced, confirms nothing. Every wait runs on the monotonic clock. A
+sequence started with ``then_on`` switches its devices on again once they are all off (a power
+cycle).
 
 :class:`Sequencer` is one use of the machine inside a core step: it changes its
 :class:`Power` and hands every event and action to the step's callbacks, in order.

@@ -8,9 +8,11 @@ same four phases, in this order, so nothing depends on which helper happens to r
 2. **the lock** — settled once from those facts (:mod:`agent.core.windows`): engaged, moved or
    released, recorded before anything it causes; the rest of the step uses it as it is;
 3. **the request** — what the event asks for, judged against that lock: the button, the CLI,
-   the district's other commands, the devices' answers and health;
+   the district's other commands (:mod:`agent.core.commands`), the devices' answers and
+   health (:mod:`agent.core.devices`);
 4. **time** — what is due: sequence steps (:mod:`agent.core.sequence`), check timeouts, the
-   window's power-up, unscheduled use.
+   window's power-up and readiness, the switch-off after a window, unscheduled use
+   (:mod:`agent.core.devices`).
 
 The :class:`Outcome` says what changed, so the shell asks the core nothing back.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agent.contract import events as ev
-from agent.core import commands
+from agent.core import commands, devices
 from agent.core.actions import Action, Emit, Reply
 from agent.core.events import (
     BrokerConnection,
@@ -42,11 +44,9 @@ from agent.core.events import (
 from agent.core.led import LedPattern
 from agent.core.sequence import Power, Sequence, Sequencer
 from agent.core.settings import RoomSettings
-from agent.core.state import AfterWindow, DeviceHealth, OperatorCheck, RoomState
+from agent.core.state import AfterWindow, OperatorCheck, RoomState
 from agent.core.view import iso, led, shown
 from agent.core.windows import clock_trusted, lock_window, proven_now, release_time
-
-SELF_HELP = "self_help:"
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ class Outcome:
 
     state: RoomState
     actions: tuple[Action, ...]
-    lock: Window | None = None
-    led: LedPattern | None = None
-    changed: bool = True
+    lock: Window | None
+    led: LedPattern
+    changed: bool
 
 
 class _Locking:
@@ -237,7 +237,7 @@ class _Step:
             case DeviceStandby(device=d, step=n):
                 self.power.answer(d, False, n)
             case DeviceHealthChanged():
-                self.health_changed(event)
+                devices.health_changed(self, event)
 
     def local_off(self, source: LocalSource) -> None:
         w = self.locked
@@ -271,54 +271,6 @@ class _Step:
         else:
             self.local_on("button")
 
-    def health_changed(self, change: DeviceHealthChanged) -> None:
-        d = change.device
-        if d not in self.st.health:
-            return
-        self.set(health={**self.st.health, d: DeviceHealth(change.status, change.reason,
-                                                           change.power, change.in_call)})
-        if change.power is not None:
-            awake = self.power.power.awake
-            awake = awake | {d} if change.power == "on" else awake - {d}
-            self.power.power = replace(self.power.power, awake=awake)
-        self.emit(ev.DeviceHealth(d, change.status, change.reason, change.power,
-                                  change.in_call))
-        self.identity(change)
-        self.self_help(d, change.status, change.reason)
-
-    def identity(self, change: DeviceHealthChanged) -> None:
-        """Remember a device's model and serial; name a change (a device swapped, or a
-        firmware that reports another model), never the first sighting."""
-        d = change.device
-        was_model, was_serial = self.st.identity.get(d, (None, None))
-        model = change.model if change.model is not None else was_model
-        serial = change.serial if change.serial is not None else was_serial
-        if (model, serial) == (was_model, was_serial):
-            return
-        if ((was_model is not None and model != was_model)
-                or (was_serial is not None and serial != was_serial)):
-            self.emit(ev.DeviceIdentityChanged(d, model, serial, was_model, was_serial))
-        self.set(identity={**self.st.identity, d: (model, serial)})
-
-    def self_help(self, device: str, status: str, reason: str) -> None:
-        """A device went faulty: outside a window, power-cycle it once; inside, leave it to
-        the district (DESIGN: nothing is cut automatically during a window)."""
-        if status == "ok":
-            self.set(cycled=self.st.cycled - {device})
-            return
-        spec = self.settings.spec(device)
-        if status != "fault" or not spec.self_help or device in self.st.cycled:
-            return
-        if self.locked is not None:
-            self.emit(ev.SelfHelpWithheld(device, reason))
-            self.set(cycled=self.st.cycled | {device})  # once per fault, not every poll
-            return
-        if not self.relays[device] or self.sequence is not None:
-            return
-        self.set(cycled=self.st.cycled | {device})
-        self.emit(ev.SelfHelpPowerCycle(device, reason))
-        self.power.start(False, f"{SELF_HELP}{device}", (device,), then_on=True)
-
     # 4. time --------------------------------------------------------------------
     def on_time(self) -> None:
         """Everything that happens because the clock reached a deadline."""
@@ -348,7 +300,7 @@ class _Step:
             self.power.start(True, f"window:{w.id}")
         self.window_ready()
         self.after_window()
-        self.track_unscheduled()
+        devices.track_unscheduled(self)
 
     def window_ready(self) -> None:
         """At the start of the window locking the room: how ready each device was."""
@@ -389,7 +341,7 @@ class _Step:
                 self.set(after_window=None)  # done, or replaced by another request
             return
         due = aw.due(self.mono)
-        if due is None or self.mono < due or self._in_call():
+        if due is None or self.mono < due or devices.in_call(self.st, self.relays):
             return
         self.emit(ev.AfterWindowPowerOff(aw.after_s or 0.0), aw.window_id)
         self.set(after_window=replace(aw, switching_off=True))
@@ -397,38 +349,10 @@ class _Step:
         if self.sequence is None:
             self.set(after_window=None)  # nothing was on
 
-    def _in_call(self) -> bool:
-        return any(h.in_call and self.relays[n] for n, h in self.st.health.items())
-
-    def track_unscheduled(self) -> None:
-        """Report a codec in a call, or a device awake, outside every window and the time
-        after one (problem 5). A device whose relay is open is neither."""
-        now_in: dict[tuple[str, str], float] = {}
-        if self.locked is None and self.st.after_window is None:
-            for name, h in self.st.health.items():
-                if not self.relays[name]:
-                    continue
-                if h.in_call:
-                    now_in[(name, "in_call")] = self.now
-                elif h.power == "on" and self.settings.spec(name).role == "codec":
-                    now_in[(name, "awake")] = self.now
-        before = self.st.unscheduled
-        if set(now_in) == set(before):
-            return
-        for (device, what), since in before.items():
-            if (device, what) not in now_in:
-                self.emit(ev.UnscheduledUseEnded(device, what,  # type: ignore[arg-type]
-                                                 round(self.now - since, 3)))
-        for device, what in now_in:
-            if (device, what) not in before:
-                self.emit(ev.UnscheduledUse(device, what))  # type: ignore[arg-type]
-        self.set(unscheduled={k: before.get(k, v) for k, v in now_in.items()})
-
-
 def _uses_the_room(event: Event) -> bool:
-    """Whether ``event`` is someone using the room (or the district switching it)."""
-    return (isinstance(event, ButtonPressed | ButtonHeld | HelpRequested | LocalPowerRequest)
-            or (isinstance(event, Command) and event.name in ("power", "start_window")))
+    """Whether ``event`` is someone at the room using it (a district ``power`` command
+    counts too: :func:`agent.core.commands.power`)."""
+    return isinstance(event, ButtonPressed | ButtonHeld | HelpRequested | LocalPowerRequest)
 
 
 def step(settings: RoomSettings, state: RoomState, event: Event, now: float,
@@ -464,8 +388,8 @@ def next_deadline(settings: RoomSettings, state: RoomState, now: float,
                         + chk.timeout_s)
     mono_due += [t for t in (state.refusal_until, state.help_until) if t is not None]
     aw = state.after_window
-    if aw is not None and (due := aw.due(mono)) is not None and not any(
-            h.in_call and state.relays[n] for n, h in state.health.items()):
+    if (aw is not None and (due := aw.due(mono)) is not None
+            and not devices.in_call(state, state.relays)):
         mono_due.append(due)  # (under a call: when the call ends, a health change says so)
     wall_due: list[float] = []
     locked = state.window(state.locked_by)

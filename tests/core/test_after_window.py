@@ -109,3 +109,12 @@ def test_a_restart_in_that_time_starts_the_wait_again() -> None:
     r2.feed(Tick(), at=1900, mono=5)              # a new boot: its monotonic clock is new
     assert offs(r2.feed(Tick(), at=2100, mono=300)) == []
     assert "after_window_power_off" in kinds(r2.feed(Tick(), at=2500, mono=605))
+
+
+def test_a_command_that_is_refused_or_invalid_changes_nothing() -> None:
+    r = room()
+    before = r.state
+    r.feed(Command("x", "power", {"on": True, "device": "projector"}), at=1800)
+    r.feed(Command("y", "power", {"on": True}, issued_at=0.5), at=1801)   # stale
+    assert r.state.after_window == before.after_window
+    assert "after_window_power_off" in kinds(r.feed(Tick(), at=2100))

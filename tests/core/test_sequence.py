@@ -138,3 +138,22 @@ def test_power_cycle_switches_back_on_once_off() -> None:
     assert relays(out) == [("codec", False), ("codec", True)]
     assert kinds(out).count("power_sequence_started") == 1   # the second half
     assert all(a.reason == "cycle" for a in out if isinstance(a, SetRelay))
+
+
+def test_each_wait_for_a_driver_has_its_own_number_and_only_it_is_confirmed() -> None:
+    m = Machine(confirm=True)
+    m.at(0).start(True, "r")
+    codec = next(a for a in m.take() if isinstance(a, AwaitReady))
+    m.at(1).answer("codec", True, codec.step + 1)           # someone else's answer
+    assert m.take() == [] and m.power.awake == frozenset()
+    m.at(2).answer("codec", True, codec.step)
+    camera = next(a for a in m.take() if isinstance(a, AwaitReady))
+    assert camera.step == codec.step + 1 and m.power.steps == camera.step
+    assert m.power.awake == {"codec"}                        # the driver said so
+
+
+def test_a_relay_opened_forgets_that_its_device_was_awake() -> None:
+    m = Machine(relays=ON, awake=frozenset({"codec", "camera"}))
+    m.at(0).start(False, "r", ("camera",))
+    m.take()
+    assert m.power.awake == {"codec"} and m.power.relays["camera"] is False
