@@ -290,8 +290,7 @@ class Agent:
             self.inhibitor.release()
         else:
             self.inhibitor.hold(f"{out.lock.kind} {out.lock.id} {out.lock.title}".strip())
-        if out.led is not None:
-            self.board.show(out.led)
+        self.board.show(out.led)
         if out.changed or any(isinstance(a, core.PublishState) for a in out.actions):
             self._publish_state_if_changed(force=True)
         return out

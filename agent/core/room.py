@@ -61,7 +61,7 @@ from agent.core.state import (
     resume,
 )
 from agent.core.step import Outcome, next_deadline, step
-from agent.core.view import iso, led, room_power, snapshot, window_json
+from agent.core.view import iso, led, room_power, shown, snapshot, window_json
 from agent.core.windows import clock_trusted, lock_window, next_window, release_time
 
 __all__ = [
@@ -94,6 +94,7 @@ __all__ = [
     "release_time",
     "resume",
     "room_power",
+    "shown",
     "snapshot",
     "step",
     "window_json",
