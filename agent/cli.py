@@ -19,18 +19,19 @@ import os
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, control, systemd
+from agent import __version__, control, journal, systemd
 from agent.config import ConfigError, SiteConfig, json_schema, load_config
 from agent.control import ControlServer, request
 from agent.core.events import Tick
-from agent.core.led import BY_NAME
+from agent.core.led import patterns
 from agent.link.info import CENTRE_FALLBACK
 from agent.link.mqtt import parse_broker_url
-from agent.runtime import Agent, LocalCall, Stop
+from agent.runtime import Agent, LocalCall, Reload, Stop
 from agent.store import StateDir
 
 if "help" not in control.OPS:   # `diemcau-agent help` goes through the control socket too
@@ -130,8 +131,10 @@ def build_agent(cfg: SiteConfig, simulate: bool, state_dir: Path, broker: str | 
     return agent
 
 
-def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> None:
-    """Run ``agent`` with its control socket until SIGINT/SIGTERM (or ``stop``)."""
+def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None,
+          config_path: Path | None = None) -> None:
+    """Run ``agent`` with its control socket until SIGINT/SIGTERM (or ``stop``); SIGHUP
+    re-reads ``config_path`` (:meth:`Agent.reload`) and the agent runs on either way."""
 
     def submit(op: str, respond: Callable[[dict[str, Any]], None]) -> None:
         if op in ("press", "hold"):
@@ -150,18 +153,27 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None) -> 
         # Without the socket the room still works; only `diemcau-agent status|on|off` do not.
         log.error("local control socket %s unavailable: %s", agent.store.socket_path, e)
 
-    def on_signal(signum: int, frame: Any) -> None:
-        agent.queue.put(Stop())
+    # A handler runs between two bytecodes of the loop, perhaps while it holds the queue's
+    # lock: it only appends to a deque (atomic), which the loop reads every turn.
+    signals: deque[Any] = deque()
+
+    def on_stop(signum: int, frame: Any) -> None:
+        signals.append(Stop())
+
+    def on_reload(signum: int, frame: Any) -> None:
+        if config_path is not None:
+            signals.append(Reload(config_path))
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_reload)
     agent.start()
     systemd.ready(f"room {agent.cfg.site.id} running")
     log.info("room %s running (%s); state in %s", agent.cfg.site.id,
              "simulated" if simulate else "hardware", agent.store.root)
     try:
-        agent.run(stop)
+        agent.run(stop, signals)
     finally:
         systemd.stopping()
         if control is not None:
@@ -238,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
+    journal.use_config_level(cfg.log_level)
     state_dir = Path(args.state_dir) if args.state_dir else (
         Path("run") / cfg.site.id if args.simulate else DEFAULT_STATE)
     missing = cfg.broker.missing_files()
@@ -258,7 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # A pin in use by another program, a bad broker URL, an unreadable state directory.
         print(f"cannot start the room agent: {e}", file=sys.stderr)
         return 2
-    serve(agent, args.simulate)
+    serve(agent, args.simulate, config_path=Path(args.config))
     return 0
 
 
@@ -323,7 +336,7 @@ def describe(state: dict[str, Any], support: list[dict[str, str]] | None = None,
         lines.append(f"Lịch mới bị từ chối / New schedule rejected: "
                      f"{rejected.get('version') or rejected['digest']} (vẫn theo lịch cũ / the "
                      "previous one stays)")
-    led = BY_NAME.get(state["led"])
+    led = patterns((vi_c, en_c)).get(state["led"])
     if led:
         lines.append(f"Đèn / LED: {led.colour_vi} — {led.vi}")
         lines.append(f"           {led.colour_en} — {led.en}")
@@ -412,7 +425,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diemcau-agent", description="diemcau room agent")
     p.add_argument("--version", action="version", version=f"diemcau-agent {__version__}")
-    p.add_argument("--log-level", default=os.environ.get("DIEMCAU_LOG", "INFO"))
+    p.add_argument("--log-level", type=journal.level_arg,
+                   default=os.environ.get("DIEMCAU_LOG", "INFO"),
+                   help=f"{', '.join(journal.LEVEL_NAMES)} (default $DIEMCAU_LOG or INFO; the "
+                        "site file's log_level wins when it has one)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the room agent")
@@ -451,8 +467,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    journal.setup_logging(args.log_level)
     return int(args.func(args))
 
 

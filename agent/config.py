@@ -39,12 +39,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Centre(Strict):
+    """The organisation a room answers to, as operators call it: Vietnamese and English."""
+
+    vi: str = Field("trung tâm", min_length=1,
+                    description="e.g. 'Trung tâm CNTT tỉnh Lạng Sơn'")
+    en: str = Field("the centre", min_length=1,
+                    description="e.g. 'the Lang Son provincial IT centre'")
+
+
 class Site(Strict):
     id: str = Field(description="Lower-case id used in MQTT topics and as the broker user name, "
                                 "e.g. 'vq-tan-doan'")
     name: str = Field(min_length=1, description="The room's name as operators say it")
     district: str = ""
     timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA zone the schedule is shown in")
+    centre: Centre = Field(default_factory=Centre,
+                           description="Who the room answers to: named in the LED texts")
 
     @field_validator("id")
     @classmethod
@@ -215,6 +226,8 @@ class ButtonCfg(Strict):
     pull_up: bool = Field(True, description="True: the button connects the pin to ground")
     hold_s: float = Field(3.0, ge=0.5, le=30, description="Hold this long to switch power")
     bounce_s: float = Field(0.05, ge=0, le=1)
+    double_press_s: float = Field(0.6, ge=0.2, le=2,
+                                  description="Two presses this close are a request for help")
 
 
 class Timing(Strict):
@@ -234,6 +247,10 @@ class Timing(Strict):
                                    description="Default wait for an operator check")
     refusal_show_s: float = Field(8, ge=1, le=120,
                                   description="How long the LED shows a refused shutdown")
+    off_after_release_min: float | None = Field(
+        10, ge=0, le=24 * 60,
+        description="Switch the room off, in order, this long after a window's lock ends "
+                    "unless someone uses it (null: never)")
 
 
 class Contact(Strict):
@@ -252,6 +269,9 @@ class SiteConfig(Strict):
     button: ButtonCfg | None = None
     timing: Timing = Timing()
     support: list[Contact] = Field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        None, description="The agent's log level (overrides --log-level); a reload "
+                          "(systemctl reload diemcau-agent) applies a new one")
 
     @field_validator("devices")
     @classmethod

@@ -3,7 +3,7 @@ worker per device that has a driver, plus the emulators a simulated room talks t
 
 Everything here runs in its own threads and only reports through ``put`` (the agent's queue):
 ``DeviceHealthChanged`` from the pollers, ``DeviceReady`` / ``DeviceStandby`` from the
-sequencing helpers. The core decides what they mean.
+sequencing helpers, each naming the core's step it answers. The core decides what they mean.
 """
 
 from __future__ import annotations
@@ -52,20 +52,24 @@ class SerialDevice:
     def relay_changed(self, on: bool) -> None:
         self.poller.set_relay(on)
 
-    def await_ready(self) -> None:
-        """Wake the device if it is in standby and report ``DeviceReady`` once it answers
-        (bounded). A step still running or queued for an older request is cancelled."""
+    def await_ready(self, step: int = 0) -> None:
+        """Wake the device if it is in standby and report ``DeviceReady(device, step)`` once
+        it answers (bounded); ``step`` is the core's step number, carried back so a late
+        answer can be told from the current one. A step still running or queued for an
+        older request is cancelled."""
         gen = self.poller.new_step()
         self._work.submit(self._guard, gen,
-                          lambda t: self.poller.wait_ready(t, wake=True, generation=gen),
+                          lambda t: self.poller.wait_ready(t, wake=True, generation=gen,
+                                                           step=step),
                           self.dev.ready_timeout_s)
 
-    def send_standby(self) -> None:
-        """Send standby and report ``DeviceStandby`` once confirmed (bounded by the grace).
-        A step still running or queued for an older request is cancelled."""
+    def send_standby(self, step: int = 0) -> None:
+        """Send standby and report ``DeviceStandby(device, step)`` once confirmed (bounded by
+        the grace). A step still running or queued for an older request is cancelled."""
         gen = self.poller.new_step()
         self._work.submit(self._guard, gen,
-                          lambda t: self.poller.standby_and_confirm(t, generation=gen),
+                          lambda t: self.poller.standby_and_confirm(t, generation=gen,
+                                                                    step=step),
                           max(self.dev.off_grace_s, 1.0))
 
     def _guard(self, generation: int, fn: Callable[[float], Any], timeout: float) -> None:
@@ -82,7 +86,8 @@ class SerialDevice:
         self._stop.set()
         self.poller.cancel()
         self._work.shutdown(wait=True, cancel_futures=True)
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         self.driver.close()
 
 
@@ -106,13 +111,15 @@ class SerialDevices:
         if device in self.devices:
             self.devices[device].relay_changed(on)
 
-    def await_ready(self, device: str) -> None:
+    def await_ready(self, device: str, step: int = 0) -> None:
+        """See :meth:`SerialDevice.await_ready`; nothing for a device without a driver."""
         if device in self.devices:
-            self.devices[device].await_ready()
+            self.devices[device].await_ready(step)
 
-    def send_standby(self, device: str) -> None:
+    def send_standby(self, device: str, step: int = 0) -> None:
+        """See :meth:`SerialDevice.send_standby`; nothing for a device without a driver."""
         if device in self.devices:
-            self.devices[device].send_standby()
+            self.devices[device].send_standby(step)
 
     def close(self) -> None:
         for d in self.devices.values():

@@ -7,6 +7,8 @@ what they mean, and does what it says: relays, LED, events, replies, the state s
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -16,18 +18,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gpiozero import Factory
 
-from agent import __version__
+from agent import __version__, journal, systemd
 from agent.clock import (
     clock_synchronized,
     read_last_known_good,
     trust_wall_clock,
     write_last_known_good,
 )
-from agent.config import SiteConfig
+from agent.config import ConfigError, SiteConfig, load_config
+from agent.contract import events as ev
 from agent.core import room as core
 from agent.core.events import (
     BrokerConnection,
@@ -41,8 +45,9 @@ from agent.core.events import (
     Tick,
 )
 from agent.devices import EmulatedRoom, SerialDevices
-from agent.hardware.board import Board, released_power
+from agent.hardware.board import Board, RelayError, released_power
 from agent.inhibit import ShutdownInhibitor
+from agent.journal import BacklogWatch, log_event
 from agent.link.host import HostReporter
 from agent.link.info import centre_names, info_digest, info_message
 from agent.link.mqtt import Incoming, Link, Published
@@ -52,8 +57,9 @@ from agent.link.state import state_message as build_state
 from agent.link.topics import RoomTopics
 from agent.link.wire import dumps, reply_payload
 from agent.outbox import New, Outbox, Record
+from agent.reload import changed_fields, reload_problems
 from agent.store import StateDir, previous_stop, read_boot_id, system_stopping
-from agent.systemd import Watchdog
+from agent.systemd import FailureRun, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,8 @@ ALIVE_EVERY_S = 60.0
 DIE_BEFORE_HANDLING = "DIEMCAU_TEST_DIE_BEFORE_HANDLING"
 """Test hook: a command with this id kills the agent (SIGKILL) after it was received and
 before it was handled, so the tests can prove it is then handled exactly once."""
-_MISSING = object()
+LOOP_MAX_FAILURES = 20      # failed turns in a row, or
+LOOP_MAX_FAILING_S = 60.0   # seconds of failing turns, before the watchdog pings stop
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,64 @@ class Stop:
     """Ask the loop to end."""
 
 
+@dataclass(frozen=True)
+class Reload:
+    """Re-read the site config at ``path`` (``SIGHUP``): see :meth:`Agent.reload`."""
+
+    path: Path
+
+
+class SignalWaker:
+    """Wakes the loop when a signal arrives, so it can sleep until its next deadline and still
+    take a :class:`Stop` or :class:`Reload` at once.
+
+    A signal handler must not take the queue's lock (it may interrupt the loop holding it): it
+    only appends to the loop's ``signals`` deque. ``signal.set_wakeup_fd`` makes the C-level
+    handler also write a byte to a pipe; a thread reading it puts a :class:`Tick` on the queue,
+    and the woken loop takes what the handler left. Only in the main thread (where Python runs
+    signal handlers); elsewhere it does nothing.
+    """
+
+    def __init__(self, put: Callable[[Any], None]) -> None:
+        self._put = put
+        self._fds: tuple[int, int] | None = None
+        self._old = -1
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            self._old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:  # pragma: no cover - not the main thread after all
+            os.close(r)
+            os.close(w)
+            return
+        self._fds = (r, w)
+        threading.Thread(target=self._read, args=(r,), name="signal-waker",
+                         daemon=True).start()
+
+    def _read(self, r: int) -> None:
+        while True:
+            try:
+                if not os.read(r, 64):
+                    return
+            except OSError:
+                return
+            with contextlib.suppress(queue.Full):
+                self._put(Tick())
+
+    def close(self) -> None:
+        if self._fds is None:
+            return
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(self._old)
+        r, w = self._fds
+        self._fds = None
+        os.close(w)   # the reader sees end of file
+        with contextlib.suppress(OSError):
+            os.close(r)
+
+
 def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
     """The core's view of a site config."""
     return core.RoomSettings(
@@ -99,25 +164,32 @@ def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
         hard_cap_s=cfg.timing.lock_hard_cap_min * 60.0,
         refusal_show_s=cfg.timing.refusal_show_s,
         check_timeout_s=cfg.timing.check_timeout_s,
+        off_after_release_s=(None if cfg.timing.off_after_release_min is None
+                             else cfg.timing.off_after_release_min * 60.0),
+        centre=(cfg.site.centre.vi, cfg.site.centre.en),
     )
 
 
 class Agent:
-    """A room agent. ``clock`` gives POSIX seconds; tests inject their own."""
+    """A room agent. ``clock`` gives POSIX seconds, ``mono`` the monotonic seconds every
+    duration is measured on (``docs/time.md`` rule 6); tests inject their own. Without
+    ``mono``, the real monotonic clock goes with the real ``clock``, and an injected ``clock``
+    is also taken as the monotonic one (a test's hand-moved clock does not jump)."""
 
     def __init__(self, cfg: SiteConfig, factory: Factory, state_dir: StateDir,
                  broker_host: str | None = None, broker_port: int | None = None,
                  clock: Callable[[], float] = time.time, connect: bool = True,
                  emulate: bool = False,
-                 clock_synced: Callable[[], bool] = clock_synchronized) -> None:
+                 clock_synced: Callable[[], bool] = clock_synchronized,
+                 mono: Callable[[], float] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.mono = mono or (time.monotonic if clock is time.time else clock)
         self.store = state_dir
         self.settings = settings_from_config(cfg)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_MAX)
         self.topics = RoomTopics(cfg.broker.topic_prefix, cfg.site.id)
         self.config_hash = cfg.fingerprint()
-        self._schedule_digest: str | None = None  # of the schedule in force (its payload)
 
         saved = self.store.load_room()
         self.boot_id = read_boot_id()
@@ -128,7 +200,7 @@ class Agent:
         if saved and not self.rebooted and isinstance(saved.get("relays"), dict):
             relays.update({n: bool(v) for n, v in saved["relays"].items() if n in relays})
         try:
-            self.state = core.initial_state(self.settings, relays, saved)
+            self.state = core.initial_state(self.settings, relays, saved, self.rebooted)
         except (KeyError, TypeError, ValueError) as e:
             log.error("saved room state unusable (%s): starting from the pins alone", e)
             self.state = core.initial_state(self.settings, relays)
@@ -140,7 +212,8 @@ class Agent:
         # Pins are claimed at the level the room had: starting never switches a relay.
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
                            on_press=lambda: self.queue.put(ButtonPressed()),
-                           on_hold=lambda: self.queue.put(ButtonHeld()))
+                           on_hold=lambda: self.queue.put(ButtonHeld()),
+                           on_help=lambda: self.queue.put(HelpRequested("button")))
         # A simulated room's serial devices are emulators on pseudo-terminals, powered by the
         # simulated relays; a real room's are its USB adapters.
         self.emulated = (EmulatedRoom(cfg.devices, relays, self.store.root / "tty")
@@ -187,15 +260,11 @@ class Agent:
         self.devices.start()
         how, last_alive = previous_stop(self._alive_before, self.boot_id)
         self._stamp_alive()
-        started: dict[str, Any] = {"agent_version": __version__, "after_reboot": self.rebooted}
-        if how is not None:
-            started["previous_stop"] = how
-        if last_alive is not None:
-            started["last_alive_at"] = core.iso(last_alive)
-        started["relays"] = dict(self.state.relays)
-        if self.state.locked_by is not None:
-            started["locked_by"] = self.state.locked_by
-        self.emit("agent_started", started)
+        self.emit(ev.AgentStarted(
+            agent_version=__version__, after_reboot=self.rebooted,
+            previous_stop=how,  # type: ignore[arg-type]
+            relays=dict(self.state.relays), last_alive_at=core.iso(last_alive),
+            locked_by=self.state.locked_by))
         self.feed(Tick())
         self._check_clock()
         self._host.poll(time.monotonic())
@@ -211,37 +280,75 @@ class Agent:
         if cached is None:
             return None
         try:
-            sched = parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
+            return parse_schedule(cached, self.cfg.site.id, self.cfg.site.timezone)
         except PayloadError as e:
             log.error("cached schedule unusable: %s", e)
             return None
-        self._schedule_digest = sched.digest
-        return sched
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """The main loop, until :class:`Stop` arrives or ``stop`` is set (the loop sleeps until
-        its next deadline, so whoever sets ``stop`` also puts a :class:`Stop` to wake it)."""
+    def run(self, stop: threading.Event | None = None,
+            signals: deque[Any] | None = None) -> None:
+        """The main loop, until :class:`Stop` arrives or ``stop`` is set.
+
+        The loop sleeps until its next deadline: whoever sets ``stop`` also puts a
+        :class:`Stop` on the queue to wake it. ``signals`` holds what signal handlers left
+        (:class:`Stop`, :class:`Reload`): a handler must not take the queue's lock, so it
+        appends there, :class:`SignalWaker` wakes the loop and the loop takes it first. A turn
+        that raises is logged and the loop goes on, but ``LOOP_MAX_FAILURES`` failed turns in a
+        row (or ``LOOP_MAX_FAILING_S`` of them) stop the watchdog pings: systemd restarts the
+        agent rather than leave the room frozen.
+        """
         stop = stop or threading.Event()
-        while not stop.is_set():
-            # systemd restarts the agent if this loop stops coming round (a wedged handler).
-            self.watchdog.loop_alive()
-            self.watchdog.maybe_ping()
-            try:
-                wait = self._wait_s()
-            except Exception:  # pragma: no cover - never let a bug stop the loop
-                log.exception("cannot compute the next deadline")
-                wait = MAX_WAIT_S
-            try:
-                msg = self.queue.get(timeout=wait)
-            except queue.Empty:
-                msg = Tick()
-            if isinstance(msg, Stop):
-                break
-            try:
-                self.handle(msg)
-            except Exception:
-                # A bug must not take the room down: log it and carry on with the next message.
-                log.exception("failed to handle %r", msg)
+        failures = FailureRun(LOOP_MAX_FAILURES, LOOP_MAX_FAILING_S)
+        backlog = BacklogWatch()
+        waker = SignalWaker(self._offer) if signals is not None else None
+        try:
+            while not stop.is_set():
+                # systemd restarts the agent if this loop stops coming round (a wedged
+                # handler) or keeps failing.
+                if not failures.exhausted:
+                    self.watchdog.loop_alive()
+                self.watchdog.maybe_ping()
+                error: Exception | None = None
+                try:
+                    wait = self._wait_s()
+                except Exception as e:  # never let a bug stop the loop
+                    log.exception("cannot compute the next deadline")
+                    error, wait = e, MAX_WAIT_S
+                if signals:
+                    msg = signals.popleft()
+                else:
+                    try:
+                        msg = self.queue.get(timeout=wait)
+                    except queue.Empty:
+                        msg = Tick()
+                    if signals and isinstance(msg, Tick):
+                        msg = signals.popleft()   # woken by a signal
+                if isinstance(msg, Stop):
+                    break
+                try:
+                    if isinstance(msg, Reload):
+                        self.reload(msg.path)
+                    else:
+                        if isinstance(msg, BrokerConnection):
+                            log_event("broker_connected" if msg.connected else "broker_lost",
+                                      {"broker": f"{getattr(self.link, 'host', '?')}:"
+                                                 f"{getattr(self.link, 'port', '?')}"})
+                        self.handle(msg)
+                except Exception as e:
+                    # A bug must not take the room down: log it and go on with the next one.
+                    log.exception("failed to handle %r", msg)
+                    error = e
+                backlog.observe(self.outbox.stats, time.monotonic())
+                if error is None:
+                    if failures.succeeded():
+                        log.warning("the main loop works again: watchdog pings resume")
+                elif failures.failed():
+                    log_event("loop_failing", {"failures": failures.count,
+                                               "seconds": round(failures.seconds, 1),
+                                               "error": f"{type(error).__name__}: {error}"})
+        finally:
+            if waker is not None:
+                waker.close()
 
     def close(self, reason: str | None = None) -> None:
         """Say ``agent_stopping`` and then offline, let go of the pins (relays keep their
@@ -254,7 +361,7 @@ class Agent:
         if shutdown and reason == "signal":
             reason = "system_shutdown"
         # Before offline: delivered now, or after the restart if the link is gone.
-        self.emit("agent_stopping", {"reason": reason, "system_shutdown": shutdown})
+        self.emit(ev.AgentStopping(reason=reason, system_shutdown=shutdown))  # type: ignore[arg-type]
         self.inhibitor.release()
         if self._connect:
             self.link.stop()   # waits for offline's PUBACK: everything before it is in
@@ -272,11 +379,10 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
     def _wait_s(self) -> float:
-        now = self.clock()
-        due = core.next_deadline(self.settings, self.state, now)
+        due = core.next_deadline(self.settings, self.state, self.clock(), self.mono())
         wait = self._shell_wait_s()
         if due is not None:
-            wait = min(wait, due - now)
+            wait = min(wait, due)
         return max(0.0, wait)
 
     def _shell_wait_s(self) -> float:
@@ -320,11 +426,14 @@ class Agent:
     def feed(self, event: Event) -> core.Outcome:
         """Give the core one event and carry out what it decides."""
         now = self.clock()
-        out = core.step(self.settings, self.state, event, now)
+        out = core.step(self.settings, self.state, event, now, self.mono())
         self.state = out.state
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
         self._record(out.actions, now)
+        for a in out.actions:
+            if isinstance(a, core.Emit):
+                log_event(a.kind, a.data, a.window_id)
         saved = self._persistent()
         if saved != self._saved:
             try:
@@ -339,12 +448,11 @@ class Agent:
             except Exception:
                 log.exception("failed to carry out %r", action)
         self._flush_outbox()
-        lock = core.lock_window(self.settings, self.state, now)
-        if lock is None:
+        if out.lock is None:
             self.inhibitor.release()
         else:
-            self.inhibitor.hold(f"{lock.kind} {lock.id} {lock.title}".strip())
-        self.board.show(core.led(self.settings, self.state, now))
+            self.inhibitor.hold(f"{out.lock.kind} {out.lock.id} {out.lock.title}".strip())
+        self.board.show(out.led)
         self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
                                                  for a in out.actions))
         return out
@@ -355,15 +463,19 @@ class Agent:
                 self._acting = action.reason
                 try:
                     self.board.set_power(d, on)
+                except RelayError as e:
+                    self._relay_failed(e)
+                    if e.actual != on:
+                        return  # the relay did not move: the devices keep what they knew
                 finally:
                     self._acting = ""
                 if self.emulated is not None:
                     self.emulated.relay_changed(d, on)
                 self.devices.relay_changed(d, on)
             case core.AwaitReady(device=d):
-                self.devices.await_ready(d)
+                self.devices.await_ready(d, step=action.step)
             case core.SendStandby(device=d):
-                self.devices.send_standby(d)
+                self.devices.send_standby(d, step=action.step)
             case core.Emit():
                 pass  # recorded in feed(), before anything else
             case core.Reply():
@@ -375,41 +487,73 @@ class Agent:
             case core.PublishState():
                 pass  # handled in feed(), after every action
 
-    # ------------------------------------------------------------------ events
-    def emit(self, kind: str, data: dict[str, Any]) -> Record:
-        """Record one of the shell's own events durably, then send what is not acknowledged.
+    def _relay_failed(self, e: RelayError) -> None:
+        """Record a relay that did not switch, and make the state say what the pin shows."""
+        self.emit(ev.RelayFailed(device=e.device, wanted=e.wanted, error=e.error,
+                                 actual=e.actual))
+        if e.actual is not None and self.state.relays.get(e.device) != e.actual:
+            # Until the core has an event for it, its state is corrected here, and saved.
+            self.state = dataclasses.replace(self.state,
+                                             relays={**self.state.relays, e.device: e.actual})
+            saved = self._persistent()
+            try:
+                self.store.save_room(saved)
+                self._saved = saved
+            except OSError as err:
+                log.error("cannot save the room state (%s); will try again", err)
 
-        Its envelope names the window locking the room now and whether the clock is trusted."""
-        now = self.clock()
-        lock = core.lock_window(self.settings, self.state, now)
+    def reload(self, path: Path) -> bool:
+        """Re-read the site config at ``path`` (``SIGHUP``). The fields in
+        ``agent.reload.LIVE`` are applied at once (``config_reloaded``); if anything else
+        changed, or the file does not validate, nothing is (``config_reload_refused`` with
+        every problem) and the agent runs on with the config it had. True if applied."""
+        systemd.reloading(f"re-reading {path}")
+        try:
+            new = load_config(path)
+            problems = reload_problems(self.cfg, new)
+        except ConfigError as e:
+            problems = e.problems
+        if problems:
+            self.emit(ev.ConfigReloadRefused(problems=tuple(problems)))
+            systemd.ready(f"room {self.cfg.site.id} running; last reload refused")
+            return False
+        applied = changed_fields(self.cfg, new)
+        self.cfg = new
+        self.settings = settings_from_config(new)
+        self.config_hash = new.fingerprint()
+        self._host.interval_s = new.timing.host_interval_s
+        journal.use_config_level(new.log_level)
+        self.emit(ev.ConfigReloaded(config_hash=self.config_hash, applied=tuple(applied)))
+        self.feed(Tick())  # the core decides with the new timings
+        self._publish_info_if_changed()   # a name, label or contact may have changed
+        systemd.ready(f"room {self.cfg.site.id} running")
+        return True
+
+    # ------------------------------------------------------------------ events
+    def emit(self, event: Any) -> Record:
+        """Record one of the shell's own events (a :data:`agent.contract.events.SHELL_EVENTS`
+        kind) durably, write its journal line, then send what is not acknowledged.
+
+        Its envelope names the window locking the room (as the last step settled it) and
+        whether the clock is trusted now."""
+        kind, data = event.KIND, ev.data(event)
+        wid = self.state.locked_by
         (rec,) = self.outbox.append_many([New(
-            kind, data, lock.id if lock is not None else None,
-            core.clock_trusted(self.settings, self.state, now))])
+            kind, data, wid, core.clock_trusted(self.settings, self.state, self.clock()))])
+        log_event(kind, data, wid)
         self._recorded([rec])
         self._flush_outbox()
         return rec
 
-    def _entry(self, a: core.Emit, now: float) -> New:
-        """A core decision's event as the outbox keeps it (contract 2.0 envelope). Its data is
-        the core's, untouched; the shell only adds the envelope."""
-        data = dict(a.data)
-        wid: Any = getattr(a, "window_id", _MISSING)
-        if wid is _MISSING:
-            # A core that does not name the window itself: its data does, or the lock now.
-            if "window_id" in data:
-                wid = data["window_id"]
-            else:
-                lock = core.lock_window(self.settings, self.state, now)
-                wid = lock.id if lock is not None else None
-        trusted = getattr(a, "clock_trusted", None)
-        if trusted is None:
-            trusted = core.clock_trusted(self.settings, self.state, now)
-        return New(a.kind, data, wid, bool(trusted))
+    @staticmethod
+    def _entry(a: core.Emit) -> New:
+        """A core decision's event as the outbox keeps it (contract 2.0 envelope)."""
+        return New(a.kind, a.data, a.window_id, a.clock_trusted)
 
     def _record(self, actions: tuple[core.Action, ...], now: float) -> None:
         """A decision's events on disk, with the reply to the command it decided (if any) in
         the same transaction: a crash leaves both or neither."""
-        entries = [self._entry(a, now) for a in actions if isinstance(a, core.Emit)]
+        entries = [self._entry(a) for a in actions if isinstance(a, core.Emit)]
         command = None
         if self._command_id is not None and self._command_reply is None:
             for a in actions:
@@ -495,9 +639,9 @@ class Agent:
             self._reconnects += 1
             since, down = self.link.connected_since, self.link.down_since
             if since is not None and down is not None:
-                self.emit("link_restored", {"down_since": core.iso(down),
-                                            "down_s": round(max(0.0, since - down), 3),
-                                            "reconnects": self._reconnects})
+                self.emit(ev.LinkRestored(down_since=core.iso(down) or "",
+                                          down_s=round(max(0.0, since - down), 3),
+                                          reconnects=self._reconnects))
         self._was_connected = True
         self._publish_info_if_changed()
         self._publish_host(time.monotonic())
@@ -576,10 +720,8 @@ class Agent:
         and the state shows it until a valid one applies."""
         last = self._linkfile.get("rejected") or {}
         if last.get("digest") != e.digest:
-            data: dict[str, Any] = {"digest": e.digest, "problems": e.problems}
-            if e.version is not None:
-                data = {"version": e.version, **data}
-            self.emit("schedule_rejected", data)
+            self.emit(ev.ScheduleRejected(digest=e.digest, problems=tuple(e.problems),
+                                          version=e.version))
         self._linkfile_set(rejected={"digest": e.digest, "version": e.version, "shown": True})
         self._publish_state_if_changed()
 
@@ -593,7 +735,7 @@ class Agent:
             self._rejected(e)
             self.link.ack(msg)
             return
-        if sched.digest == self._schedule_digest:
+        if sched.digest == self.state.schedule_digest:
             self.link.ack(msg)
             return  # the same schedule again
         try:
@@ -601,8 +743,7 @@ class Agent:
         except OSError as e:
             # The room follows it all the same; after a restart it has the older cache.
             log.error("cannot cache the schedule (%s)", e)
-            self.emit("schedule_cache_failed", {"error": str(e)[:200]})
-        self._schedule_digest = sched.digest
+            self.emit(ev.ScheduleCacheFailed(error=str(e)[:200]))
         rejected = self._linkfile.get("rejected")
         if rejected and rejected.get("shown"):
             self._linkfile_set(rejected={**rejected, "shown": False})
@@ -633,16 +774,15 @@ class Agent:
             return
         call.respond({"ok": False, "error": f"unknown request '{call.op}'"})
 
-    def outcome(self, out: core.Outcome) -> list[dict[str, Any]]:
+    @staticmethod
+    def outcome(out: core.Outcome) -> list[dict[str, Any]]:
         """The events a decision made, as ``{"kind", "window_id"?, "data"}`` (for the CLI)."""
-        now = self.clock()
         did = []
         for a in out.actions:
             if isinstance(a, core.Emit):
-                e = self._entry(a, now)
-                item: dict[str, Any] = {"kind": e.kind, "data": e.data}
-                if e.window_id is not None:
-                    item["window_id"] = e.window_id
+                item: dict[str, Any] = {"kind": a.kind, "data": a.data}
+                if a.window_id is not None:
+                    item["window_id"] = a.window_id
                 did.append(item)
         return did
 
@@ -679,7 +819,7 @@ class Agent:
             self.settings, self.state, self.clock(), site=self.cfg.site.id,
             link=LinkStatus(self.link.connected_since if self.link.connected else None,
                             self._reconnects),
-            schedule=ScheduleStatus(self._schedule_digest,
+            schedule=ScheduleStatus(self.state.schedule_digest or None,
                                     rej.get("version") if shown else None,
                                     rej.get("digest") if shown else None),
             last_seq=self.outbox.last_seq())

@@ -67,13 +67,14 @@ def system_stopping() -> bool:
     return out.stdout.strip() == "stopping"
 
 
-def previous_stop(alive: dict[str, Any] | None, boot_id: str) -> tuple[str | None, float | None]:
+def previous_stop(alive: dict[str, Any] | None, boot_id: str) -> tuple[str, float | None]:
     """How the agent stopped last time, from the alive stamp it left, and when it was last
     seen alive: ``clean`` (it said so when it stopped), ``power_loss_or_reboot`` (it did not,
-    and the machine has booted since), ``crash`` (it did not, same boot: killed, watchdog);
-    None on the very first start (no stamp)."""
+    and the machine has booted since), ``crash`` (it did not, same boot: killed, watchdog).
+    Without a stamp (a room's first start, or the first after an upgrade from agent 0.1,
+    which wrote none) nothing is known to have stopped badly: ``clean``, and no time."""
     if not alive:
-        return None, None
+        return "clean", None
     at = alive.get("at")
     last = float(at) if isinstance(at, int | float) and at > 0 else None
     if alive.get("stopped"):

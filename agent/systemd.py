@@ -8,7 +8,9 @@ unset and every call here is a harmless no-op returning False.
 The unit (``deploy/systemd/diemcau-agent.service``) is ``Type=notify`` with ``WatchdogSec=30``:
 systemd restarts the agent if no ``WATCHDOG=1`` arrives for 30 s. A watchdog thread that pinged
 unconditionally would keep a wedged main loop alive forever, so :class:`Watchdog` pings only
-if the main loop said :meth:`Watchdog.loop_alive` since the previous ping.
+if the main loop said :meth:`Watchdog.loop_alive` since the previous ping. A loop that comes
+round but fails every time is as stuck as a wedged one: :class:`FailureRun` counts its failures
+in a row, and the loop stops saying it is alive once they are too many or last too long.
 
 Example::
 
@@ -69,6 +71,13 @@ def ready(status: str | None = None) -> bool:
 def stopping(status: str | None = None) -> bool:
     """Tell systemd the agent is shutting down (``STOPPING=1``)."""
     return notify("STOPPING=1" + (f"\nSTATUS={_clean(status)}" if status else ""))
+
+
+def reloading(status: str | None = None) -> bool:
+    """Tell systemd the agent is re-reading its config (``RELOADING=1``); :func:`ready` ends it."""
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}"
+                  + (f"\nSTATUS={_clean(status)}" if status else ""))
 
 
 def status(text: str) -> bool:
@@ -164,3 +173,51 @@ class Watchdog:
         t = threading.Thread(target=run, name="systemd-watchdog", daemon=True)
         t.start()
         return t
+
+
+class FailureRun:
+    """Consecutive failures of the main loop, so that a failure repeating every turn ends in a
+    restart instead of a room frozen behind log lines.
+
+    :meth:`failed` after a turn that raised, :meth:`succeeded` after one that did not (which
+    ends the run). :attr:`exhausted` once ``max_failures`` turns in a row failed or the run
+    has lasted ``max_s`` seconds; the loop then stops calling :meth:`Watchdog.loop_alive`.
+    """
+
+    def __init__(self, max_failures: int = 20, max_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures = max_failures
+        self.max_s = max_s
+        self._clock = clock
+        self.count = 0
+        self.since: float | None = None
+        self._said = False
+
+    @property
+    def seconds(self) -> float:
+        """How long the current run of failures has lasted (0 without one)."""
+        return 0.0 if self.since is None else self._clock() - self.since
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the run is too long: the loop should stop feeding the watchdog."""
+        return self.count > 0 and (self.count >= self.max_failures
+                                   or self.seconds >= self.max_s)
+
+    def failed(self) -> bool:
+        """Count one failed turn; True the first time the run is found exhausted (say why)."""
+        if self.since is None:
+            self.since = self._clock()
+        self.count += 1
+        if self.exhausted and not self._said:
+            self._said = True
+            return True
+        return False
+
+    def succeeded(self) -> bool:
+        """A turn went well: the run is over. True if it had been exhausted (recovered)."""
+        was = self._said
+        self.count = 0
+        self.since = None
+        self._said = False
+        return was

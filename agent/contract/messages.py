@@ -8,6 +8,7 @@ and the JSON Schemas of the contract can be generated from one place
 
 Times are ISO 8601 UTC with milliseconds (:func:`agent.clock.iso_ms`). Optional event fields
 with no value are omitted (never null); the state message keeps its keys and may use null.
+Each event kind's ``data`` is defined in :mod:`agent.contract.events`.
 """
 
 from __future__ import annotations
@@ -52,84 +53,7 @@ class EventEnvelope(_Msg):
     data: dict[str, Any]
 
 
-class AgentStarted(_Msg):
-    agent_version: str
-    after_reboot: bool
-    previous_stop: Literal["clean", "crash", "power_loss_or_reboot"] | None = Field(
-        None, description="Omitted on the very first start of a room (nothing stopped before)")
-    last_alive_at: Iso | None = None
-    relays: dict[str, bool]
-    locked_by: str | None = None
-
-
-class AgentStopping(_Msg):
-    reason: Literal["signal", "system_shutdown", "reload_restart", "error"]
-    system_shutdown: bool
-
-
-class LinkRestored(_Msg):
-    down_since: Iso = Field(description="The last moment the room knew it was connected")
-    down_s: float = Field(ge=0)
-    reconnects: int = Field(ge=1, description="Reconnects since the agent started")
-
-
-class ScheduleRejected(_Msg):
-    version: str | None = None
-    digest: str = Field(pattern=r"^[0-9a-f]{16}$")
-    problems: list[str] = Field(min_length=1)
-
-
-class ScheduleCacheFailed(_Msg):
-    error: str
-
-
-class RelayFailed(_Msg):
-    device: str
-    wanted: bool
-    actual: bool | None = None
-    error: str
-
-
-class ConfigReloaded(_Msg):
-    config_hash: str
-    applied: list[str]
-
-
-class ConfigReloadRefused(_Msg):
-    problems: list[str] = Field(min_length=1)
-
-
-class EventsDropped(_Msg):
-    """Every ``seq`` in ``first_seq..last_seq`` not yet received will never come."""
-
-    count: int = Field(ge=0)
-    first_seq: int = Field(ge=1)
-    last_seq: int = Field(ge=1)
-    reason: Literal["size", "age"]
-
-
-class OutboxReset(_Msg):
-    """The outbox file was replaced; numbering continues above every number used."""
-
-    reason: Literal["corrupt", "unusable", "behind"]
-    error: str
-    moved_to: str | None = Field(description="Where the old file went (null: nowhere)")
-    durable: bool
-
-
-SHELL_EVENTS: dict[str, type[_Msg]] = {
-    "agent_started": AgentStarted,
-    "agent_stopping": AgentStopping,
-    "link_restored": LinkRestored,
-    "schedule_rejected": ScheduleRejected,
-    "schedule_cache_failed": ScheduleCacheFailed,
-    "relay_failed": RelayFailed,
-    "config_reloaded": ConfigReloaded,
-    "config_reload_refused": ConfigReloadRefused,
-    "events_dropped": EventsDropped,
-    "outbox_reset": OutboxReset,
-}
-"""The events the agent shell (not the core) makes, with their ``data``."""
+# The ``data`` of each kind is defined once, in :mod:`agent.contract.events`.
 
 
 # --------------------------------------------------------------------------- replies

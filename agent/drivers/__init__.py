@@ -22,6 +22,7 @@ from agent.drivers.base import (
     BadReply,
     CallInfo,
     DeviceError,
+    DeviceIdentity,
     DeviceRefused,
     DeviceTimeout,
     Driver,
@@ -44,7 +45,8 @@ DRIVERS: dict[str, type[Driver]] = {
 }
 
 __all__ = [
-    "DRIVERS", "BadReply", "CallInfo", "DeviceError", "DeviceRefused", "DeviceTimeout",
+    "DRIVERS", "BadReply", "CallInfo", "DeviceError", "DeviceIdentity", "DeviceRefused",
+    "DeviceTimeout",
     "Driver", "DriverSettings", "PortGone", "PowerState", "SerialSettings", "SettingsError",
     "build_driver", "check_device_settings", "get_driver_class",
 ]

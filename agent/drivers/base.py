@@ -1,9 +1,9 @@
 """The driver contract: typed errors, settings, and the serial transport every driver shares.
 
 A driver is one file: a pydantic settings model plus a class with a handful of methods
-(``wake``, ``standby``, ``power_state``, ``call_state``, ``ping``). Bytes on the wire are
-cut into frames by a pure parser in :mod:`agent.drivers.framing`; this module only moves
-bytes and turns every transport failure into one of the typed errors below.
+(``wake``, ``standby``, ``power_state``, ``call_state``, ``ping``, ``identity``). Bytes on
+the wire are cut into frames by a pure parser in :mod:`agent.drivers.framing`; this module
+only moves bytes and turns every transport failure into one of the typed errors below.
 
 Example::
 
@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -33,6 +34,7 @@ from agent.drivers.framing.lines import Garbage
 
 PowerState = Literal["on", "standby", "off", "booting", "unknown"]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- errors
@@ -77,6 +79,15 @@ class CallInfo:
     status: str                 # as the codec says it: 'Connected', 'talking', 'RINGING'…
     remote: str = ""            # display name or number of the far end
     direction: str = ""         # 'incoming' / 'outgoing' when known
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """What the device says it is: its model and serial number. None where its protocol does
+    not tell (or this model refused the query): never a guess."""
+
+    model: str | None = None
+    serial: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,9 @@ class Driver(ABC):
     Settings: ClassVar[type[DriverSettings]] = DriverSettings
     has_calls: ClassVar[bool] = False
     read_slice_s: ClassVar[float] = 0.02
+    busy_codes: ClassVar[frozenset[str]] = frozenset()
+    """Refusal codes that mean "not now" (initialising) rather than "never": an identity
+    query refused with one is asked again later, not remembered as unsupported."""
     drain_max_s: float = 0.5
     """Longest time :meth:`_drain` reads before sending anyway (a device that keeps talking
     must not hold the port forever)."""
@@ -165,6 +179,9 @@ class Driver(ABC):
         self._unsettled = False         # the last exchange failed: its answer may still come
         self._last_rx = 0.0             # time.monotonic() of the last bytes read
         self._leftover: deque[Any] = deque()    # frames read after an answer, not yet handled
+        self._identity: DeviceIdentity | None = None    # read once per session
+        self._reading_identity = False
+        self._logged: set[str] = set()
 
     # ---- construction
     @classmethod
@@ -204,6 +221,7 @@ class Driver(ABC):
             self.saw_garbage = False
             self._unsettled = False
             self._leftover.clear()
+            self._identity = None           # a reopened port may lead to another device
             self.on_open()
 
     def close(self) -> None:
@@ -213,6 +231,7 @@ class Driver(ABC):
             if port is not None:
                 with contextlib.suppress(serial.SerialException, OSError):
                     port.close()
+            self._identity = None
             self.on_close()
 
     def __enter__(self) -> Driver:
@@ -252,6 +271,52 @@ class Driver(ABC):
         """Raise a :class:`DeviceError` unless the device answers."""
         self.power_state()
 
+    def identity(self) -> DeviceIdentity:
+        """The device's model and serial number, read once per session and then remembered.
+
+        A session ends when the port is (re)opened, and whenever the device stops answering
+        or logs us out (it may have been swapped or restarted meanwhile): the next call reads
+        again. A query this model refuses, or does not answer, gives None for what it would
+        have told (logged once), and never fails liveness; a refusal that means "not now"
+        (:attr:`busy_codes`) is raised and asked again later. An unreadable answer raises
+        :class:`BadReply` and is not remembered: never a wrong serial.
+        """
+        with self._lock:
+            if self._identity is None:
+                self._reading_identity = True
+                try:
+                    ident = self.read_identity()
+                except DeviceRefused as e:
+                    if e.code in self.busy_codes:
+                        raise
+                    self.log_once("identity", "%s: cannot read the model and serial number: "
+                                  "%s", self.device, e)
+                    ident = DeviceIdentity()
+                except DeviceTimeout as e:
+                    self.log_once("identity", "%s: cannot read the model and serial number: "
+                                  "%s", self.device, e)
+                    ident = DeviceIdentity()
+                finally:
+                    self._reading_identity = False
+                self._identity = ident
+            return self._identity
+
+    @property
+    def known_identity(self) -> DeviceIdentity:
+        """The identity read in this session, without asking the device (empty if none)."""
+        return self._identity or DeviceIdentity()
+
+    def forget_identity(self) -> None:
+        """The device may have changed (restarted, logged us out): read it again next time."""
+        if not self._reading_identity:
+            self._identity = None
+
+    def log_once(self, key: str, message: str, *args: object) -> None:
+        """Log a warning the first time ``key`` comes up for this driver, never again."""
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning(message, *args)
+
     # ---- hooks for subclasses
     def new_parser(self) -> Any:
         """A fresh framing parser (its ``feed(bytes)`` returns frames)."""
@@ -267,6 +332,11 @@ class Driver(ABC):
 
     def on_unsolicited(self, frame: Any) -> None:  # noqa: B027 - optional hook
         """A frame that answers no command (notification, banner…)."""
+
+    def read_identity(self) -> DeviceIdentity:
+        """Ask the device its model and serial (hook for :meth:`identity`); the default: the
+        protocol tells neither."""
+        return DeviceIdentity()
 
     command_gap_s: float = 0.0
     """Least time between two commands (Poly wants ~200 ms), kept with ``clock``/``sleep``."""
@@ -354,8 +424,13 @@ class Driver(ABC):
         self._unsettled = False
 
     def _exchange(self, data: bytes | None, handle: Callable[[Any], T | None], *,
-                  what: str, timeout: float | None = None, drain: bool = True) -> T:
+                  what: str, timeout: float | None = None, drain: bool = True,
+                  see_garbage: bool = False) -> T:
         """Send ``data`` and feed each frame to ``handle`` until it returns a result.
+
+        ``see_garbage``: :class:`Garbage` frames go to ``handle`` too (a reply block must
+        raise :class:`BadReply` on one rather than answer without the line it lost); by
+        default they are skipped, and only noise with no answer is a BadReply.
 
         Frames after the answer are kept: the next exchange hands them to
         :meth:`on_unsolicited` when it drains, else to its own ``handle`` first.
@@ -385,12 +460,17 @@ class Driver(ABC):
                 else:
                     frames = self._read_frames()
                 for i, frame in enumerate(frames):
-                    if isinstance(frame, Garbage):
+                    if isinstance(frame, Garbage) and not see_garbage:
                         continue
                     try:
                         result = handle(frame)
-                    except BaseException:
+                    except BaseException as e:
                         self._leftover.extend(frames[i + 1:])
+                        if isinstance(e, BadReply):
+                            # The rest of the reply is still coming: drain it, and the device
+                            # may not be the one we knew.
+                            self._unsettled = True
+                            self.forget_identity()
                         raise
                     if isinstance(result, KeepWaiting):
                         deadline = time.monotonic() + result.seconds
@@ -403,6 +483,7 @@ class Driver(ABC):
                 if time.monotonic() >= deadline:
                     break
             self._unsettled = True      # the answer may still be on its way
+            self.forget_identity()      # silent or garbled: it may be another device after
             if self.saw_garbage:
                 raise BadReply(f"{self.device}: unreadable reply to {what} "
                                "(noise or wrong baud rate?)")

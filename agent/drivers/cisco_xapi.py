@@ -10,6 +10,10 @@ Site config::
 Session: on open the driver presses Enter; a ``login:`` prompt gets the user name, then
 ``Password:`` the password, and ``*r Login successful`` / ``OK`` confirm. Then ``Echo off``.
 A ``login:`` prompt at any later time (the codec rebooted) triggers a new login and one retry.
+
+Identity: ``xStatus SystemUnit ProductId`` (model) and ``xStatus SystemUnit Hardware Module
+SerialNumber`` (serial), both paths settings because no project source confirms them for every
+firmware; a path the codec does not know is an error result, and gives None.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import Field, SecretStr
 
 from agent.drivers.base import (
     CallInfo,
+    DeviceIdentity,
     DeviceRefused,
     DeviceTimeout,
     Driver,
@@ -37,6 +42,12 @@ class CiscoXapiSettings(DriverSettings):
                                  description="Wait for a login: prompt after pressing Enter")
     require_ok: bool = Field(True, description="Wait for 'OK' after '** end' (all known "
                                                "firmware prints it; turn off if yours does not)")
+    product_status: str | None = Field(
+        "SystemUnit ProductId", min_length=1,
+        description="xStatus path of the model name (none: do not ask; unconfirmed)")
+    serial_status: str | None = Field(
+        "SystemUnit Hardware Module SerialNumber", min_length=1,
+        description="xStatus path of the serial number (none: do not ask; unconfirmed)")
 
 
 class _NeedLogin(Exception):
@@ -111,7 +122,8 @@ class CiscoXapi(Driver):
                 raise _NeedLogin(f.kind)
             return collector.add(f)
 
-        return self._exchange(f"{line}\r".encode(), handle, what=repr(line))
+        return self._exchange(f"{line}\r".encode(), handle, what=repr(line),
+                              see_garbage=True)
 
     def xapi(self, line: str, *, block: bool = True) -> xapi.Reply:
         """Send one xAPI line (after logging in if needed) and return its reply."""
@@ -124,6 +136,7 @@ class CiscoXapi(Driver):
                     return self._command(line, block=block)
                 except _NeedLogin as need:
                     self._session = False
+                    self.forget_identity()      # it rebooted: maybe as another unit
                     if attempt == 2 or not self.settings.login:
                         raise DeviceRefused(f"{self.device}: codec keeps asking to log in "
                                             "(set settings.login: true?)", code="login") from None
@@ -156,6 +169,25 @@ class CiscoXapi(Driver):
     def call_state(self) -> CallInfo | None:
         """``xStatus Call``: the first call that is not idle, or None."""
         return xapi.call_from_statuses(self.xapi("xStatus Call").statuses)
+
+    def read_identity(self) -> DeviceIdentity:
+        """The model and serial number from their ``xStatus`` paths (see the settings)."""
+        return DeviceIdentity(self._status_text(self.settings.product_status),
+                              self._status_text(self.settings.serial_status))
+
+    def _status_text(self, path: str | None) -> str | None:
+        """The value of one ``xStatus`` path; None if not asked, unknown here or empty."""
+        if path is None:
+            return None
+        try:
+            value = self.xapi(f"xStatus {path}").value(path)
+        except DeviceRefused as e:
+            self.log_once(f"status {path}", "%s: the codec does not tell xStatus %s: %s",
+                          self.device, path, e)
+            return None
+        if value is None or not value.strip():
+            return None
+        return value.strip()
 
     def restart(self) -> None:
         """``xCommand SystemUnit Boot Action: Restart`` (unconfirmed on older firmware)."""

@@ -12,16 +12,31 @@ An amplifier has no standby of its own, so **power here means: alive, and muted 
 does not answer raises :class:`~agent.drivers.base.DeviceTimeout` as usual. ``standby()``
 mutes (``1Z``) so the speakers make no thump when the relay opens; ``wake()`` unmutes
 (``0Z``) and, if ``wake_volume`` is set, sets that volume (``60V``). ``ping`` asks ``Q``.
+
+Identity: ``N`` answers the part number (``60-1234-01``, perhaps tagged ``Pno``), which names
+the model; SIS tells no serial number. (``N`` is not in the project's protocol sheet: a model
+that answers ``E10`` or something that is not a part number gives None.)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from pydantic import Field
 
-from agent.drivers.base import BadReply, DeviceRefused, Driver, DriverSettings, PowerState
+from agent.drivers.base import (
+    BadReply,
+    DeviceIdentity,
+    DeviceRefused,
+    Driver,
+    DriverSettings,
+    PowerState,
+)
 from agent.drivers.framing import sis
+from agent.drivers.framing.lines import Garbage
+
+_PART_NUMBER = re.compile(r"^(?:Pno)?(\d{2}-\d{3,4}-\d{2}[A-Z]?)$")
 
 
 class ExtronSisSettings(DriverSettings):
@@ -46,7 +61,8 @@ class ExtronSis(Driver):
         if isinstance(frame, sis.Banner):
             self.banner = frame.text
 
-    def _send(self, command: str, want: Callable[[sis.Frame], object | None]) -> object:
+    def _send(self, command: str, want: Callable[[sis.Frame], object | None], *,
+              see_garbage: bool = False) -> object:
         def handle(f: sis.Frame) -> object | None:
             if isinstance(f, sis.SisError):
                 raise DeviceRefused(f"{self.device}: {command!r}: {f.code} {f.text}",
@@ -56,7 +72,8 @@ class ExtronSis(Driver):
                 return None
             return want(f)
 
-        return self._exchange(command.encode("ascii"), handle, what=repr(command))
+        return self._exchange(command.encode("ascii"), handle, what=repr(command),
+                              see_garbage=see_garbage)
 
     # ---- amplifier words
     def mute(self, on: bool) -> None:
@@ -103,6 +120,27 @@ class ExtronSis(Driver):
         result = self._send("Q", lambda f: f.text if isinstance(f, sis.Value) else None)
         assert isinstance(result, str)
         return result
+
+    def part_number(self) -> str:
+        """``N`` → the part number; BadReply on noise, DeviceRefused on ``E10`` or an answer
+        that is not a part number."""
+        def want(f: sis.Frame) -> str | None:
+            if isinstance(f, Garbage):
+                raise BadReply(f"{self.device}: unreadable answer to 'N'")
+            if isinstance(f, sis.Value):
+                if m := _PART_NUMBER.match(f.text):
+                    return m[1]
+                raise DeviceRefused(f"{self.device}: 'N' answered {f.text!r}, not a part "
+                                    "number", code="unexpected")
+            return None
+
+        result = self._send("N", want, see_garbage=True)
+        assert isinstance(result, str)
+        return result
+
+    def read_identity(self) -> DeviceIdentity:
+        """The part number (``N``) as the model; SIS has no serial number."""
+        return DeviceIdentity(self.part_number(), None)
 
     # ---- the contract
     def power_state(self) -> PowerState:

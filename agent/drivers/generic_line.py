@@ -14,10 +14,12 @@ Site config::
         query_power: {send: "POWER?", on_regex: "ON", standby_regex: "STANDBY"}
         ping: {send: "PING", expect: "PONG"}
         error_regex: "^(ERROR|ERR)"
+        identity: {send: "ID?", model_regex: "MODEL=(\\S+)", serial_regex: "SERIAL=(\\S+)"}
 
 Lines that match neither the expected answer nor ``error_regex`` are ignored (echoes,
 chatter). With no ``query_power`` the driver reports ``"unknown"`` power once the ping
-answers; with no ``ping`` the power query is the liveness check.
+answers; with no ``ping`` the power query is the liveness check. With no ``identity`` the
+model and serial number are unknown (None).
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from agent.drivers.base import (
+    BadReply,
+    DeviceIdentity,
     DeviceRefused,
     Driver,
     DriverSettings,
     PowerState,
     valid_regex,
 )
-from agent.drivers.framing.lines import LineSplitter
+from agent.drivers.framing.lines import Garbage, LineSplitter
 
 Regex = Annotated[str, AfterValidator(valid_regex)]
 
@@ -60,6 +64,21 @@ class PowerQuery(_Strict):
     off_regex: Regex | None = None
 
 
+class IdentityQuery(_Strict):
+    """A line that asks the device who it is, and regexes that find the model and serial in
+    the reply lines (the first group if the regex has one, else the whole match)."""
+
+    send: str = Field(min_length=1)
+    model_regex: Regex | None = None
+    serial_regex: Regex | None = None
+
+    @model_validator(mode="after")
+    def _finds_something(self) -> IdentityQuery:
+        if self.model_regex is None and self.serial_regex is None:
+            raise ValueError("give model_regex or serial_regex (or leave identity out)")
+        return self
+
+
 def _unescape(v: str) -> str:
     """Let operators write ``\\r\\n`` in single-quoted YAML as well."""
     return codecs.decode(v, "unicode_escape") if "\\" in v else v
@@ -77,6 +96,8 @@ class GenericLineSettings(DriverSettings):
     ping: LineCommand | None = None
     error_regex: Regex | None = Field(None, description="A reply line matching this is a "
                                                         "refusal")
+    identity: IdentityQuery | None = Field(None, description="How to ask the model and serial "
+                                                             "(none: unknown)")
 
     @model_validator(mode="before")
     @classmethod
@@ -125,6 +146,34 @@ class GenericLine(Driver):
 
         data = (text + s.send_terminator).encode(s.encoding, "replace")
         return self._exchange(data, handle, what=repr(text))
+
+    def read_identity(self) -> DeviceIdentity:
+        """Send ``identity.send``; collect reply lines until every configured regex matched.
+        An unreadable line meanwhile is a BadReply."""
+        q = self.settings.identity
+        if q is None:
+            return DeviceIdentity()
+        s = self.settings
+        error = re.compile(s.error_regex) if s.error_regex else None
+        wanted = {k: re.compile(rx) for k, rx in (("model", q.model_regex),
+                                                  ("serial", q.serial_regex)) if rx}
+        found: dict[str, str] = {}
+
+        def handle(line: str | Garbage) -> DeviceIdentity | None:
+            if isinstance(line, Garbage):
+                raise BadReply(f"{self.device}: unreadable line in the answer to {q.send!r}")
+            if error is not None and error.search(line):
+                raise DeviceRefused(f"{self.device}: {q.send!r} refused: {line!r}",
+                                    code="error")
+            for key, rx in wanted.items():
+                if key not in found and (m := rx.search(line)):
+                    found[key] = (m[1] if rx.groups else m[0]).strip()
+            if len(found) == len(wanted):
+                return DeviceIdentity(found.get("model") or None, found.get("serial") or None)
+            return None
+
+        data = (q.send + s.send_terminator).encode(s.encoding, "replace")
+        return self._exchange(data, handle, what=repr(q.send), see_garbage=True)
 
     def _run(self, cmd: LineCommand | None, action: str) -> None:
         if cmd is None:

@@ -2,7 +2,8 @@
 
 One :class:`HealthPoller` per device with a driver. The agent runs ``poller.run(stop)`` on a
 thread of its own (or calls :meth:`HealthPoller.poll_once` itself); the poller emits
-:class:`~agent.core.events.DeviceHealthChanged` only when the judgement changes. The agent
+:class:`~agent.core.events.DeviceHealthChanged` only when the judgement changes (each one
+carries the device's ``model`` and ``serial`` as far as the driver could read them). The agent
 tells it whether the device's relay feeds it (:meth:`HealthPoller.set_relay`), because
 "relay on but silent for N polls" means *no power or unplugged*, while silence with the relay
 off is simply "off".
@@ -25,13 +26,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from agent.core.events import DeviceHealthChanged, DeviceReady, DeviceStandby, Event, HealthStatus
 from agent.drivers.base import (
     BadReply,
     CallInfo,
     DeviceError,
+    DeviceIdentity,
     DeviceRefused,
     DeviceTimeout,
     Driver,
@@ -83,6 +85,7 @@ class _Reading:
     call: CallInfo | None = None
     failure: str | None = None      # 'silent' | 'garbled' | 'refused' | 'port-gone' | 'error'
     detail: str = ""
+    identity: DeviceIdentity = field(default_factory=DeviceIdentity)
 
 
 class HealthPoller:
@@ -104,11 +107,14 @@ class HealthPoller:
         self._generation = 0            # bumped by every new power request (new_step)
         self._wakeup = threading.Condition()
         self.sleep: Callable[[float], object] | None = sleep
+        # One lock for the judgement state: the poll thread and the sequencing worker both
+        # change the failure count, the relay state and the last health.
+        self._lock = threading.RLock()
         self.relay_on = relay_on
         self._relay_since = clock()
         self.failures = 0
+        """Failed polls in a row with the relay on; changed only with ``_lock`` held."""
         self.health: DeviceHealthChanged | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         status = self.health.status if self.health else "unpolled"
@@ -159,30 +165,36 @@ class HealthPoller:
 
     # ------------------------------------------------------------------ polling
     def _attempt(self, step: Callable[[], _Reading]) -> _Reading:
-        """Run one driver step, turning each typed error into a failed reading."""
+        """Run one driver step, turning each typed error into a failed reading (which carries
+        what the driver still knows of the device's identity: usually nothing)."""
         try:
             return step()
         except PortGone as e:
             # The driver already dropped the dead handle (closing here could close a port
             # another thread has just reopened); the next call opens the port again.
-            return _Reading(failure="port-gone", detail=str(e))
+            failure = _Reading(failure="port-gone", detail=str(e))
         except DeviceTimeout as e:
-            return _Reading(failure="silent", detail=str(e))
+            failure = _Reading(failure="silent", detail=str(e))
         except BadReply as e:
-            return _Reading(failure="garbled", detail=str(e))
+            failure = _Reading(failure="garbled", detail=str(e))
         except DeviceRefused as e:
-            return _Reading(failure="refused", detail=str(e))
+            failure = _Reading(failure="refused", detail=str(e))
         except DeviceError as e:
-            return _Reading(failure="error", detail=str(e))
+            failure = _Reading(failure="error", detail=str(e))
+        return replace(failure, identity=self.driver.known_identity)
 
-    def _read(self, with_call: bool = True) -> _Reading:
+    def _read(self, with_call: bool = True, with_identity: bool = True) -> _Reading:
         d = self.driver
 
         def step() -> _Reading:
             power = d.power_state()
+            # The identity is asked once per driver session (after the port opens, after a
+            # silence…), and only of a device that answers: a booting one refuses.
+            ident = (d.identity() if with_identity and power in ANSWERING
+                     else d.known_identity)
             call = (d.call_state() if with_call and d.has_calls and power in ("on", "unknown")
                     else None)
-            return _Reading(power=power, call=call)
+            return _Reading(power=power, call=call, identity=ident)
 
         return self._attempt(step)
 
@@ -190,7 +202,18 @@ class HealthPoller:
         return bool(self.relay_on) and self.clock() - self._relay_since < self.boot_grace_s
 
     def judge(self, r: _Reading) -> DeviceHealthChanged:
-        """Turn one reading into a health value (updates the failure count)."""
+        """Turn one reading into a health value with the device's model and serial (updates
+        the failure count, under the poller's lock: safe from any thread)."""
+        with self._lock:
+            health = self._judge(r)
+        return replace(health, model=r.identity.model, serial=r.identity.serial)
+
+    def _clear_failures(self) -> None:
+        with self._lock:
+            self.failures = 0
+
+    def _judge(self, r: _Reading) -> DeviceHealthChanged:
+        """:meth:`judge` with ``_lock`` held."""
         dev = self.device
         in_call = ((r.call is not None)
                    if self.driver.has_calls and r.power in ("on", "unknown") else None)
@@ -261,8 +284,10 @@ class HealthPoller:
             self.driver.close()
         except Exception:
             log.exception("%s: closing the driver failed", self.device)
+        ident = self.driver.known_identity      # empty: close() forgot it
         health = DeviceHealthChanged(self.device, "unknown",
-                                     f"{R_ERROR}: {type(e).__name__}: {_tail(str(e))}")
+                                     f"{R_ERROR}: {type(e).__name__}: {_tail(str(e))}",
+                                     model=ident.model, serial=ident.serial)
         with self._lock:
             changed = health != self.health
             self.health = health
@@ -292,14 +317,16 @@ class HealthPoller:
         return None
 
     def wait_ready(self, timeout_s: float, *, interval_s: float = 1.0,
-                   wake: bool = False, generation: int | None = None) -> Outcome:
+                   wake: bool = False, generation: int | None = None,
+                   step: int = 0) -> Outcome:
         """Poll until the device answers (not booting) after power on, at most ``timeout_s``.
 
         With ``wake=True`` a device that answers in standby, or without saying whether it
         is awake (``unknown``: Poly after a reconnect, Cisco half awake), is woken (waking an
         awake device is harmless). Emits
-        :class:`DeviceReady` on success. ``generation`` (from :meth:`new_step`; default: the
-        current one): a newer request cancels this wait.
+        :class:`DeviceReady` ``(device, step)`` on success: ``step`` is the core's step
+        number, so that a late answer to a replaced step confirms nothing. ``generation``
+        (from :meth:`new_step`; default: the current one): a newer request cancels this wait.
         """
         start = self.clock()
         attempts = 0
@@ -313,12 +340,12 @@ class HealthPoller:
             if self._superseded(gen):
                 return self._outcome(False, "cancelled", start, attempts, R_CANCELLED)
             attempts += 1
-            r = self._read(with_call=False)
+            r = self._read(with_call=False, with_identity=False)
             if r.failure is None and wake and r.power in ("standby", "unknown"):
                 r = self._attempt(wake_up)
             if r.failure is None and r.power in ANSWERING:
-                self.failures = 0
-                self.emit(DeviceReady(self.device))
+                self._clear_failures()
+                self.emit(DeviceReady(self.device, step))
                 return self._outcome(True, r.power or "on", start, attempts, R_ON)
             if r.failure is None:
                 state, reason = r.power or "unknown", R_BOOTING
@@ -329,18 +356,19 @@ class HealthPoller:
                 return stop
 
     def standby_and_confirm(self, timeout_s: float, *, interval_s: float = 1.0,
-                            generation: int | None = None) -> Outcome:
+                            generation: int | None = None, step: int = 0) -> Outcome:
         """Send standby, then poll until the device confirms it, at most ``timeout_s``.
 
         A refused standby (e.g. in a call) is sent again on the next try. Emits
-        :class:`DeviceStandby` on success. ``generation``: as for :meth:`wait_ready`.
+        :class:`DeviceStandby` ``(device, step)`` on success. ``generation`` and ``step``: as
+        for :meth:`wait_ready`.
         """
         start = self.clock()
         attempts = 0
         sent = False
         gen = self._generation if generation is None else generation
 
-        def step() -> _Reading:
+        def standby_then_read() -> _Reading:
             nonlocal sent
             if not sent:
                 self.driver.standby()
@@ -351,9 +379,9 @@ class HealthPoller:
             if self._superseded(gen):
                 return self._outcome(False, "cancelled", start, attempts, R_CANCELLED)
             attempts += 1
-            r = self._attempt(step)
+            r = self._attempt(standby_then_read)
             if r.failure is None and r.power in ("standby", "off"):
-                self.emit(DeviceStandby(self.device))
+                self.emit(DeviceStandby(self.device, step))
                 return self._outcome(True, r.power or "standby", start, attempts, R_STANDBY)
             if r.failure == "refused":
                 sent = False        # ask again next time (e.g. once the call has ended)

@@ -10,7 +10,12 @@ Site config::
 Before the first command, and again whenever the camera announces a Network Change
 (``z0 38 FF``, sent at power-up) or stops answering, the driver broadcasts Address Set and
 IF_Clear. While the camera initialises it refuses commands with ``z0 6y 41 FF`` (not
-executable): :meth:`SonyVisca.power_state` reports that as ``"booting"``.
+executable), some even the Address Set broadcast: :meth:`SonyVisca.power_state` reports
+either as ``"booting"``.
+
+Identity: CAM_VersionInq ``8x 09 00 02 FF`` → ``y0 50 GG GG HH HH JJ JJ KK FF`` (vendor,
+model, ROM version, sockets; from Sony's camera manuals, not the project's protocol sheet): the
+model is the vendor and model code, e.g. ``"Sony 0519"``. VISCA has no serial number.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pydantic import Field
 
 from agent.drivers.base import (
     BadReply,
+    DeviceIdentity,
     DeviceRefused,
     DeviceTimeout,
     Driver,
@@ -29,8 +35,10 @@ from agent.drivers.base import (
     PowerState,
 )
 from agent.drivers.framing import visca
+from agent.drivers.framing.lines import Garbage
 
 NOT_EXECUTABLE = 0x41
+VENDORS = {0x0001: "Sony"}
 
 
 class _Readdress(Exception):
@@ -54,6 +62,7 @@ class SonyVisca(Driver):
     name = "sony_visca"
     Settings = SonyViscaSettings
     settings: SonyViscaSettings
+    busy_codes = frozenset({f"{NOT_EXECUTABLE:02x}"})
 
     def new_parser(self) -> visca.ViscaParser:
         return visca.ViscaParser()
@@ -67,6 +76,7 @@ class SonyVisca(Driver):
     def on_unsolicited(self, frame: visca.Frame) -> None:
         if isinstance(frame, visca.NetworkChange):
             self._addressed = False
+            self.forget_identity()          # a camera powered up: maybe another one
 
     # ---- plumbing
     def _handle(self, want: Callable[[visca.Frame], object | None]
@@ -76,6 +86,7 @@ class SonyVisca(Driver):
         def handle(f: visca.Frame) -> object | None:
             if isinstance(f, visca.NetworkChange):
                 self._addressed = False
+                self.forget_identity()
                 raise _Readdress
             if isinstance(f, visca.ViscaError) and f.address == me:
                 raise DeviceRefused(f"{self.device}: {f.text}", code=f"{f.code:02x}")
@@ -84,11 +95,19 @@ class SonyVisca(Driver):
         return handle
 
     def address(self) -> None:
-        """Broadcast Address Set and IF_Clear (done automatically when needed)."""
+        """Broadcast Address Set and IF_Clear (done automatically when needed).
+
+        A camera that answers Address Set with an error (``z0 6y 41 FF`` while it
+        initialises) raises :class:`DeviceRefused` with that code, so that
+        :meth:`power_state` reports ``"booting"`` rather than "no reply"."""
+        def address_set(f: visca.Frame) -> visca.AddressSet | None:
+            if isinstance(f, visca.ViscaError):
+                raise DeviceRefused(f"{self.device}: Address Set: {f.text}",
+                                    code=f"{f.code:02x}")
+            return f if isinstance(f, visca.AddressSet) else None
+
         with self._lock:
-            got = self._exchange(visca.ADDRESS_SET,
-                                 lambda f: f if isinstance(f, visca.AddressSet) else None,
-                                 what="Address Set")
+            got = self._exchange(visca.ADDRESS_SET, address_set, what="Address Set")
             cameras = got.next_address - 1
             if self.settings.address > cameras:
                 raise DeviceRefused(f"{self.device}: no camera at address "
@@ -99,8 +118,8 @@ class SonyVisca(Driver):
             self._addressed = True
 
     def _run(self, what: str, body: tuple[int, ...],
-             want: Callable[[visca.Frame], object | None], timeout: float | None = None
-             ) -> object:
+             want: Callable[[visca.Frame], object | None], timeout: float | None = None,
+             see_garbage: bool = False) -> object:
         with self._lock:
             self._ensure_open()
             for attempt in (1, 2):
@@ -111,7 +130,7 @@ class SonyVisca(Driver):
                     # No second drain: a Network Change from now on must reach _handle.
                     return self._exchange(visca.packet(self.settings.address, *body),
                                           self._handle(want), what=what, timeout=timeout,
-                                          drain=False)
+                                          drain=False, see_garbage=see_garbage)
                 except _Readdress:
                     # A camera powered up while we asked: address the chain, ask again.
                     if attempt == 2:
@@ -139,16 +158,19 @@ class SonyVisca(Driver):
 
         self._run(what, (0x01, *body), want)
 
-    def inquiry(self, what: str, *body: int) -> bytes:
-        """Send an inquiry; return the data of its completion."""
+    def inquiry(self, what: str, *body: int, strict: bool = False) -> bytes:
+        """Send an inquiry; return the data of its completion. ``strict``: noise before the
+        answer is a BadReply (it may have eaten part of it) instead of being skipped."""
         me = self.settings.address
 
         def want(f: visca.Frame) -> bytes | None:
+            if isinstance(f, Garbage):
+                raise BadReply(f"{self.device}: noise in the answer to {what}")
             if isinstance(f, visca.Completion) and f.address == me and f.data:
                 return f.data
             return None
 
-        result = self._run(what, (0x09, *body), want)
+        result = self._run(what, (0x09, *body), want, see_garbage=strict)
         assert isinstance(result, bytes)
         return result
 
@@ -166,6 +188,15 @@ class SonyVisca(Driver):
         if data[:1] == b"\x03":
             return "standby"
         raise BadReply(f"{self.device}: unknown power inquiry answer {data.hex(' ')}")
+
+    def read_identity(self) -> DeviceIdentity:
+        """CAM_VersionInq: vendor and model code as the model; no serial in VISCA."""
+        data = self.inquiry("version inquiry", 0x00, 0x02, strict=True)
+        if len(data) != 7:
+            raise BadReply(f"{self.device}: version inquiry answered {data.hex(' ')}")
+        vendor, model = (data[0] << 8) | data[1], (data[2] << 8) | data[3]
+        name = VENDORS.get(vendor, f"vendor {vendor:04X}")
+        return DeviceIdentity(f"{name} {model:04X}", None)
 
     def wake(self) -> None:
         """Power on ``8x 01 04 00 02 FF``."""

@@ -11,16 +11,22 @@ Site config::
 finished → on, no call; outgoing, ringing, talking → on, in a call. The wake and standby
 commands are **unconfirmed** (no public source): they are settings, and any line that is not
 an ``error:`` counts as acceptance.
+
+Identity: the protocol has no query for it. The model comes from the ``version "model:…"``
+line the codec sends on its own (at boot, on connect), heard since the port opened; there is
+no serial number.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from pydantic import Field
 
 from agent.drivers.base import (
     CallInfo,
+    DeviceIdentity,
     DeviceRefused,
     Driver,
     DriverSettings,
@@ -29,6 +35,7 @@ from agent.drivers.base import (
 from agent.drivers.framing import yealink
 
 _IN_CALL = ("outgoing", "ringing", "talking")
+_MODEL = re.compile(r"(?:^|\s)model:(\S+)")
 F = TypeVar("F", bound=yealink.Frame)
 
 
@@ -53,9 +60,25 @@ class YealinkVc(Driver):
     def new_parser(self) -> yealink.YealinkParser:
         return yealink.YealinkParser()
 
+    def on_open(self) -> None:
+        self.version = ""           # a reopened port may lead to another unit
+
+    def on_close(self) -> None:
+        self.version = ""
+
     def on_unsolicited(self, frame: yealink.Frame) -> None:
         if isinstance(frame, yealink.Version):
             self.version = frame.text
+
+    def identity(self) -> DeviceIdentity:
+        """The model named by the last ``version`` line heard since the port opened (None
+        before one came); Yealink tells no serial number. Asks the device nothing, but takes
+        in what it sent meanwhile."""
+        with self._lock:
+            self._ensure_open()
+            self._drain()
+        m = _MODEL.search(self.version)
+        return DeviceIdentity(m[1] if m else None, None)
 
     def _send(self, line: str, want: type[F]) -> F:
         def handle(f: yealink.Frame) -> F | None:

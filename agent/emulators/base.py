@@ -7,8 +7,9 @@ closed and the link removed; when it "returns" a new pty appears behind the same
 
 Behaviour a test can switch on from any thread: power (relay) off and on with a boot time on
 an injectable clock, silence (unplugged cable), slow replies, replies split into pieces,
-noise before replies or injected at once, error replies for the next commands, the port
-vanishing and returning. Every command received is logged with its reply.
+noise before replies or injected at once, noise over lines inside the next reply, error
+replies for the next commands, the port vanishing and returning. Every command received is
+logged with its reply.
 
 Example::
 
@@ -86,6 +87,7 @@ class Emulator:
         self._fail = 0
         self._refuse: set[bytes] = set()
         self._follow = b""
+        self._garble: tuple[bytes | None, int, int, bytes] | None = None
         self._own_dir = link_dir is None
         self._link_dir = Path(link_dir) if link_dir else None
         if link_name:
@@ -208,6 +210,24 @@ class Emulator:
         a device does when an event happens while it answers. Takes effect at once."""
         self._follow += data
 
+    def garble_next_reply(self, command: bytes | None = None, first: int = 0,
+                          last: int | None = None, junk: bytes = b"\x80\xfe\x00") -> None:
+        """Noise over the next reply (to the command starting with ``command``, when given):
+        its lines ``first``…``last`` (0-based, inclusive; default: line ``first`` only) arrive
+        as one run of bytes with ``junk`` in the middle and their own line ends lost, as a
+        burst of interference makes them. Binary protocols get ``junk`` in the middle of the
+        reply instead. Takes effect at once."""
+        self._garble = (command, first, first if last is None else last, junk)
+
+    def garble(self, reply: bytes, first: int, last: int, junk: bytes) -> bytes:
+        """``reply`` with lines ``first``…``last`` turned into one garbled line (see
+        :meth:`garble_next_reply`); binary emulators override this."""
+        parts = reply.splitlines(keepends=True)
+        hit = b"".join(p.rstrip(b"\r\n") for p in parts[first:last + 1])
+        mid = len(hit) // 2
+        noisy = hit[:mid] + junk + hit[mid:] + b"\r\n"
+        return b"".join(parts[:first]) + noisy + b"".join(parts[last + 1:])
+
     def refuse_next(self, command: bytes) -> None:
         """Answer the next receipt of exactly ``command`` with the error reply. Takes effect
         at once, even while the emulator thread is busy (say, delaying a reply)."""
@@ -308,6 +328,10 @@ class Emulator:
                 reply = self.error_reply(command)
             else:
                 reply = self.handle(command)
+            if reply and (g := self._garble) is not None and (
+                    g[0] is None or command.strip(b"\r\n ").lower().startswith(g[0].lower())):
+                self._garble = None
+                reply = self.garble(reply, g[1], g[2], g[3])
             if reply and self._follow:
                 reply, self._follow = reply + self._follow, b""
             self._emit(command, reply)

@@ -4,7 +4,9 @@ Standby states: Off, Standby, EnteringStandby for ``entering_standby_s`` after A
 Halfwake after :meth:`CiscoEmulator.halfwake` (someone walked in) or ``xCommand Standby
 Halfwake``. Firmware ``"ce"`` prints ``** end`` then ``OK``; ``"tc"`` prints ``OK`` before
 the block, as some older firmware does. Silent while booting; optional noise burst at power-up (boot
-messages at 38400 baud look like this at 115200).
+messages at 38400 baud look like this at 115200). ``product_id`` and ``serial_number`` answer
+``xStatus SystemUnit ProductId`` / ``xStatus SystemUnit Hardware Module SerialNumber`` (None:
+the path is unknown on this model, an error result).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 from typing import Literal
 
 from agent.emulators.base import Emulator
+
+IDENTITY_PATHS = {"xstatus systemunit productid": "product_id",
+                  "xstatus systemunit hardware module serialnumber": "serial_number"}
 
 
 class CiscoEmulator(Emulator):
@@ -23,8 +28,11 @@ class CiscoEmulator(Emulator):
     def __init__(self, *, login_required: bool = True, username: str = "admin",
                  password: str = "", firmware: Literal["ce", "tc"] = "ce",
                  standby: bool = False, entering_standby_s: float = 0.0,
-                 boot_noise: bool = False, **kw: object) -> None:
+                 boot_noise: bool = False, product_id: str | None = "Cisco Codec Pro",
+                 serial_number: str | None = "FOC2231N1AB", **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.product_id = product_id
+        self.serial_number = serial_number
         self.login_required = login_required
         self.username = username
         self.password = password
@@ -157,6 +165,15 @@ class CiscoEmulator(Emulator):
                 f'*s Call {cid} DisplayName: "{c["remote"]}"',
                 f'*s Call {cid} Status: Connected',
             ])
+        if low in IDENTITY_PATHS:
+            value = getattr(self, IDENTITY_PATHS[low])
+            path = line.split(None, 1)[1]
+            if value is None:
+                return self._finish(['*r Status (status=Error):',
+                                     '    Reason: "No match on address expression."',
+                                     f'    XPath: "/Status/{path.replace(" ", "/")}"'],
+                                    ok=False)
+            return self._finish([f'*s {path}: "{value}"'])
         if low.startswith("xfeedback register"):
             return self._finish(None)
         if low == "xcommand systemunit boot action: restart":

@@ -2,7 +2,8 @@
 
 Commands need no terminator: a command ends at its letter (``1Z``, ``82V``, ``Q``). The
 power-up banner is sent when boot ends. ``query_style="bare"`` answers ``Z`` with ``1`` and
-``V`` with ``082``; ``"tagged"`` with ``Amt1`` / ``Vol082``.
+``V`` with ``082``; ``"tagged"`` with ``Amt1`` / ``Vol082``. ``N`` answers ``part_number``
+(None: ``E10``, as a model without the query would).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from typing import Literal
 
 from agent.emulators.base import Emulator
 
-BANNER = b"(c) Copyright 2019, Extron Electronics, MLA VC10 PLUS, V1.00, 60-1234-01\r\n"
-
 
 class ExtronEmulator(Emulator):
     """Emulated Extron MLA VC10 Plus; see the module docstring."""
@@ -20,8 +19,10 @@ class ExtronEmulator(Emulator):
     link_name = "ttyAMP"
 
     def __init__(self, *, query_style: Literal["bare", "tagged"] = "bare", muted: bool = False,
-                 volume: int = 50, **kw: object) -> None:
+                 volume: int = 50, part_number: str | None = "60-1234-01",
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.part_number = part_number
         self.query_style = query_style
         self.volume = volume
         self.muted = muted
@@ -30,7 +31,8 @@ class ExtronEmulator(Emulator):
         self.muted = False          # volume is kept in non-volatile memory
 
     def on_booted(self) -> None:
-        self._emit(b"", BANNER)
+        self._emit(b"", (f"(c) Copyright 2019, Extron Electronics, MLA VC10 PLUS, V1.00, "
+                         f"{self.part_number or '60-0000-00'}\r\n").encode())
 
     def split_commands(self, buf: bytearray) -> list[bytes]:
         out: list[bytes] = []
@@ -65,6 +67,8 @@ class ExtronEmulator(Emulator):
                 self.volume = int(arg)
                 return f"Vol{self.volume:03d}\r\n".encode()
             return b"E13\r\n"
+        if letter == "N" and arg == "" and self.part_number is not None:
+            return f"{self.part_number}\r\n".encode()
         if letter == "Q" and arg == "":
             return b"1.00\r\n"
         return b"E10\r\n"

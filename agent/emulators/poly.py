@@ -3,9 +3,14 @@
 Acknowledges actions by echoing them; ``sleep register`` / ``callstate register`` turn on
 notifications; optional admin password prompt (``quiet_wrong_password``: a wrong password
 gets no answer, the prompt only comes back with the next line); silent while booting.
+``unsupported``: commands this model answers with ``error: this command is not supported on
+this model`` (e.g. ``["callstate register"]``). ``model`` and ``serial_number`` are what
+``whoami`` and ``serialnum`` tell.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from agent.emulators.base import Emulator
 
@@ -18,10 +23,15 @@ class PolyEmulator(Emulator):
     link_name = "ttyCODEC"
 
     def __init__(self, *, password: str | None = None, asleep: bool = False,
-                 quiet_wrong_password: bool = False, **kw: object) -> None:
+                 quiet_wrong_password: bool = False, unsupported: Iterable[str] = (),
+                 model: str = "Group500", serial_number: str = "82161234567890AB",
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.model = model
+        self.serial_number = serial_number
         self.password = password
         self.quiet_wrong_password = quiet_wrong_password
+        self.unsupported = {c.lower() for c in unsupported}
         self.call_id = 33
         self.reset_state()
         self.asleep = asleep
@@ -66,6 +76,15 @@ class PolyEmulator(Emulator):
                 self._notify(f"cleared: call[{cid}]", f"ended: call[{cid}]")
         self.call(do)
 
+    def drop_session(self) -> None:
+        """The codec restarts its serial session unseen (say, a quick reboot): the password is
+        asked again and the registrations are forgotten; the power state is kept."""
+        def do() -> None:
+            self.authed = self.password is None
+            self._prompted = self._owed_prompt = False
+            self.sleep_registered = self.callstate_registered = False
+        self.call(do)
+
     def fall_asleep(self) -> None:
         """The sleep timer puts the system to sleep (a notification if registered)."""
         def do() -> None:
@@ -91,6 +110,8 @@ class PolyEmulator(Emulator):
             self._prompted = True
             return b"\r\nPassword: "
         low = line.lower()
+        if low in self.unsupported:
+            return UNSUPPORTED
         if low == "sleep":
             self.asleep = True
             return b"sleep\r\n"
@@ -103,6 +124,15 @@ class PolyEmulator(Emulator):
         if low == "callstate register":
             self.callstate_registered = True
             return b"callstate registered\r\n"
+        if low == "whoami":
+            return ("Hi, my name is: Phong hop xa\r\n"
+                    "Here is what I know about myself:\r\n"
+                    f"Model: {self.model}\r\n"
+                    f"Serial Number: {self.serial_number}\r\n"
+                    "Software Version: Release 6.2.2 - 28Jan2021 17:21\r\n"
+                    "Build Information: root on bldsrv\r\n").encode()
+        if low == "serialnum":
+            return f"serialnum {self.serial_number}\r\n".encode()
         if low == "notify callstatus":
             return b"notify callstatus success\r\n"
         if low == "callinfo all":

@@ -1,12 +1,12 @@
 """Yealink VC series emulator: ``sysstatus get``, the unasked ``version`` line after boot
 and after the port returns, ``error:`` replies. Wake/standby commands are the driver's
-(unconfirmed) defaults."""
+(unconfirmed) defaults. ``model`` is what the ``version`` line names."""
 
 from __future__ import annotations
 
 from agent.emulators.base import Emulator
 
-VERSION = b'version "model:VC800 firmware:63.345.0.15"\r\n'
+FIRMWARE = "63.345.0.15"
 
 
 class YealinkEmulator(Emulator):
@@ -16,8 +16,9 @@ class YealinkEmulator(Emulator):
 
     def __init__(self, *, wake_command: str = "standby exit",
                  standby_command: str = "standby enter", asleep: bool = False,
-                 **kw: object) -> None:
+                 model: str = "VC800", **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.model = model
         self.wake_command = wake_command
         self.standby_command = standby_command
         self.reset_state()
@@ -26,12 +27,17 @@ class YealinkEmulator(Emulator):
     def reset_state(self) -> None:
         self.state = "idle"
 
+    @property
+    def version_line(self) -> bytes:
+        """The ``version`` line this codec sends on its own."""
+        return f'version "model:{self.model} firmware:{FIRMWARE}"\r\n'.encode()
+
     def on_booted(self) -> None:
-        self._emit(b"", VERSION)
+        self._emit(b"", self.version_line)
 
     def replug(self) -> None:
         super().replug()
-        self.call(lambda: self._emit(b"", VERSION) if self.powered and not self.booting
+        self.call(lambda: self._emit(b"", self.version_line) if self.powered and not self.booting
                   else None)
 
     def start_call(self) -> None:

@@ -10,33 +10,26 @@ import hashlib
 from typing import Any
 
 from agent.config import SiteConfig
+from agent.core.led import DEFAULT_CENTRE
 from agent.link.topics import API_VERSION
 from agent.link.wire import dumps
 
-CENTRE_FALLBACK = ("trung tâm", "the centre")
+CENTRE_FALLBACK = DEFAULT_CENTRE
 
 
 def centre_names(cfg: SiteConfig) -> tuple[str, str]:
-    """The centre the room reports to, as operators name it: (Vietnamese, English).
-
-    From ``site.centre`` (``{vi, en}``) when the config has it, else a generic name."""
-    centre = getattr(cfg.site, "centre", None)
-    if isinstance(centre, dict):
-        vi, en = centre.get("vi"), centre.get("en")
-    else:
-        vi, en = getattr(centre, "vi", None), getattr(centre, "en", None)
-    vi = vi or CENTRE_FALLBACK[0]
-    return vi, en or (vi if vi != CENTRE_FALLBACK[0] else CENTRE_FALLBACK[1])
+    """The centre the room reports to, as operators name it: (Vietnamese, English), from
+    ``site.centre`` (a generic name when the config does not say)."""
+    return cfg.site.centre.vi, cfg.site.centre.en
 
 
 def info_message(cfg: SiteConfig, agent_version: str, config_hash: str) -> dict[str, Any]:
     """The info message without its ``ts`` (``agent.contract.messages.Info``)."""
-    configured = getattr(cfg.site, "centre", None) is not None
     return {
         "api": API_VERSION,
         "site": cfg.site.id,
         "name": cfg.site.name,
-        "centre": centre_names(cfg)[0] if configured else cfg.site.district,
+        "centre": cfg.site.centre.vi,
         "timezone": cfg.site.timezone,
         "agent_version": agent_version,
         "config_hash": config_hash,

@@ -42,24 +42,24 @@ def window_json(w: Window | None) -> dict[str, Any] | None:
 
 def lock_json(settings: core.RoomSettings, state: core.RoomState,
               w: Window | None) -> dict[str, Any]:
-    """``{"locked": false}``, or the locking window with when the lock engaged and its cap."""
+    """``{"locked": false}``, or the locking window with when the lock engaged and its span
+    (start, end, cap) as the core announced it."""
     if w is None:
         return {"locked": False}
-    since = getattr(state, "lock_since", None)
-    if since is None:
-        since = w.start - settings.lead_s   # the core does not record it: when it was due
-    return {"locked": True, "window_id": w.id, "kind": w.kind, "since": core.iso(since),
-            "start": core.iso(w.start), "end": core.iso(w.end),
-            "cap": core.iso(core.release_time(settings, w))}
+    start, end, cap = state.lock_span or (w.start, w.end, core.release_time(settings, w))
+    return {"locked": True, "window_id": w.id, "kind": w.kind,
+            "since": core.iso(state.lock_since), "start": core.iso(start),
+            "end": core.iso(end), "cap": core.iso(cap)}
 
 
 def devices_json(settings: core.RoomSettings, state: core.RoomState) -> dict[str, Any]:
     out = {}
     for n in settings.names:
         h = state.health[n]
+        model, serial = state.identity.get(n, (None, None))
         out[n] = {"power": "on" if state.relays[n] else "off", "health": h.status,
                   "reason": h.reason, "reported_power": h.power, "in_call": h.in_call,
-                  "model": getattr(h, "model", None), "serial": getattr(h, "serial", None)}
+                  "model": model, "serial": serial}
     return out
 
 
@@ -72,15 +72,16 @@ def operator_json(state: core.RoomState) -> dict[str, Any]:
         "last_check_in": core.iso(state.last_check_in),
         "last_ack": None if ack is None else {"check_id": ack[0], "at": core.iso(ack[1]),
                                               "latency_s": round(ack[2], 3)},
-        "help_requested": core.iso(getattr(state, "help_requested", None)),
+        "help_requested": core.iso(state.help_requested_at),
     }
 
 
 def state_message(settings: core.RoomSettings, state: core.RoomState, now: float, *,
                   site: str, link: LinkStatus, schedule: ScheduleStatus,
                   last_seq: int) -> dict[str, Any]:
-    """The whole state message at ``now`` (see ``agent.contract.messages.State``)."""
-    lw = core.lock_window(settings, state, now)
+    """The whole state message at ``now`` (see ``agent.contract.messages.State``); the lock
+    is the one the core's last step settled."""
+    lw = state.window(state.locked_by)
     seq = state.sequence
     rejected = None if schedule.rejected_digest is None else {
         "version": schedule.rejected_version, "digest": schedule.rejected_digest}

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from agent.cli import serve
 from agent.config import SiteConfig, parse_config
-from agent.contract.messages import MESSAGES, SHELL_EVENTS
+from agent.contract.events import EVENT_TYPES
+from agent.contract.messages import MESSAGES
 from agent.control import request
 from agent.hardware.pins import mock_factory
 from agent.link.wire import dumps
@@ -110,11 +111,9 @@ class Watcher:
                 model.model_validate_json(msg.payload)
                 if topic == "events":
                     ev = json.loads(msg.payload)
-                    data_model = SHELL_EVENTS.get(ev["kind"])
-                    if data_model is not None:
-                        data_model.model_validate(ev["data"])
-            except ValidationError as e:
-                self.invalid.append(f"{topic}: {msg.payload[:300]!r}: {e}")
+                    EVENT_TYPES[ev["kind"]](**ev["data"])   # exactly the kind's fields
+            except (ValidationError, KeyError, TypeError) as e:
+                self.invalid.append(f"{topic}: {msg.payload[:300]!r}: {e!r}")
             with contextlib.suppress(ValueError):
                 if dumps(json.loads(msg.payload)) != msg.payload:
                     self.invalid.append(f"{topic}: not compact UTF-8 JSON: {msg.payload[:200]!r}")

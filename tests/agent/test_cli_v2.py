@@ -46,9 +46,9 @@ def test_help_puts_a_help_request_on_the_queue_and_says_what_happened(
         assert cmd_local(local(short_tmp / "st", "help")) == 0
         assert HelpRequested("cli") in fed
         out = capsys.readouterr().out
-        # Until the core records help requests this is "nothing to do"; then "asked".
-        assert "Đã báo trung tâm cần hỗ trợ" in out or "Không có gì thay đổi" in out
+        assert "Đã báo trung tâm cần hỗ trợ" in out and "has been asked for help" in out
         assert "huyện" not in out
+        assert agent.state_message()["operator"]["help_requested"] is not None
     finally:
         stop.set()
         agent.queue.put(Stop())

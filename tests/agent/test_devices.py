@@ -167,7 +167,7 @@ def test_inside_a_window_nothing_is_cut_automatically(broker: LocalBroker,
         w.event("device_health", device="codec", status="ok", timeout=15)
         room.agent.emulated.emulators["codec"].silent = True
         held = w.event("self_help_withheld", device="codec", timeout=20)
-        assert held["data"]["window_id"] == "t1"
+        assert held["window_id"] == "t1"   # contract 2.0: in the envelope
         assert not [e for e in w.events() if e["kind"] == "self_help_power_cycle"]
         assert room.factory.pin(26).state is True           # the codec is still powered
 
@@ -183,3 +183,40 @@ def test_codec_in_a_call_outside_windows_is_reported(broker: LocalBroker,
         room.agent.emulated.emulators["codec"].end_call()
         ended = w.event("unscheduled_use_ended", device="codec", what="in_call", timeout=20)
         assert ended["data"]["duration_s"] >= 0
+
+
+def test_answers_carry_the_step_they_answer() -> None:
+    """``await_ready`` / ``send_standby`` pass the core's step number through to the
+    DeviceReady / DeviceStandby they report; a caller that gives none gets step 0."""
+    import queue
+
+    from agent.config import Device
+    from agent.core.events import DeviceReady, DeviceStandby
+    from agent.devices import SerialDevices
+    from agent.emulators import PolyEmulator
+
+    with PolyEmulator() as emu:
+        dev = Device.model_validate({
+            "role": "codec", "relay": {"pin": 17}, "order": 1, "driver": "poly_group",
+            "serial": {"url": "/dev/codec"}, "ready_timeout_s": 10, "off_grace_s": 10,
+            "poll_s": 600, "settings": {"command_gap_s": 0, "reply_timeout_s": 0.15}})
+        events: queue.Queue = queue.Queue()
+        devices = SerialDevices({"codec": dev}, events.put, {"codec": True},
+                                urls={"codec": emu.url})
+
+        def answer() -> object:
+            while True:
+                ev = events.get(timeout=10)
+                if isinstance(ev, DeviceReady | DeviceStandby):
+                    return ev
+
+        devices.start()
+        try:
+            devices.await_ready("codec", step=7)
+            assert answer() == DeviceReady("codec", 7)
+            devices.send_standby("codec", step=8)
+            assert answer() == DeviceStandby("codec", 8)
+            devices.await_ready("codec")
+            assert answer() == DeviceReady("codec", 0)
+        finally:
+            devices.close()

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,3 +79,78 @@ def test_a_refused_inhibitor_is_noticed_not_respawned_in_a_loop(tmp_path: Path) 
     for _ in range(5):
         assert inh.hold("session s1") is False
     assert wait_for(calls).count("x") == 1  # not started again on every pass of the loop
+
+
+def stand_in(tmp: Path, before_exec: str = "") -> Path:
+    """A ``systemd-inhibit`` that runs the command after its options, as the real one does."""
+    script = tmp / "systemd-inhibit"
+    script.write_text('#!/bin/sh\n'
+                      'while [ $# -gt 0 ]; do case "$1" in --*) shift;; *) break;; esac; done\n'
+                      f'{before_exec}\nexec "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+def gone(pid: int, timeout: float) -> bool:
+    """True once ``pid`` has exited (a zombie nobody reaped counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_release_returns_at_once_even_if_the_child_ignores_sigterm(tmp_path: Path) -> None:
+    script = tmp_path / "systemd-inhibit"
+    trapped = tmp_path / "trapped"
+    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho yes > {trapped}\nexec sleep 600\n")
+    script.chmod(0o755)
+    inh = ShutdownInhibitor(binary=str(script), enabled=True)
+    inh.KILL_AFTER_S = 0.5
+    assert inh.hold("session s1")
+    assert inh._proc is not None
+    pid = inh._proc.pid
+    wait_for(trapped)  # SIGTERM is ignored from here on
+    t0 = time.monotonic()
+    inh.release()
+    assert time.monotonic() - t0 < 0.2, "release() waited on the child"
+    assert not inh.held
+    assert gone(pid, 5), "the stubborn child was never killed"
+
+
+def test_child_has_its_own_process_group(tmp_path: Path) -> None:
+    inh = ShutdownInhibitor(binary=str(stand_in(tmp_path)), enabled=True)
+    assert inh.hold("session s1") and inh._proc is not None
+    try:
+        assert os.getpgid(inh._proc.pid) == inh._proc.pid
+    finally:
+        inh.release()
+
+
+def test_the_inhibitor_dies_with_the_agent(tmp_path: Path) -> None:
+    """kill -9 of the agent: the held lock must not outlive it (the child sees its stdin end)."""
+    script = stand_in(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from agent.inhibit import ShutdownInhibitor\n"
+         f"inh = ShutdownInhibitor(binary={str(script)!r}, enabled=True)\n"
+         "assert inh.hold('session s1')\n"
+         "print(inh._proc.pid, flush=True)\n"
+         "time.sleep(600)\n"],
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        child = int(holder.stdout.readline())
+        assert not gone(child, 0.3)          # held while the agent lives
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(5)
+        assert gone(child, 5), "the inhibitor outlived the agent"
+    finally:
+        holder.kill()
+        holder.wait()

@@ -40,7 +40,8 @@ BACKLOG = 500
 def test_a_backlog_goes_out_without_flooding_the_queue_or_the_disk(broker: LocalBroker,
                                                                     short_tmp: Path) -> None:
     agent = Agent(site_config(broker), mock_factory(), StateDir(short_tmp / "st"))
-    agent.outbox.append_many([("backlog", {"n": i}) for i in range(BACKLOG)])
+    agent.outbox.append_many([("schedule_cache_failed", {"error": f"backlog {i}"})
+                              for i in range(BACKLOG)])
     handled: Counter[str] = Counter()
     rows_read = [0]
     real_handle, real_pending = agent.handle, agent.outbox.pending
@@ -63,7 +64,8 @@ def test_a_backlog_goes_out_without_flooding_the_queue_or_the_disk(broker: Local
         try:
             assert agent.started.wait(10)
             syncs = agent.outbox.synced_commits
-            w.until(lambda evs: sum(e["kind"] == "backlog" for e in evs) == BACKLOG, timeout=60)
+            w.until(lambda evs: sum(e["data"].get("error", "").startswith("backlog ")
+                                    for e in evs) == BACKLOG, timeout=60)
             # A button press while the backlog drains is behind at most one PUBACK signal.
             pin = agent.board.factory.pin(16)
             mark = agent.button_mark()

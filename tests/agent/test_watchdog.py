@@ -3,13 +3,16 @@ stops the pings (seen on a real notify socket), and they resume when it is free 
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent import runtime
 from agent.hardware.pins import mock_factory
 from agent.runtime import Agent, LocalCall, Stop
 from agent.store import StateDir
@@ -56,6 +59,55 @@ def test_wedged_loop_stops_watchdog_pings(short_tmp: Path, broker: LocalBroker,
         release.set()
         assert next_message(sock, 3) == b"WATCHDOG=1"
     finally:
+        agent.queue.put(Stop())
+        loop.join(10)
+        agent.close()
+        sock.close()
+
+
+def test_a_loop_that_fails_every_turn_stops_the_pings_and_says_why(
+        short_tmp: Path, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Coming round is not enough: a failure on every turn (here the clock itself) must end
+    in a restart, not in a room frozen behind log lines; a good turn makes it whole again."""
+    path = short_tmp / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setattr(runtime, "LOOP_MAX_FAILURES", 6)
+    broken = threading.Event()
+
+    def clock() -> float:
+        if broken.is_set():
+            raise OSError("clock source gone")
+        return time.time()
+
+    agent = Agent(site_config(broker), mock_factory(), StateDir(short_tmp / "st"),
+                  connect=False, clock=clock)
+    agent.start()
+    loop = threading.Thread(target=agent.run, daemon=True)
+    loop.start()
+    try:
+        assert next_message(sock, 3) == b"WATCHDOG=1"
+        with caplog.at_level(logging.ERROR):
+            broken.set()
+            deadline = time.monotonic() + 15
+            while not any("loop_failing" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "never said the loop keeps failing"
+                next_message(sock, 0.1)
+        said = next(r for r in caplog.records if "loop_failing" in r.getMessage())
+        assert said.levelno == logging.ERROR
+        assert "6 time(s) in a row" in said.getMessage()
+        assert "clock source gone" in said.getMessage() and "restart" in said.getMessage()
+        while next_message(sock, 0.6) is not None:   # a ping already on its way
+            pass
+        assert next_message(sock, 2.0) is None       # two watchdog periods: systemd restarts
+        broken.clear()                               # it recovers before systemd acts
+        assert next_message(sock, 3) == b"WATCHDOG=1"
+    finally:
+        broken.clear()
         agent.queue.put(Stop())
         loop.join(10)
         agent.close()

@@ -221,7 +221,8 @@ def test_agent_started_says_how_it_stopped_before(short_tmp: Path) -> None:
         return a, rec.data
 
     a, first = start()
-    assert "previous_stop" not in first and "last_alive_at" not in first
+    # The very first start: nothing stopped badly before it, and no time is known.
+    assert first["previous_stop"] == "clean" and "last_alive_at" not in first
     a.close()
     b, second = start()
     assert second["previous_stop"] == "clean" and second["last_alive_at"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.drivers import Driver, build_driver
+from agent.drivers import DeviceIdentity, Driver, build_driver
 from agent.emulators import Emulator, make_emulator
 
 FAST = 0.15  # reply timeout in tests: silence costs this much real time per command
@@ -48,6 +48,7 @@ GENERIC_SETTINGS: dict[str, Any] = {
     "query_power": {"send": "POWER?", "on_regex": "=ON$", "standby_regex": "=STANDBY$"},
     "ping": {"send": "PING", "expect": "^PONG$"},
     "error_regex": "^ERROR",
+    "identity": {"send": "ID?", "model_regex": r"MODEL=(\S+)", "serial_regex": r"SERIAL=(\S+)"},
 }
 
 
@@ -59,19 +60,44 @@ class Case:
     settings: dict[str, Any] = field(default_factory=dict)
     baudrate: int = 9600
     line_protocol: bool = True      # False: binary (noise is skipped, not fatal)
+    # what the emulator's defaults tell, and the commands that ask it
+    identity: DeviceIdentity = field(default_factory=DeviceIdentity)
+    identity_queries: tuple[bytes, ...] = ()
+    swap: dict[str, Any] = field(default_factory=dict)  # emulator attributes of another unit
+    swapped: DeviceIdentity = field(default_factory=DeviceIdentity)  # …and what that unit tells
+    garble: tuple[int, int] = (0, 0)                # identity reply lines to garble
 
 
 DEVICES: dict[str, Case] = {
     "cisco_xapi": Case({"password": "s3cret"},
                        {"password": "s3cret", "login_probe_s": 0.1, "reply_timeout_s": FAST},
-                       115200),
-    "poly_group": Case({}, {"command_gap_s": 0, "reply_timeout_s": FAST}),
-    "yealink_vc": Case({}, {"reply_timeout_s": FAST}, 115200),
+                       115200,
+                       identity=DeviceIdentity("Cisco Codec Pro", "FOC2231N1AB"),
+                       identity_queries=(b"xStatus SystemUnit ProductId",
+                                         b"xStatus SystemUnit Hardware Module SerialNumber"),
+                       swap={"product_id": "Cisco Room Kit", "serial_number": "FOC2402X0YZ"},
+                       swapped=DeviceIdentity("Cisco Room Kit", "FOC2402X0YZ")),
+    "poly_group": Case({}, {"command_gap_s": 0, "reply_timeout_s": FAST},
+                       identity=DeviceIdentity("Group500", "82161234567890AB"),
+                       identity_queries=(b"whoami",),
+                       swap={"model": "Group700", "serial_number": "82169876543210CD"},
+                       swapped=DeviceIdentity("Group700", "82169876543210CD"),
+                       garble=(3, 3)),
+    "yealink_vc": Case({}, {"reply_timeout_s": FAST}, 115200),    # see test_identity.py
     "sony_visca": Case({}, {"reply_timeout_s": FAST, "completion_timeout_s": FAST},
-                       line_protocol=False),
-    "extron_sis": Case({}, {"reply_timeout_s": FAST}),
-    "generic_line": Case({}, GENERIC_SETTINGS),
+                       line_protocol=False, identity=DeviceIdentity("Sony 0519", None),
+                       identity_queries=(bytes.fromhex("81090002ff"),),
+                       swap={"model_id": 0x0617}, swapped=DeviceIdentity("Sony 0617", None)),
+    "extron_sis": Case({}, {"reply_timeout_s": FAST},
+                       identity=DeviceIdentity("60-1234-01", None), identity_queries=(b"N",),
+                       swap={"part_number": "60-1418-01"},
+                       swapped=DeviceIdentity("60-1418-01", None)),
+    "generic_line": Case({}, GENERIC_SETTINGS, identity=DeviceIdentity("EMU-1", "SN-0001"),
+                         identity_queries=(b"ID?",), swap={"serial_number": "SN-0002"},
+                         swapped=DeviceIdentity("EMU-1", "SN-0002")),
 }
+QUERYING = sorted(n for n, c in DEVICES.items() if c.identity_queries)
+"""Drivers that ask the device who it is (Yealink only listens for its version line)."""
 
 
 class Pair:

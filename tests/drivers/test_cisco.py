@@ -123,3 +123,30 @@ def test_restart_command(pair_factory, clock: FakeClock) -> None:
     assert p.emu.booting
     clock.advance(30)
     assert p.driver.power_state() == "on"
+
+
+@pytest.mark.parametrize("firmware", ["ce", "tc"])
+@pytest.mark.parametrize("lines", [(0, 4), (4, 4), (1, 1)])
+def test_garbage_inside_the_call_block_is_a_bad_reply(pair_factory, firmware: str,
+                                                      lines: tuple[int, int]) -> None:
+    """Noise over status lines of ``xStatus Call`` (between the block's start and its end):
+    a BadReply, never "not in a call" nor a call missing what the lost line said. The next
+    try reads the call."""
+    p = pair_factory("cisco_xapi", {"firmware": firmware})
+    p.emu.start_call(remote="UBND xã Tân Đoàn")
+    first, last = lines
+    if firmware == "tc":                        # OK comes first: the statuses are one down
+        first, last = first + 1, last + 1
+    p.emu.garble_next_reply(b"xStatus Call", first, last)
+    with pytest.raises(BadReply):
+        p.driver.call_state()
+    assert p.driver.call_state() == CallInfo("1", "Connected", "UBND xã Tân Đoàn", "incoming")
+
+
+def test_garbage_inside_the_standby_block_is_a_bad_reply(pair_factory) -> None:
+    p = pair_factory("cisco_xapi")
+    p.driver.power_state()
+    p.emu.garble_next_reply(b"xStatus Standby", 0)
+    with pytest.raises(BadReply):
+        p.driver.power_state()
+    assert p.driver.power_state() == "on"

@@ -290,3 +290,111 @@ def test_port_gone_does_not_close_a_port_reopened_meanwhile(pair_factory) -> Non
     assert p.driver.is_open
     p.driver.power_state = real  # type: ignore[method-assign]
     assert p.driver.power_state() in ("on", "standby")
+
+
+@pytest.mark.parametrize("name", ["cisco_xapi", "poly_group"])
+def test_garbage_inside_a_call_reply_is_garbled_not_out_of_call(pair_factory,
+                                                                name: str) -> None:
+    p = pair_factory(name)
+    events: list = []
+    poller = poller_for(p, events)
+    p.emu.start_call()
+    assert poller.poll_once().in_call is True
+    p.emu.garble_next_reply(b"xStatus Call" if name == "cisco_xapi" else b"callinfo all",
+                            0, 1)
+    health = poller.poll_once()
+    assert (health.status, health.reason, health.in_call) == ("degraded", h.R_GARBLED, None)
+    assert poller.poll_once().in_call is True
+    assert [e.in_call for e in events] == [True, None, True]
+
+
+def test_ready_and_standby_name_their_step(pair_factory) -> None:
+    p = pair_factory("extron_sis")
+    events: list = []
+    poller = poller_for(p, events)
+    assert poller.wait_ready(5, step=4).ok
+    assert poller.standby_and_confirm(5, step=5).ok
+    assert poller.wait_ready(5).ok                  # no step given: 0
+    assert [e for e in events if isinstance(e, DeviceReady | DeviceStandby)] == [
+        DeviceReady(p.name, 4), DeviceStandby(p.name, 5), DeviceReady(p.name, 0)]
+
+
+class _OwnedLock:
+    """A re-entrant lock that knows which thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._lock.acquire(blocking, timeout)
+        if ok:
+            self._owner = threading.get_ident()
+            self._depth += 1
+        return ok
+
+    def release(self) -> None:
+        self._depth -= 1
+        if not self._depth:
+            self._owner = None
+        self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def held(self) -> bool:
+        return self._owner == threading.get_ident()
+
+
+def test_failure_counter_changes_only_under_the_lock(pair_factory) -> None:
+    """The poll thread (poll_once) and the sequencing worker (wait_ready, judge) hammer the
+    failure counter at once: every change happens with the poller's lock held, and no
+    count is lost."""
+    p = pair_factory("extron_sis")
+    unlocked: list[str] = []
+
+    class Watched(HealthPoller):
+        watching = False
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "failures" and self.watching and not self._lock.held():
+                unlocked.append(threading.current_thread().name)
+            super().__setattr__(name, value)
+
+    poller = Watched("amp", p.driver, lambda e: None, relay_on=True, boot_grace_s=0,
+                     silent_polls_for_fault=10**9, clock=p.clock, sleep=p.clock.sleep)
+    poller._lock = _OwnedLock()  # type: ignore[assignment]
+    poller.watching = True
+    silent = h._Reading(failure="silent", detail="amp: no reply")
+
+    def poll_thread() -> None:
+        for _ in range(150):
+            poller.poll_once()
+            poller.judge(silent)
+
+    def worker() -> None:
+        for _ in range(150):
+            assert poller.wait_ready(5).ok
+            poller.judge(silent)
+
+    threads = [threading.Thread(target=poll_thread, name="poll"),
+               threading.Thread(target=worker, name="seq")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert unlocked == [], f"failure counter changed without the lock by {set(unlocked)}"
+
+    poller.set_relay(False)
+    poller.set_relay(True)                      # counter back to 0
+    counters = [threading.Thread(target=lambda: [poller.judge(silent) for _ in range(3000)])
+                for _ in range(2)]
+    for t in counters:
+        t.start()
+    for t in counters:
+        t.join(timeout=60)
+    assert poller.failures == 6000

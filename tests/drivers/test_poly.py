@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from agent.drivers import DeviceRefused, DeviceTimeout
+from agent.drivers import BadReply, DeviceRefused, DeviceTimeout
 from agent.drivers.poly_group import PolyGroup
 
 from .conftest import FakeClock
@@ -128,3 +130,79 @@ def test_notification_right_after_an_answer_is_kept(pair_factory) -> None:
     assert p.driver.power_state() == "standby"  # the sleep notification was seen
     assert [(e.kind, e.call_id, e.state) for e in p.driver.events] == [
         ("cs", "40", "RINGING")]
+
+
+def test_callstate_register_refused_by_the_model_is_skipped(pair_factory, caplog) -> None:
+    """A model without call notifications refuses ``callstate register``: logged once and
+    skipped, and power, calls and liveness work as before (default settings)."""
+    p = pair_factory("poly_group", {"unsupported": ["callstate register"]})
+    with caplog.at_level(logging.WARNING, logger="agent.drivers"):
+        assert p.driver.power_state() == "unknown"
+        p.driver.wake()
+        assert p.driver.power_state() == "on"
+        assert p.driver.call_state() is None
+        p.emu.start_call(number="10.0.0.7")
+        call = p.driver.call_state()
+        assert call is not None and call.id == "34"
+        p.driver.standby()
+        assert p.driver.power_state() == "standby"
+        assert p.emu.received().count("callstate register") == 1    # not asked every time
+        p.driver.close()                            # a reopened port asks once more…
+        assert p.driver.power_state() == "unknown"
+        assert p.emu.received().count("callstate register") == 2
+    refusals = [r for r in caplog.records if "callstate register" in r.getMessage()]
+    assert len(refusals) == 1                       # …but says so only once
+
+
+def test_callstate_refusal_never_degrades_the_poller(pair_factory) -> None:
+    from agent.drivers.health import R_ANSWERING, R_ON, HealthPoller
+
+    p = pair_factory("poly_group", {"unsupported": ["callstate register"], "asleep": True})
+    poller = HealthPoller("codec", p.driver, lambda e: None, relay_on=True, boot_grace_s=0,
+                          clock=p.clock, sleep=p.clock.sleep)
+    for _ in range(3):
+        health = poller.poll_once()
+        assert (health.status, health.reason) == ("ok", R_ANSWERING)
+    assert poller.wait_ready(5, wake=True).ok and not p.emu.asleep
+    assert poller.poll_once().reason == R_ON
+
+
+@pytest.mark.parametrize("lines", [(0, 1), (1, 1), (0, 0)])
+def test_garbage_inside_callinfo_is_a_bad_reply(pair_factory, lines: tuple[int, int]) -> None:
+    """Noise between ``callinfo begin`` and ``callinfo end`` (or over the begin line): a
+    BadReply, never "not in a call". The next try reads the call."""
+    p = pair_factory("poly_group")
+    p.emu.start_call(remote="Xa Tan Doan", number="10.0.0.7")
+    p.emu.garble_next_reply(b"callinfo all", *lines)
+    with pytest.raises(BadReply):
+        p.driver.call_state()
+    call = p.driver.call_state()
+    assert call is not None and (call.id, call.remote) == ("34", "Xa Tan Doan")
+
+
+def test_password_prompt_mid_session_makes_the_state_unknown(pair_factory) -> None:
+    """The codec asks for the password again (its session restarted) and meanwhile fell
+    asleep without a notification: after logging in again the state is unknown, not the
+    "on" remembered from before."""
+    p = pair_factory("poly_group", {"password": "1234"}, {"password": "1234"})
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+    p.emu.drop_session()
+    p.emu.fall_asleep()                         # not registered: no notification
+    assert p.driver.power_state() == "unknown"
+    assert p.emu.received().count("1234") == 2  # it logged in again
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+
+
+def test_timeout_then_reregistration_makes_the_state_unknown(pair_factory) -> None:
+    p = pair_factory("poly_group")
+    p.driver.wake()
+    assert p.driver.power_state() == "on"
+    p.emu.silent = True
+    with pytest.raises(DeviceTimeout):
+        p.driver.power_state()
+    p.emu.fall_asleep()                         # silent: its notification is lost
+    p.emu.silent = False
+    assert p.driver.power_state() == "unknown"
+    assert p.emu.received().count("callstate register") == 2    # registered again

@@ -122,3 +122,20 @@ def test_completion_after_the_ack_may_take_longer(pair_factory) -> None:
         {**p.driver.settings.model_dump(), "completion_timeout_s": FAST})
     with pytest.raises(DeviceTimeout, match="completion of power on"):
         p.driver.wake()
+
+
+def test_address_set_refused_while_initialising_is_booting(pair_factory,
+                                                           clock: FakeClock) -> None:
+    """A camera that answers the Address Set broadcast with ``90 61 41 FF`` while it
+    initialises is booting, not silent."""
+    p = pair_factory("sony_visca", {"boot_s": 8, "address_set_while_booting": "refuse"})
+    assert p.driver.power_state() == "on"
+    p.emu.power(False)
+    p.emu.power(True)                           # Network Change: the driver re-addresses
+    assert p.driver.power_state() == "booting"
+    assert p.emu.log[-1].reply == bytes.fromhex("906141ff")
+    with pytest.raises(DeviceRefused) as e:
+        p.driver.wake()
+    assert e.value.code == "41"
+    clock.advance(8)
+    assert p.driver.power_state() == "on"

@@ -6,6 +6,7 @@ import itertools
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import systemd
-from agent.systemd import Watchdog
+from agent.systemd import FailureRun, Watchdog
 
 
 class Listener:
@@ -184,3 +185,30 @@ def test_watchdog_thread_pings_through_real_socket(listener: Listener) -> None:
         t.join(timeout=5)
     assert not t.is_alive()
     assert Watchdog(None).start_thread(stop) is None
+
+
+def test_reloading_carries_the_monotonic_time(listener: Listener) -> None:
+    assert systemd.reloading("re-reading /etc/diemcau/site.yaml")
+    msg = listener.recv().split("\n")
+    assert msg[0] == "RELOADING=1" and msg[1].startswith("MONOTONIC_USEC=")
+    assert abs(int(msg[1].split("=")[1]) / 1e6 - time.monotonic()) < 5
+    assert msg[2] == "STATUS=re-reading /etc/diemcau/site.yaml"
+
+
+def test_failure_run_by_count_by_time_and_reset() -> None:
+    clock = FakeClock()
+    run = FailureRun(max_failures=3, max_s=60, clock=clock)
+    assert not run.exhausted
+    assert run.failed() is False and run.failed() is False
+    assert run.failed() is True and run.exhausted      # the third in a row
+    assert run.failed() is False and run.exhausted      # said once
+    assert run.succeeded() is True and not run.exhausted and run.count == 0
+    # Slow turns: two failures a minute apart are a run too long.
+    assert run.failed() is False
+    clock.t += 59
+    assert run.failed() is False
+    clock.t += 1
+    assert run.exhausted and run.seconds == 60          # the loop stops feeding the watchdog
+    assert run.failed() is True                          # and the next failure says why
+    run.succeeded()
+    assert run.seconds == 0 and run.failed() is False

@@ -106,7 +106,11 @@ class PolyParser(LineParser[Frame]):
 
 
 class CallInfoCollector:
-    """Collect the answer to ``callinfo all``: :meth:`add` returns ``(CallInfo|None,)``."""
+    """Collect the answer to ``callinfo all``: :meth:`add` returns ``(CallInfo|None,)``.
+
+    Garbage after ``callinfo begin``, or a ``callinfo end`` without its begin (the begin line
+    was lost), raises :class:`BadReply`: the list lost a line, and "no call" would be a guess.
+    """
 
     def __init__(self) -> None:
         self.calls: list[CallInfo] = []
@@ -114,6 +118,10 @@ class CallInfoCollector:
 
     def add(self, frame: Frame) -> tuple[CallInfo | None] | None:
         """Take one frame; a tuple when the answer is complete."""
+        if isinstance(frame, Garbage):
+            if self._begun:
+                raise BadReply(f"unreadable line inside callinfo: {frame.raw[:40]!r}")
+            return None
         if isinstance(frame, NotInCall):
             return (None,)
         if isinstance(frame, CallLine):
@@ -123,6 +131,8 @@ class CallInfoCollector:
             if low == "callinfo begin":
                 self._begun = True
             elif low == "callinfo end":
+                if not self._begun:
+                    raise BadReply("'callinfo end' without 'callinfo begin'")
                 return (self.calls[0] if self.calls else None,)
             elif self._begun and low.startswith("callinfo"):
                 raise BadReply(f"unreadable callinfo line {frame.text!r}")

@@ -188,6 +188,8 @@ class ReplyCollector:
 
     ``block``: the command answers with a ``** end`` block (xStatus, xCommand).
     ``require_ok``: wait for ``OK`` as well (set False for firmware that omits it).
+    A :class:`Garbage` frame before the answer is complete raises :class:`BadReply`: the
+    block lost a line, and answering without it could be wrong (a call that reads as none).
     """
 
     def __init__(self, *, block: bool = True, require_ok: bool = True) -> None:
@@ -198,8 +200,10 @@ class ReplyCollector:
         self._ok = False
 
     def add(self, frame: Frame) -> Reply | None:
-        """Take one frame; raise DeviceRefused on an error answer."""
+        """Take one frame; raise DeviceRefused on an error answer, BadReply on garbage."""
         r = self.reply
+        if isinstance(frame, Garbage):
+            raise BadReply(f"unreadable line inside the reply: {frame.raw[:40]!r}")
         if isinstance(frame, Status):
             r.statuses.append(frame)
         elif isinstance(frame, Result):

@@ -1,0 +1,373 @@
+"""The console's MQTT side: the recorder (rooms → store) and the dispatcher (store → rooms).
+
+One paho-mqtt 2 client, MQTT v5, with a **persistent session**: a fixed client id, a clean
+start only the very first time (remembered in the database), a Session Expiry Interval, QoS 1
+subscriptions with ``retain_handling=1``. While the console is away the broker queues what
+rooms publish; when it comes back (its own restart or the broker's) it receives the backlog.
+
+Nothing is acknowledged before it is stored: the client uses manual acknowledgement, so a
+PUBACK goes to the broker only after the message's transaction has committed. A console that
+dies between the two gets the message again and the ``(site, seq)`` constraint drops the copy.
+
+Threads: paho's network thread only puts messages on a queue; the *writer* stores them in
+batches (one transaction each) and acknowledges; the *dispatcher* publishes what the service
+queued (schedules retained, commands) and runs the time-based alerts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from district import contract
+from district.alerts import event_alerts
+from district.config import ConsoleConfig
+from district.model import Change
+from district.service import Console
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+PUBLISH_TIMEOUT_S = 10.0
+TICK_S = 5.0
+RETRY_S = 1.0
+HEARTBEAT_KEY = "recorder_alive_at"
+
+
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    mid: int
+    qos: int
+    generation: int
+    received_at: float
+
+
+@dataclass(frozen=True)
+class _Link:
+    up: bool
+    at: float
+    detail: str
+
+
+class Recorder:
+    """Records every room's messages and publishes what the service queued.
+
+    ``start()`` returns at once; ``connected`` is set while the broker link is up;
+    ``idle()`` waits until everything received so far is stored (tests and shutdown use it).
+    """
+
+    def __init__(self, cfg: ConsoleConfig, console: Console,
+                 clock: Callable[[], float] = time.time, client_id: str | None = None,
+                 tick_s: float = TICK_S) -> None:
+        self.cfg = cfg
+        self.console = console
+        self.store = console.store
+        self.clock = clock
+        self.tick_s = tick_s
+        self.topics = contract.Topics(cfg.broker.topic_prefix)
+        self.client_id = client_id or cfg.broker.client_id
+        self.connected = threading.Event()
+        self.session_present: bool | None = None
+        self._q: queue.Queue[_Message | _Link | None] = queue.Queue()
+        self._generation = 0
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._resend_schedules = False
+        self._threads: list[threading.Thread] = []
+        self.client = self._client()
+
+    # ------------------------------------------------------------------ set-up
+    def _client(self) -> mqtt.Client:
+        b = self.cfg.broker
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        protocol=mqtt.MQTTv5, manual_ack=True)
+        c.enable_logger(logging.getLogger("paho"))
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        creds = b.credentials()
+        if creds is not None:
+            c.username_pw_set(creds.username, creds.password.get_secret_value())
+        if b.tls is not None or b.url.startswith("mqtts://"):
+            tls = b.tls
+            c.tls_set(ca_certs=str(tls.ca_file) if tls else None,
+                      certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                      keyfile=str(tls.key_file) if tls and tls.key_file else None,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        return c
+
+    def start(self) -> None:
+        """Connect in the background (paho retries until the broker answers) and start the
+        writer and dispatcher threads."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.broker.session_expiry_s
+        first = self.store.meta_get(self._session_key) is None
+        clean: Any = mqtt.MQTT_CLEAN_START_FIRST_ONLY if first else False
+        self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port,
+                                  keepalive=self.cfg.broker.keepalive_s, clean_start=clean,
+                                  properties=props)
+        for target, name in ((self._writer, "district-writer"),
+                             (self._dispatcher, "district-dispatcher")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Store what was received, disconnect (the session stays on the broker) and stop."""
+        self._stop.set()
+        self.console.wakeup.set()
+        for t in self._threads:
+            if t.name == "district-dispatcher":
+                t.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._q.put(None)
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    @property
+    def _session_key(self) -> str:
+        return f"mqtt_session:{self.client_id}"
+
+    def idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every message received so far is stored; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._pending == 0, timeout)
+
+    # ------------------------------------------------------------------ paho thread
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        try:
+            if reason.is_failure:
+                log.warning("broker refused the console: %s", reason)
+                self._enqueue(_Link(False, self.clock(), f"refused: {reason}"))
+                return
+            self._generation += 1
+            present = bool(getattr(flags, "session_present", False))
+            self.session_present = present
+            opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            client.subscribe([(t, opts) for t in self.topics.subscriptions()])
+            self._resend_schedules = not present
+            self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
+            self.connected.set()
+            self.console.wakeup.set()
+        except Exception:  # pragma: no cover - keep paho's thread alive
+            log.exception("on_connect failed")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        try:
+            if self.connected.is_set():
+                self.connected.clear()
+                self._enqueue(_Link(False, self.clock(), str(reason)))
+        except Exception:  # pragma: no cover
+            log.exception("on_disconnect failed")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._enqueue(_Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid,
+                                   msg.qos, self._generation, self.clock()))
+        except Exception:  # pragma: no cover
+            log.exception("on_message failed")
+
+    def _enqueue(self, item: _Message | _Link) -> None:
+        with self._cv:
+            self._pending += 1
+        self._q.put(item)
+
+    # ------------------------------------------------------------------ writer thread
+    def _writer(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < BATCH:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._q.put(None)
+                    break
+                batch.append(nxt)
+            changes, stored = self._store_batch(batch)
+            for it in stored:
+                if isinstance(it, _Message) and it.qos > 0 \
+                        and it.generation == self._generation:
+                    with contextlib.suppress(Exception):
+                        self.client.ack(it.mid, it.qos)
+            for ch in changes:
+                self.console.notify(ch)
+            with self._cv:
+                self._pending -= len(batch)
+                self._cv.notify_all()
+
+    def _store_batch(self, batch: list[_Message | _Link]
+                     ) -> tuple[list[Change], list[_Message | _Link]]:
+        """Store a batch in one transaction. If that fails, store each message on its own, a
+        message that still fails being kept aside as rejected (with the error); if even that
+        fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
+        try:
+            with self.store.transaction():
+                return [ch for it in batch for ch in self._store(it)], batch
+        except Exception:
+            log.exception("could not store a batch of %d messages; one by one", len(batch))
+        changes: list[Change] = []
+        stored: list[_Message | _Link] = []
+        for it in batch:
+            while True:
+                try:
+                    with self.store.transaction():
+                        changes += self._store(it)
+                    stored.append(it)
+                    break
+                except Exception as e:
+                    log.exception("could not store a message from %s",
+                                  getattr(it, "topic", "the link"))
+                    if self._reject(it, e):
+                        stored.append(it)
+                        break
+                if self._stop.wait(RETRY_S):
+                    return changes, stored  # stopping: the rest comes again next time
+        return changes, stored
+
+    def _reject(self, it: _Message | _Link, error: Exception) -> bool:
+        if not isinstance(it, _Message):
+            return True
+        parsed = self.topics.parse(it.topic)
+        try:
+            self.store.record_rejected(parsed[0] if parsed else None, it.topic, it.payload,
+                                       it.received_at, f"could not be stored: {error!r}"[:500])
+        except Exception:
+            return False
+        return True
+
+    def _store(self, it: _Message | _Link) -> list[Change]:
+        if isinstance(it, _Link):
+            self.store.record_console_link(it.up, it.at, it.detail)
+            if it.up:
+                self.store.meta_set(self._session_key, "1")
+            return []
+        parsed = self.topics.parse(it.topic)
+        if parsed is None:
+            self.store.record_rejected(None, it.topic, it.payload, it.received_at,
+                                       "not a room topic of this console")
+            return []
+        site, kind = parsed
+        try:
+            return self._store_room(site, kind, it)
+        except contract.BadPayload as e:
+            self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+            return []
+
+    def _store_room(self, site: str, kind: str, it: _Message) -> list[Change]:
+        at = it.received_at
+        if kind == "availability":
+            value = it.payload.decode("utf-8", "replace")
+            if value not in ("online", "offline"):
+                raise contract.BadPayload("availability must be online or offline")
+            changed = self.store.record_availability(site, value, at, it.retain)
+            return [Change("availability", site=site)] if changed else []
+        if kind in ("state", "info", "host"):
+            if not it.payload:
+                raise contract.BadPayload("empty (a retained message was cleared)")
+            obj = contract.parse_object(it.payload)
+            changed = self.store.record_retained(site, kind, obj, it.payload, at)
+            return [Change(kind, site=site)] if changed else []
+        if kind == "events":
+            ev = contract.parse_event(site, it.payload, at)
+            if not self.store.record_event(ev, it.payload):
+                return []
+            out = [Change("event", site=site, window_id=ev.window_id, ref=ev.seq)]
+            for a in event_alerts(self.store, ev, at):
+                out.append(Change("alert", site=site, window_id=a.window_id, ref=a.id))
+            return out
+        reply = contract.parse_reply(site, it.payload, at)
+        changed = self.store.record_reply(reply, it.payload)
+        return [Change("reply", site=site, ref=reply.command_id)] if changed else []
+
+    # ------------------------------------------------------------------ dispatcher thread
+    def _dispatcher(self) -> None:
+        next_tick = 0.0
+        while not self._stop.is_set():
+            self.console.wakeup.wait(1.0)
+            self.console.wakeup.clear()
+            if self._stop.is_set():
+                return
+            try:
+                if self.connected.is_set():
+                    self.dispatch()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.tick_s
+                    self.store.meta_set(HEARTBEAT_KEY, repr(self.clock()))
+                    self.console.tick()
+            except Exception:
+                log.exception("dispatch failed; trying again")
+
+    def _publish(self, topic: str, payload: bytes, retain: bool) -> bool:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+        while not info.is_published():
+            if self._stop.is_set() or not self.connected.is_set() \
+                    or time.monotonic() > deadline:
+                return False
+            try:
+                info.wait_for_publish(0.1)
+            except (RuntimeError, ValueError):
+                return False
+        return True
+
+    def dispatch(self) -> None:
+        """Publish every unsent command, then the newest unpublished schedule of each room
+        (retained); after the broker lost our session, publish every room's schedule again
+        (the same bytes, so the same digest). Commands go first so that a window started now
+        reaches a room as ``start_window`` before it appears in the room's schedule."""
+        for c in self.store.unsent_commands():
+            payload = contract.command_payload(c.id, c.name, c.args, c.sender, c.site,
+                                               self.clock())
+            if not self._publish(self.topics.room(c.site, "commands"), payload, retain=False):
+                return
+            self.store.mark_command_sent(c.id, self.clock())
+            self.console.notify(Change("command", site=c.site, window_id=c.window_id, ref=c.id))
+        resend, self._resend_schedules = self._resend_schedules, False
+        for site, s in sorted(self.store.latest_schedules().items()):
+            if s.published_at is not None and not resend:
+                continue
+            if not self._publish(self.topics.room(site, "schedule"), s.payload, retain=True):
+                self._resend_schedules = self._resend_schedules or resend
+                return
+            if s.published_at is None:
+                self.store.mark_schedule_published(s.id, self.clock())
+                self.console.notify(Change("schedule", site=site))
+
+
+def recorder_alive(console: Console, within_s: float = 30.0) -> bool:
+    """True if a ``run`` process wrote its heartbeat in the last ``within_s`` seconds."""
+    raw = console.store.meta_get(HEARTBEAT_KEY)
+    try:
+        return raw is not None and console.clock() - float(raw) < within_s
+    except ValueError:
+        return False
