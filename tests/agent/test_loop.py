@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import random
+import signal
 import subprocess
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent import clock
 from agent.cli import serve
+from agent.core.events import Tick
 from agent.hardware.pins import mock_factory
 from agent.link.mqtt import MAX_OUTGOING, Backoff, Link, Published
 from agent.link.topics import RoomTopics
 from agent.outbox import Outbox
-from agent.runtime import QUEUE_MAX, Agent, LocalCall, Stop
+from agent.runtime import QUEUE_MAX, Agent, LocalCall, SignalWaker, Stop
 from agent.store import StateDir
 from broker.local import LocalBroker, free_port
 from tests.agent.harness import offline_config, site_config, watcher
@@ -227,3 +231,19 @@ def test_acknowledged_events_are_forgotten_once_the_loop_is_idle(short_tmp: Path
             assert rec.seq not in [r.seq for r in other.pending()]
     finally:
         agent.close()
+
+
+def test_a_signal_wakes_the_sleeping_loop() -> None:
+    """The loop sleeps until its next deadline; a signal handler may only append to a deque
+    (it can interrupt the loop holding the queue's lock), so SignalWaker wakes the loop."""
+    signals: deque[Any] = deque()
+    woken: queue.Queue[Any] = queue.Queue()
+    old = signal.signal(signal.SIGUSR1, lambda *_: signals.append(Stop()))
+    waker = SignalWaker(woken.put)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert isinstance(woken.get(timeout=5), Tick)
+        assert list(signals) == [Stop()]
+    finally:
+        waker.close()
+        signal.signal(signal.SIGUSR1, old)
