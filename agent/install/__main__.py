@@ -5,6 +5,8 @@ the Ansible role call it; people use ``diemcau-agent adapters|udev-rules|boot-co
     python -m agent.install udev-rules SITE         # the rules file, on stdout
     python -m agent.install boot-merge SITE CONFIG_TXT [--model M]   # the new config.txt
     python -m agent.install boot-remove CONFIG_TXT  # config.txt without the diemcau block
+    python -m agent.install site-file SITE [--bundle DIR | --broker-yaml FILE]
+                                                    # the site file to install, on stdout
     python -m agent.install restart --state-dir D [--if-pending] [--reason TEXT]
 """
 
@@ -14,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.config import ConfigError, SiteConfig, load_config
-from agent.install import bootcfg, pending, udev
+from agent.config import ConfigError, SiteConfig, load_config, parse_config
+from agent.install import bootcfg, pending, udev, yamledit
 
 
 def _site(path: str) -> SiteConfig:
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("site")
     s.add_argument("config_txt")
     s.add_argument("--model", choices=bootcfg.MODELS, default="any")
+    s = sub.add_parser("site-file")
+    s.add_argument("site")
+    s.add_argument("--bundle")
+    s.add_argument("--broker-yaml")
     s = sub.add_parser("boot-remove")
     s.add_argument("config_txt")
     s = sub.add_parser("restart")
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING: {path}: {n}", file=sys.stderr)
         sys.stdout.write(new)
         return 0
+    if args.cmd == "site-file":
+        return _site_file(args)
     if args.cmd == "boot-remove":
         path = Path(args.config_txt)
         sys.stdout.write(bootcfg.remove_block(path.read_text() if path.exists() else ""))
@@ -84,6 +92,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restart: {e}", file=sys.stderr)
         return 1
     print(message)
+    return 0
+
+
+def _site_file(args: argparse.Namespace) -> int:
+    """The site file with its broker section from the room's bundle (or the installed
+    ``broker.yaml``), refused if the bundle is another room's."""
+    cfg = _site(args.site)
+    text = Path(args.site).read_text(encoding="utf-8")
+    broker = None
+    if args.bundle:
+        bundle = Path(args.bundle)
+        certs = sorted(p.stem for p in (bundle / "tls").glob("*.crt") if p.name != "ca.crt")
+        if certs and cfg.site.id not in certs:
+            print(f"{args.bundle}: this bundle is for room {', '.join(certs)}, the site file is "
+                  f"room {cfg.site.id}: refusing to mix them", file=sys.stderr)
+            return 2
+        if (bundle / "broker.yaml").is_file():
+            broker = bundle / "broker.yaml"
+    elif args.broker_yaml and Path(args.broker_yaml).is_file():
+        broker = Path(args.broker_yaml)
+    if broker is not None:
+        try:
+            text = yamledit.set_broker_section(text, broker.read_text(encoding="utf-8"))
+            parse_config(text, args.site)
+        except (yamledit.EditError, ConfigError) as e:
+            print(f"{broker}: {e}", file=sys.stderr)
+            return 2
+    sys.stdout.write(text)
     return 0
 
 

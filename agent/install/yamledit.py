@@ -103,3 +103,42 @@ def set_serial_port(text: str, device: str, url: str, adapter: dict[str, Any]) -
         raise EditError(f"devices.{device}.serial: the edit would change more than the port; "
                         "edit the file by hand")
     return out
+
+
+def set_broker_section(text: str, broker_yaml: str) -> str:
+    """``text`` (a site file) with its top-level ``broker:`` replaced by the one in
+    ``broker_yaml`` (the ``broker.yaml`` of a ``diemcau-broker add-room`` bundle), or with it
+    added after ``site:`` when it has none. Everything else is kept as written."""
+    try:
+        new = yaml.safe_load(broker_yaml)
+        root = yaml.compose(text)
+        before = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise EditError(f"not valid YAML: {e}") from None
+    if not isinstance(new, dict) or not isinstance(new.get("broker"), dict) or len(new) != 1:
+        raise EditError("the bundle's broker.yaml must hold one 'broker:' mapping")
+    if not isinstance(root, yaml.MappingNode) or not isinstance(before, dict):
+        raise EditError("the site file must be a YAML mapping")
+    section = yaml.safe_dump(new, sort_keys=False, allow_unicode=True)
+    section = "# broker: from the room's provisioning bundle (diemcau-broker add-room)\n" + section
+    pair = _child(root, "broker")
+    if pair is not None:
+        start = pair[0].start_mark.index
+        end = pair[1].end_mark.index
+        # A block mapping ends at the start of the next key's line; a flow one mid-line.
+        eol = text.find("\n", end)
+        end = end if end > 0 and text[end - 1] == "\n" else (len(text) if eol < 0 else eol + 1)
+        out = text[:start] + section + text[end:]
+    else:
+        after = _child(root, "site")
+        pos = after[1].end_mark.index if after is not None else 0
+        if pos and text[pos - 1] != "\n":
+            eol = text.find("\n", pos)
+            pos = len(text) if eol < 0 else eol + 1
+        out = text[:pos] + section + text[pos:]
+    expected = dict(before)
+    expected["broker"] = new["broker"]
+    if yaml.safe_load(out) != expected:  # pragma: no cover - never write a surprise
+        raise EditError("replacing the broker section would change more than it; edit the "
+                        "site file by hand")
+    return out
