@@ -252,6 +252,12 @@ def _walk(text: str, model: Model, base_dir: Path | None, eff: Effective, depth:
             continue
         if key == "dtoverlay" and SHUTDOWN_OVERLAY.match(line):
             eff.shutdown_overlays.append(line)
+        if key == "dtparam":  # dtparam=a=on,b=off: each parameter on its own, last one wins
+            for part in value.split(","):
+                name, _, val = part.partition("=")
+                eff.settings.setdefault(f"dtparam.{name.strip()}", []).append(
+                    (val.strip() or "on", applies))
+            continue
         eff.settings.setdefault(key, []).append((value, applies))
 
 
@@ -301,15 +307,18 @@ def _problems(cfg: SiteConfig, eff: Effective, where: str) -> list[str]:
 
 def _warnings(cfg: SiteConfig, eff: Effective, model: Model) -> list[str]:
     out = []
-    if not eff.has("dtparam", "watchdog=on"):
+    if not eff.has("dtparam.watchdog", "on"):
         out.append("dtparam=watchdog=on missing: a hung kernel would not reset the board")
     uart = udev.uses_pi_uart(cfg)
     if uart:
         need = [("enable_uart", "1"), ("dtoverlay", "disable-bt")] if model == "pi4" else \
-            [("dtparam", "uart0=on")]
+            [("dtparam.uart0", "on")]
         for key, value in need:
-            if not eff.has_any(key, value):
-                out.append(f"{key}={value} missing: {', '.join(uart)} on the Pi's UART will "
+            ok = eff.has(key, value) if key.startswith("dtparam.") else eff.has_any(key, value)
+            if not ok:
+                shown = f"dtparam={key.split('.', 1)[1]}={value}" if "." in key else \
+                    f"{key}={value}"
+                out.append(f"{shown} missing: {', '.join(uart)} on the Pi's UART will "
                            "not answer")
         if model == "pi5":
             for p in udev.ports(cfg):
