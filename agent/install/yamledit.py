@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 PLAIN = re.compile(r"^/[A-Za-z0-9._/-]+$")
+BUNDLE_NOTE = "# From the room's provisioning bundle (diemcau-broker add-room), by the installer:"
 
 
 class EditError(ValueError):
@@ -120,10 +121,12 @@ def set_broker_section(text: str, broker_yaml: str) -> str:
     if not isinstance(root, yaml.MappingNode) or not isinstance(before, dict):
         raise EditError("the site file must be a YAML mapping")
     section = yaml.safe_dump(new, sort_keys=False, allow_unicode=True)
-    section = "# broker: from the room's provisioning bundle (diemcau-broker add-room)\n" + section
+    section = BUNDLE_NOTE + "\n" + section
     pair = _child(root, "broker")
     if pair is not None:
         start = pair[0].start_mark.index
+        if text[:start].endswith(BUNDLE_NOTE + "\n"):
+            start -= len(BUNDLE_NOTE) + 1
         end = pair[1].end_mark.index
         # A block mapping ends at the start of the next key's line; a flow one mid-line.
         eol = text.find("\n", end)
