@@ -210,6 +210,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_source(src: Path) -> Path:
+    src.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "pyproject.toml", src / "pyproject.toml")
     shutil.copytree(ROOT / "agent", src / "agent",
                     ignore=shutil.ignore_patterns("__pycache__"))
