@@ -101,9 +101,11 @@ def test_write_records_the_adapters_and_keeps_the_rest_of_the_file(tmp_path: Pat
     changed = [(a, b) for a, b in zip(original.splitlines(), new.splitlines(), strict=True)
                if a != b]
     assert changed == [
-        ("    serial: {url: /dev/codec, baudrate: 115200}    # udev name, deploy/udev/",
+        ("    serial: {url: /dev/codec, baudrate: 115200}    # udev name: diemcau-agent "
+         "adapters --write",
          '    serial: {url: /dev/codec, baudrate: 115200, adapter: {vendor_id: "0403", '
-         'product_id: "6001", serial_number: "A10KCODE"}}    # udev name, deploy/udev/'),
+         'product_id: "6001", serial_number: "A10KCODE"}}    # udev name: diemcau-agent '
+         'adapters --write'),
         ("    serial: {url: /dev/camera, baudrate: 9600}",
          '    serial: {url: /dev/camera, baudrate: 9600, adapter: {vendor_id: "0403", '
          'product_id: "6011", serial_number: "FT4X2Y9", interface: 1}}'),
