@@ -149,9 +149,50 @@ class Relay(Strict):
         return "no" if v is False else v
 
 
+UDEV_SAFE = r"^[A-Za-z0-9][A-Za-z0-9 ._:+/-]{0,63}$"
+"""What may stand inside a udev rule's quotes: no quote, backslash or glob character."""
+
+
+class UsbAdapter(Strict):
+    """Which USB-serial adapter a device's port is: the udev rule that names the port is made
+    from it (``diemcau-agent udev-rules``). Written by ``diemcau-agent adapters --write``."""
+
+    vendor_id: str = Field(pattern=r"^[0-9a-f]{4}$",
+                           description="USB vendor id, 4 lower-case hex digits in quotes: "
+                                       "\"0403\"")
+    product_id: str = Field(pattern=r"^[0-9a-f]{4}$",
+                            description="USB product id, 4 lower-case hex digits in quotes")
+    serial_number: str | None = Field(None, pattern=UDEV_SAFE,
+                                      description="The adapter's own USB serial number")
+    interface: int | None = Field(None, ge=0, le=255,
+                                  description="Port of a multi-port adapter: its USB interface "
+                                              "number (udev ID_USB_INTERFACE_NUM)")
+    usb_port: str | None = Field(None, pattern=r"^[0-9]+-[0-9]+(\.[0-9]+)*$",
+                                 description="For an adapter without a serial number: the USB "
+                                             "port it is plugged into, e.g. '1-1.2' (label "
+                                             "the port, never move its cable)")
+
+    @field_validator("vendor_id", "product_id", mode="before")
+    @classmethod
+    def _quoted_hex(cls, v: Any) -> Any:
+        if isinstance(v, int):
+            raise ValueError("write the id in quotes, e.g. \"0403\" (unquoted, YAML reads a "
+                             "number and loses the leading zero)")
+        return v
+
+    @model_validator(mode="after")
+    def _identified(self) -> UsbAdapter:
+        if self.serial_number is None and self.usb_port is None:
+            raise ValueError("serial_number or usb_port is needed to tell this adapter apart")
+        return self
+
+
 class SerialPort(Strict):
-    url: str = Field(description="pyserial URL or device path, e.g. /dev/serial/by-id/usb-...")
+    url: str = Field(description="pyserial URL or device path, e.g. /dev/diemcau-codec")
     baudrate: int = Field(9600, ge=300, le=921600)
+    adapter: UsbAdapter | None = Field(
+        None, description="The USB-serial adapter behind this port (not needed on the Pi's own "
+                          "UART, /dev/serial0 or /dev/ttyAMA0)")
 
 
 class DeviceSimulation(Strict):

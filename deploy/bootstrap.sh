@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything diemcau needs on a fresh Debian 12 / Raspberry Pi OS machine:
 # Mosquitto (broker and clients), OpenSSL, a Python venv in .venv with the project installed.
-# With --test, also what the test suite checks with (systemd-analyze, node).
+# With --test, also what the test suite checks with (systemd-analyze, node, dbus-daemon,
+# systemd-inhibit, rsync; ansible-core and ansible-lint come with the venv's test extras).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,11 @@ if [ "${1:-}" = "--test" ]; then
   # The tests also check the systemd unit (systemd-analyze) and the polkit rule (node --check).
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  # The logind inhibitor test runs the real systemd-inhibit against a fake logind on a
+  # private bus (dbus-daemon); the installer tests use rsync like the Pi does.
+  command -v systemd-inhibit >/dev/null 2>&1 || need_apt+=(systemd)
+  command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
+  command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
