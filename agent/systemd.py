@@ -257,12 +257,14 @@ def status_line(state: Mapping[str, object], tz: str | None = None) -> str:
         head = (f"LOCKED by {get(lock, 'kind') or 'window'} {get(lock, 'window_id')}"
                 + (f" «{title}»" if title else "")
                 + f" since {_hhmm(get(lock, 'since'), tz)}"  # type: ignore[arg-type]
-                + f" (cap {_hhmm(get(lock, 'released_by_cap_at'), tz)})")  # type: ignore[arg-type]
+                + f" (cap {_hhmm(get(lock, 'cap') or get(lock, 'released_by_cap_at'), tz)})")  # type: ignore[arg-type]
     elif isinstance(nxt, Mapping):
         title = nxt.get("title") or ""
         head = (f"idle, next {nxt.get('kind')} {nxt.get('id')}" + (f" «{title}»" if title else "")
                 + f" at {_hhmm(nxt.get('start'), tz)}")  # type: ignore[arg-type]
     else:
         head = "idle, no window scheduled"
-    link = "link up" if get(state, "broker_connected") else "link down"
+    # Contract 2.0: link.since (null while down); 1.0: broker_connected.
+    up = get(get(state, "link"), "since") or get(state, "broker_connected")
+    link = "link up" if up else "link down"
     return _clean(f"{head} | power {get(state, 'power') or '?'} | {link}")

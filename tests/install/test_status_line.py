@@ -33,6 +33,12 @@ def test_locked_idle_and_empty() -> None:
     assert systemd.status_line(idle, "Asia/Ho_Chi_Minh") == (
         "idle, next test t2 «Kiểm tra» at 14:00 | power off | link down")
     assert systemd.status_line({}, None) == "idle, no window scheduled | power ? | link down"
+    v2 = {"lock": {"locked": True, "kind": "test", "window_id": "t1",
+                   "since": "2026-11-29T06:30:00.000Z", "cap": "2026-11-29T15:00:00.000Z"},
+          "window": {"title": ""}, "power": "on",
+          "link": {"since": "2026-11-29T06:00:00.000Z", "reconnects": 0}}
+    assert systemd.status_line(v2, "Asia/Ho_Chi_Minh") == (
+        "LOCKED by test t1 since 13:30 (cap 22:00) | power on | link up")
 
 
 def test_from_a_real_agents_state(tmp_path: Path) -> None:
