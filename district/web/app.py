@@ -40,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from district.config import Lang
+from district.i18n import t as report_word
 from district.model import Actor, User
 from district.service import Console
 from district.timefmt import iso_local, local, show
@@ -157,7 +158,8 @@ class Dashboard:
 
         return {"lang": lang, "w": w, "when": self.when, "ctx": ctx,
                 "iso": lambda ts: iso_local(ts, self.zone) or "",
-                "ev": lambda k: event_kind(k, lang), "cmd": lambda n: command_name(n, lang),
+                "ev": lambda k: event_kind(k, lang), "rt": lambda k: report_word(k, lang),
+                "cmd": lambda n: command_name(n, lang),
                 "org": self.cfg.organisation.name.get(lang),
                 "level": self.cfg.organisation.level.get(lang),
                 "zone_name": self.cfg.timezone, "roster": self.roster,

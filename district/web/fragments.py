@@ -30,7 +30,9 @@ def renderer(d: Dashboard, ctx: Ctx, params: Mapping[str, str]) -> Callable[[Bat
         shown = [t.site for t in views.rooms_page(d.roster, q).items]
         return _rooms(d, ctx, shown)
     if view == "room" and params.get("site") in d.roster.rooms:
-        return _room(d, ctx, params["site"], params.get("window") or None)
+        from district.web.pages import hours_of
+
+        return _room(d, ctx, params["site"], params.get("window") or None, hours_of(params))
     if view == "window" and params.get("id"):
         try:
             w = d.console.window(params["id"])
@@ -86,14 +88,15 @@ def _commands(d: Dashboard, ctx: Ctx, batch: Batch, match: Callable[[Any], bool]
     return out
 
 
-def _room(d: Dashboard, ctx: Ctx, site: str, window_id: str | None) -> Callable[[Batch], str]:
+def _room(d: Dashboard, ctx: Ctx, site: str, window_id: str | None,
+          hours: int) -> Callable[[Batch], str]:
     from district.web.pages import room_data
 
     def render(batch: Batch) -> str:
         parts = _banner(d, ctx, batch)
         if batch.full or site in batch.sites:
             try:
-                data = room_data(d, site, ctx.lang, window_id)
+                data = room_data(d, site, ctx.lang, window_id, hours)
             except ServiceError:
                 return "\n".join(parts)
             for name in ("web/_room_head.html", "web/_timeline.html", "web/_room_commands.html",
@@ -119,7 +122,7 @@ def _window(d: Dashboard, ctx: Ctx, wid: str, shown: list[str]) -> Callable[[Bat
             rows = views.window_rows(d.roster, w, now=now)
             progress = views.window_progress(rows)
             parts.append(d.fragment(ctx, "web/_window_status.html", win=w, now=now,
-                                    status=w.status(now), progress=progress, oob=True))
+                                    wstate=w.status(now), progress=progress, oob=True))
             changed = set(shown) if batch.full or wid in batch.windows else \
                 batch.sites & set(shown)
             for r in rows:

@@ -158,8 +158,16 @@ def rooms_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) 
         "rooms": [t.json(d.zone) for t in page.items]})
 
 
-def room_data(d: Dashboard, site: str, lang: Any, window_id: str | None = None
-              ) -> dict[str, Any]:
+def hours_of(params: Any) -> int:
+    """The room page's timeline span (``?hours=``), 24 unless one of the choices."""
+    from district.web.timeline import HOURS
+
+    raw = params.get("hours", "24")
+    return int(raw) if raw.isdigit() and int(raw) in HOURS else 24
+
+
+def room_data(d: Dashboard, site: str, lang: Any, window_id: str | None = None,
+              hours: int = 24) -> dict[str, Any]:
     """Everything the room page shows (raises UnknownRoom / UnknownWindow)."""
     console = d.console
     if site not in d.roster.rooms:
@@ -168,7 +176,7 @@ def room_data(d: Dashboard, site: str, lang: Any, window_id: str | None = None
     now = d.clock()
     t = views.with_gaps(d.roster, views.tiles(d.roster, [site]))[0]
     live = console.store.live(site)
-    since, until = range_for(console, window, now)
+    since, until = range_for(console, window, now, hours)
     return {
         "t": t, "lv": live, "room_cfg": d.roster.rooms[site],
         "timeline": build_timeline(console, site, since, until, lang),
@@ -176,7 +184,7 @@ def room_data(d: Dashboard, site: str, lang: Any, window_id: str | None = None
         "commands": console.commands(site=site, limit=30),
         "alerts": console.alerts(open_only=False, site=site, limit=20),
         "windows": [w for w in console.store.windows(site=site, since=now - 86400)][-5:],
-        "window": window, "now": now,
+        "window": window, "now": now, "hours": hours,
     }
 
 
@@ -186,10 +194,11 @@ def room(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Res
     site = request.path_params["site"]
     wid = request.query_params.get("window") or None
     try:
-        data = room_data(d, site, ctx.lang, wid)
+        data = room_data(d, site, ctx.lang, wid, hours_of(request.query_params))
     except ServiceError as e:
         return not_found(d, ctx, request, e)
-    live = {"view": "room", "site": site, **({"window": wid} if wid else {})}
+    live = {"view": "room", "site": site, "hours": str(data["hours"]),
+            **({"window": wid} if wid else {})}
     return d.page(ctx, "web/room.html", live=live, title=data["t"].name, **data)
 
 
@@ -198,7 +207,7 @@ def room_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -
     site = request.path_params["site"]
     wid = request.query_params.get("window") or None
     try:
-        data = room_data(d, site, ctx.lang, wid)
+        data = room_data(d, site, ctx.lang, wid, hours_of(request.query_params))
     except ServiceError as e:
         return not_found(d, ctx, request, e)
     z = d.zone
@@ -261,7 +270,7 @@ def window_data(d: Dashboard, request: Request) -> dict[str, Any]:
     page = min(page, pages)
     return {"win": w, "rows": rows[(page - 1) * per: page * per], "page": page, "pages": pages,
             "progress": views.window_progress(rows), "now": now,
-            "status": w.status(now)}
+            "wstate": w.status(now)}
 
 
 @threaded

@@ -185,9 +185,13 @@ def ticks(since: float, until: float, zone: Any) -> list[tuple[float, str]]:
     return out
 
 
-def range_for(console: Console, window: Window | None, now: float) -> tuple[float, float]:
-    """The last 24 h, or the window's span (from an hour before its start)."""
+HOURS = (1, 6, 24, 72)
+
+
+def range_for(console: Console, window: Window | None, now: float,
+              hours: float = 24) -> tuple[float, float]:
+    """The last ``hours``, or the window's span (from an hour before its start)."""
     if window is None:
-        return now - 24 * 3600, now
+        return now - hours * 3600, now
     end = window.completed_at or max(min(now, window.end + 3600), window.end)
     return window.start - 3600, max(end, window.start + 60)

@@ -130,7 +130,7 @@ def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
         problems.append("fault")
     if help_at is not None:
         problems.append("help")
-    if schedule in ("queued", "published", "rejected"):
+    if schedule in ("queued", "published", "rejected") and avail == "online":
         problems.append("schedule")
     return Tile(site=site, name=roster.name(site), group=roster.group(site),
                 position=roster.position.get(site, len(roster.ids)), availability=avail,
