@@ -73,7 +73,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         page.wait_for_selector("body[data-live=on]")
         page.screenshot(path=str(artifacts / "02-rooms.png"), full_page=True)
 
-        # -- a room goes offline: the page changes without a reload ----------------------------------
+        # -- a room goes offline: the page changes without a reload --
         page.evaluate("window.__sameDocument = 'yes'")
         rooms["xa-b"].drop()
         page.wait_for_selector("#room-xa-b[data-availability=offline]")
@@ -82,7 +82,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         assert "mất kết nối" in page.inner_text("#room-xa-b")
         page.screenshot(path=str(artifacts / "03-room-offline.png"), full_page=True)
 
-        # -- schedule a window: a bad one first (end before start), then start one now ----------------
+        # -- schedule a window: a bad one first (end before start), then start one now --
         page.click("header nav a[href='/windows']")
         page.wait_for_selector("#window-form")
         page.fill("#w-title", "Kiểm tra kết nối trước hội nghị")
@@ -98,7 +98,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         page.wait_for_url(re.compile(r"/windows/test-"))
         wid = page.url.rsplit("/", 1)[1]
 
-        # -- the room locks (its state says so) and the page shows it live ---------------------------
+        # -- the room locks (its state says so) and the page shows it live --
         a = rooms["xa-a"]
         start = _start_command(a, "start_window")
         assert start["args"]["window_id"] == wid
@@ -115,7 +115,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         page.wait_for_selector("#wprogress [data-p=locked]:text('1')")
         assert page.inner_text("#wst-xa-a").count("Khóa") == 1
 
-        # -- alerts: xa-b lost during the window, xa-c without its schedule; take one ---------------
+        # -- alerts: xa-b lost during the window, xa-c without its schedule; take one --
         page.wait_for_selector("#alerts li:has-text('Mất kết nối trong khung giờ')")
         page.screenshot(path=str(artifacts / "05-window-locked.png"), full_page=True)
         before = int(page.get_attribute("#alerts", "data-open") or "0")
@@ -123,7 +123,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         page.wait_for_function(
             "n => Number(document.querySelector('#alerts').dataset.open) < n", arg=before)
 
-        # -- operator check: each room's reply shows up in place -----------------------------------------
+        # -- operator check: each room's reply shows up in place --
         page.click("#btn-check-all")
         page.wait_for_selector("#action-result .cmd")
         check = _start_command(a, "operator_check", after=1)
@@ -134,7 +134,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         assert "chưa có trả lời" in page.inner_text("#action-result") or \
             "chưa gửi" in page.inner_text("#action-result"), "xa-b cannot have answered"
 
-        # -- record xa-a's result (a bad number first) --------------------------------------------------
+        # -- record xa-a's result (a bad number first) --
         form = "#wres-xa-a form"
         page.select_option(f"{form} select[name=mic]", "good")
         page.select_option(f"{form} select[name=speaker]", "poor")
@@ -147,7 +147,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         page.wait_for_selector("#wprogress [data-p=results]:text('1')")
         page.screenshot(path=str(artifacts / "06-window-checked.png"), full_page=True)
 
-        # -- complete the window: the room releases its lock; open the report ------------------------
+        # -- complete the window: the room releases its lock; open the report --
         page.click("#btn-complete")
         page.wait_for_selector("#wstatus[data-status=completed]")
         assert dialogs and "Kết thúc khung giờ này" in dialogs[0]
@@ -167,7 +167,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         assert csv.status == 200 and csv.body().startswith("\ufeff".encode())
         assert "Mã điểm cầu" in csv.body().decode("utf-8")
 
-        # -- the room's timeline, and English ------------------------------------------------------------
+        # -- the room's timeline, and English --
         page.goto(f"{base}/rooms/xa-a")
         page.wait_for_selector("#timeline svg rect.b-locked")
         page.wait_for_selector("#timeline svg circle.m-checkin")
