@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from district.model import Change
@@ -72,8 +72,10 @@ class Stream:
 class Hub:
     """Collects changes from any thread; pushes coalesced batches to the open streams."""
 
-    def __init__(self, coalesce_s: float = COALESCE_S) -> None:
+    def __init__(self, coalesce_s: float = COALESCE_S,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.coalesce_s = coalesce_s
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._pending = Batch()
         self._streams: set[Stream] = set()
@@ -129,7 +131,7 @@ class Hub:
         assert self._wake is not None
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.coalesce_s)
+            await self._sleep(self.coalesce_s)
             self._wake.clear()
             with self._lock:
                 batch, self._pending = self._pending, Batch()
@@ -160,7 +162,6 @@ def sse_message(data: str, event: str = "update") -> str:
 
 
 async def stream_events(hub: Hub, render: Callable[[Batch], str],
-                        run: Callable[[Callable[[], str]], asyncio.Future[str]] | None = None,
                         ping_s: float = PING_S) -> AsyncIterator[str]:
     """The SSE body of one tab: first its whole view (a reconnecting tab may have missed
     changes), then one message per batch that touches it, and a comment line every

@@ -28,11 +28,22 @@ from tests.district.web.helpers import CSRF_INPUT, OPERATOR, web
 TILE = re.compile(r'id="room-([a-z0-9-]+)"[^>]*hx-swap-oob="true"')
 
 
-def test_the_hub_turns_a_burst_from_many_threads_into_one_batch() -> None:
-    async def main() -> tuple[Batch, int]:
-        hub = Hub(coalesce_s=0.05)
+def test_the_hub_turns_changes_from_many_threads_into_one_batch() -> None:
+    """Changes made while the hub waits out its interval go out with the first one."""
+
+    async def main() -> tuple[list[Batch], int]:
+        sleeping = asyncio.Event()
+        release = asyncio.Event()
+
+        async def interval(_s: float) -> None:  # the coalescing interval, ended by the test
+            sleeping.set()
+            await release.wait()
+
+        hub = Hub(coalesce_s=0.5, sleep=interval)
         await hub.start()
         stream = hub.open()
+        hub.on_change(Change("state", site="xa-a"))
+        await asyncio.wait_for(sleeping.wait(), 5)
 
         def burst(site: str) -> None:
             for i in range(500):
@@ -40,26 +51,27 @@ def test_the_hub_turns_a_burst_from_many_threads_into_one_batch() -> None:
                 if i % 100 == 0:
                     hub.on_change(Change("reply", site=site, ref=f"c-{site}-{i}"))
 
-        threads = [threading.Thread(target=burst, args=(s,)) for s in ("xa-a", "xa-b")]
+        threads = [threading.Thread(target=burst, args=(s,)) for s in ("xa-b", "xa-c")]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        hub.on_change(Change("alert", site="xa-c", window_id="t-1", ref=7))
-        batch = await asyncio.wait_for(stream.queue.get(), 5)
+        hub.on_change(Change("alert", site="xa-d", window_id="t-1", ref=7))
+        release.set()
+        batches = [await asyncio.wait_for(stream.queue.get(), 5)]
         sent = hub.batches_sent
         await hub.stop()
-        return batch, sent
+        return batches, sent
 
-    got: list[tuple[Batch, int]] = []
+    got: list[tuple[list[Batch], int]] = []
     # its own thread: Playwright's sync API may hold an event loop in this one
     t = threading.Thread(target=lambda: got.append(asyncio.run(main())))
     t.start()
     t.join(30)
     assert got, "the hub gave no batch"
-    batch, sent = got[0]
+    (batch,), sent = got[0]
     assert sent == 1
-    assert batch.sites == {"xa-a", "xa-b", "xa-c"} and batch.windows == {"t-1"}
+    assert batch.sites == {"xa-a", "xa-b", "xa-c", "xa-d"} and batch.windows == {"t-1"}
     assert batch.alerts and not batch.full
     assert len(batch.commands) == 10
 
