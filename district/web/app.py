@@ -55,7 +55,7 @@ from district.web.auth import (
     Sessions,
 )
 from district.web.live import Hub
-from district.web.text import command_name, event_kind, word
+from district.web.text import command_name, event_kind, short_device, word
 from district.web.views import Roster
 
 HERE = Path(__file__).parent
@@ -159,7 +159,7 @@ class Dashboard:
         return {"lang": lang, "w": w, "when": self.when, "ctx": ctx,
                 "iso": lambda ts: iso_local(ts, self.zone) or "",
                 "ev": lambda k: event_kind(k, lang), "rt": lambda k: report_word(k, lang),
-                "cmd": lambda n: command_name(n, lang),
+                "cmd": lambda n: command_name(n, lang), "short": lambda n: short_device(n, lang),
                 "org": self.cfg.organisation.name.get(lang),
                 "level": self.cfg.organisation.level.get(lang),
                 "zone_name": self.cfg.timezone, "roster": self.roster,

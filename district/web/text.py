@@ -251,6 +251,21 @@ COMMAND_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
+SHORT_DEVICES: dict[str, tuple[str, str]] = {
+    "codec": ("codec", "codec"),
+    "camera": ("cam", "cam"),
+    "amplifier": ("âm ly", "amp"),
+    "display": ("màn", "tv"),
+    "microphone": ("micrô", "mic"),
+}
+
+
+def short_device(name: str, lang: Lang = "vi") -> str:
+    """A device's name short enough for a room tile (its full name is in the tooltip)."""
+    pair = SHORT_DEVICES.get(name)
+    return name[:6] if pair is None else (pair[1] if lang == "en" else pair[0])
+
+
 def word(key: str, lang: Lang = "vi", **fmt: object) -> str:
     """The dashboard's word for ``key`` in ``lang`` (then the report's; else the key)."""
     pair = WORDS.get(key) or SHARED.get(key) or EVENT_KINDS.get(key)

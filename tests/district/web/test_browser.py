@@ -191,3 +191,53 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
     log = "".join(proc.lines)
     assert OPERATOR[1] not in log, "a password reached the log"
     assert "Traceback" not in log, log
+
+
+def test_sixty_five_rooms_fit_on_one_screen(tmp_path: Path, chromium: Any,
+                                            artifacts: Path) -> None:
+    from broker.local import free_port
+    from district.web.server import WebServer
+    from tests.district.web.helpers import web
+
+    sites = [f"xa-{i:02d}" for i in range(1, 66)]
+    groups = {s: f"Cụm {1 + i // 13}" for i, s in enumerate(sites)}
+    with web(tmp_path, rooms=sites, groups=groups) as wb:
+        for i, s in enumerate(sites):
+            if i % 11 == 10:
+                continue  # never connected
+            wb.online(s)
+            devices = {"codec": {"power": "on", "health": "fault" if i % 17 == 3 else "ok"},
+                       "camera": {"power": "on", "health": "ok"},
+                       "amplifier": {"power": "off" if i % 9 == 4 else "on", "health": "ok"}}
+            wb.state(s, devices=devices, power="mixed" if i % 9 == 4 else "on",
+                     lock={"locked": True, "window_id": "t-1"} if i % 3 == 0
+                     else {"locked": False},
+                     operator={"check": None, "last_check_in": iso_ms(wb.clock() - 60)
+                               if i % 4 == 0 else None, "last_ack": None,
+                               "help_requested": iso_ms(wb.clock()) if i == 7 else None})
+            if i % 13 == 5:
+                wb.online(s, "offline")
+        port = free_port()
+        server = WebServer(wb.console.cfg, wb.console, listen=f"127.0.0.1:{port}")
+        server.start()
+        page = chromium.new_page(viewport={"width": 1920, "height": 1080})
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(f"http://127.0.0.1:{port}/login")
+            page.fill("#user", OPERATOR[0])
+            page.fill("#password", OPERATOR[1])
+            page.click("button[type=submit]")
+            page.wait_for_selector("#room-xa-65")
+            page.wait_for_selector("body[data-live=on]")
+            page.screenshot(path=str(artifacts / "11-sixty-five-rooms.png"))
+            bottom = page.evaluate(
+                "document.querySelector('#room-xa-65').getBoundingClientRect().bottom")
+            assert bottom <= 1080, f"the 65th room ends at {bottom}px, below the screen"
+            page.set_viewport_size({"width": 1366, "height": 768})
+            page.screenshot(path=str(artifacts / "12-sixty-five-rooms-1366.png"))
+            bottom = page.evaluate(
+                "document.querySelector('#room-xa-65').getBoundingClientRect().bottom")
+            assert bottom <= 768, f"at 1366x768 the 65th room ends at {bottom}px"
+        finally:
+            page.close()
+            server.stop()
