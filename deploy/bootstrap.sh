@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything diemcau needs on a fresh Debian 12 / Raspberry Pi OS machine:
 # Mosquitto (broker and clients), OpenSSL, a Python venv in .venv with the project installed.
-# With --test, also what the test suite checks with (systemd-analyze, node).
+# With --test, also what the test suite checks with (systemd-analyze, node, chromium).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +18,8 @@ if [ "${1:-}" = "--test" ]; then
   # The tests also check the systemd unit (systemd-analyze) and the polkit rule (node --check).
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  # The dashboard's browser test drives Debian's Chromium (Playwright never downloads one).
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
