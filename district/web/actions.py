@@ -15,7 +15,7 @@ from district.model import CommandRow
 from district.service import PermissionDenied, ServiceError, UnknownRoom, UnknownWindow
 from district.web import forms, views
 from district.web.auth import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE
-from district.web.pages import not_found, threaded, window_form_defaults, windows_data
+from district.web.pages import not_found, threaded, windows_data
 from district.web.text import word
 
 if TYPE_CHECKING:
@@ -231,6 +231,3 @@ def take_alert(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) 
     html = d.alerts_banner(ctx)
     return respond(d, request, ctx, html, {"alert": views.alert_json(a, d.roster, d.zone)},
                    200, "/alerts")
-
-
-__all__ = ["window_form_defaults"]

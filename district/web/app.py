@@ -63,6 +63,8 @@ TEMPLATES = HERE.parent / "templates"
 STATIC = HERE / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+MAX_BODY = 256 * 1024
+"""No form of the dashboard is near this; a bigger body is refused before it is read."""
 PRINT_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 HTMX_CONFIG = json.dumps({
     "includeIndicatorStyles": False,
@@ -88,10 +90,12 @@ class Ctx:
 
     @property
     def may_command(self) -> bool:
+        """Whether this viewer may act (an operator)."""
         return self.user is not None and self.user.may_command
 
     @property
     def actor(self) -> Actor:
+        """The signed-in user as the service's :class:`~district.model.Actor`."""
         assert self.user is not None
         return Actor(self.user.name, self.user.role)
 
@@ -124,6 +128,7 @@ class Dashboard:
 
     # -- who is asking ------------------------------------------------------------------------
     def lang_of(self, request: Request) -> Lang:
+        """``?lang=`` if given, else the cookie, else Vietnamese."""
         q = request.query_params.get("lang")
         if q in ("vi", "en"):
             return q  # type: ignore[return-value]
@@ -131,6 +136,7 @@ class Dashboard:
         return "en" if c == "en" else "vi"
 
     def ctx(self, request: Request) -> Ctx:
+        """Who is asking: the session (if valid), its user (read fresh), its CSRF token."""
         lang = self.lang_of(request)
         session = self.sessions.read(request.cookies.get(SESSION_COOKIE))
         user = None
@@ -151,6 +157,7 @@ class Dashboard:
         return show(ts, self.zone, with_date)
 
     def globals(self, ctx: Ctx) -> dict[str, Any]:
+        """What every template sees (words, times, names, the viewer)."""
         lang = ctx.lang
 
         def w(key: str, **fmt: Any) -> str:
@@ -166,27 +173,32 @@ class Dashboard:
                 "qs": lambda d: urlencode(d)}
 
     def fragment(self, ctx: Ctx, name: str, **kw: Any) -> str:
+        """Render one template (a page or a fragment) for the viewer."""
         return self.env.get_template(name).render(**self.globals(ctx), **kw)
 
     def alerts_banner(self, ctx: Ctx, oob: bool = False) -> str:
+        """The open alerts at the top of every page (``oob``: for the live stream)."""
         open_ = self.console.alerts(open_only=True, limit=None)
         return self.fragment(ctx, "web/_alerts.html", alerts=open_[:5], more=len(open_) - 5,
                              total=len(open_), oob=oob)
 
     def page(self, ctx: Ctx, name: str, *, status: int = 200, live: dict[str, str] | None = None,
              title: str = "", **kw: Any) -> HTMLResponse:
+        """A whole page: the alert banner, the template, the live stream of its view."""
         banner = self.alerts_banner(ctx) if ctx.user else ""
         html = self.fragment(ctx, name, banner=banner, title=title,
                              live_query=urlencode(live or {"view": "other"}), **kw)
         return self.html(ctx, html, status)
 
     def html(self, ctx: Ctx, html: str, status: int = 200, csp: str = CSP) -> HTMLResponse:
+        """An HTML response with the security headers."""
         r = HTMLResponse(html, status)
         secure_headers(r, csp)
         return r
 
 
 def secure_headers(r: Response, csp: str = CSP) -> None:
+    """The headers every dashboard response carries (CSP, no framing, no caching)."""
     r.headers["Content-Security-Policy"] = csp
     r.headers["X-Content-Type-Options"] = "nosniff"
     r.headers["Referrer-Policy"] = "same-origin"
@@ -195,6 +207,7 @@ def secure_headers(r: Response, csp: str = CSP) -> None:
 
 
 def wants_json(request: Request) -> bool:
+    """A JSON twin or a script asking for JSON."""
     return request.url.path.endswith(".json") or \
         "application/json" in request.headers.get("accept", "")
 
@@ -235,6 +248,7 @@ def guarded(d: Dashboard, fn: Handler, *, write: bool = False) -> Callable[[Requ
 
 
 def set_lang(response: Response, lang: str, request: Request) -> None:
+    """Remember the chosen language in a cookie."""
     response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https")
 
@@ -302,7 +316,7 @@ def create_app(console: Console, secret: bytes, *, clock: Callable[[], float] | 
         r("/live", pages.live),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=routes, lifespan=lifespan, max_body_size=MAX_BODY,
                     exception_handlers={404: _not_found(d)})
     app.state.dashboard = d
     return app

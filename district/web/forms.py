@@ -46,6 +46,7 @@ class WindowForm:
 
     @property
     def rooms(self) -> str | list[str]:
+        """The rooms as the service takes them (``all``, ``group:X`` or ids)."""
         mode = self.values["rooms_mode"]
         if mode == "group":
             return f"group:{self.values['group']}"

@@ -43,6 +43,7 @@ class Batch:
         return bool(self.sites or self.windows or self.commands or self.alerts or self.full)
 
     def add(self, change: Change) -> None:
+        """Note one change."""
         if change.site:
             self.sites.add(change.site)
         if change.window_id:
@@ -60,6 +61,7 @@ class Stream:
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(QUEUE_MAX)
 
     def offer(self, batch: Batch) -> None:
+        """Queue a batch (never blocks; a full queue becomes one full refresh)."""
         try:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
@@ -148,10 +150,12 @@ class Hub:
         return s
 
     def close(self, s: Stream) -> None:
+        """Forget a stream that ended."""
         self._streams.discard(s)
 
     @property
     def streams(self) -> int:
+        """How many streams are open."""
         return len(self._streams)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -44,6 +43,7 @@ def threaded(fn: Sync) -> Handler:
 
 
 def json_response(data: Any, status: int = 200) -> JSONResponse:
+    """A JSON twin (never cached)."""
     r = JSONResponse(data, status)
     r.headers["Cache-Control"] = "no-store"
     return r
@@ -51,6 +51,7 @@ def json_response(data: Any, status: int = 200) -> JSONResponse:
 
 def not_found(d: Dashboard, ctx: Ctx, request: Request, e: ServiceError | None = None
               ) -> Response:
+    """404 with the reason, as JSON or an HTML fragment."""
     from district.web.app import refuse, wants_json
 
     reason = "; ".join(e.text(ctx.lang)) if e else word("not_found", ctx.lang)
@@ -143,12 +144,14 @@ def rooms(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Re
 
 
 async def rooms_redirect(d: Dashboard, request: Request, ctx: Ctx) -> Response:
+    """``/rooms`` is ``/``."""
     q = request.url.query
     return RedirectResponse("/" + (f"?{q}" if q else ""), 303)
 
 
 @threaded
 def rooms_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The rooms page's twin: the same query, the same rooms."""
     q, page = _rooms_data(d, request)
     return json_response({
         "organisation": d.cfg.organisation.name.get(ctx.lang), "timezone": d.cfg.timezone,
@@ -204,6 +207,7 @@ def room(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Res
 
 @threaded
 def room_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The room page's twin, with the timeline's bands and marks."""
     site = request.path_params["site"]
     wid = request.query_params.get("window") or None
     try:
@@ -227,12 +231,14 @@ def room_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -
 
 # ------------------------------------------------------------------------------ windows
 def windows_data(d: Dashboard, request: Request) -> list[Any]:
+    """Windows of the last 7 days and ahead (``?all=1``: every one), newest first."""
     now = d.clock()
     since = None if request.query_params.get("all") else now - 7 * 86400
     return list(reversed(d.console.windows(since=since)))
 
 
 def window_form_defaults(d: Dashboard) -> dict[str, str]:
+    """The form as first shown: a test window from the next full hour, 90 minutes."""
     from district.timefmt import local
 
     start = local(d.clock() + 3600, d.zone).replace(minute=0, second=0, microsecond=0)
@@ -252,12 +258,14 @@ def windows(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> 
 
 @threaded
 def windows_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The windows page's twin."""
     now = d.clock()
     return json_response({"windows": [views.window_json(w, now, d.zone)
                                       for w in windows_data(d, request)]})
 
 
 def window_data(d: Dashboard, request: Request) -> dict[str, Any]:
+    """What a window's page shows (its rooms one page at a time, progress over all)."""
     w = d.console.window(request.path_params["wid"])
     now = d.clock()
     rows = views.window_rows(d.roster, w, now=now)
@@ -288,6 +296,7 @@ def window(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> R
 
 @threaded
 def window_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The window page's twin."""
     try:
         data = window_data(d, request)
     except UnknownWindow as e:
@@ -320,6 +329,7 @@ def report(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> R
 
 @threaded
 def report_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The report as :meth:`district.service.Console.report` returns it."""
     try:
         return json_response(_report(d, request, ctx))
     except UnknownWindow as e:
@@ -328,6 +338,7 @@ def report_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None)
 
 @threaded
 def report_csv(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The report as CSV, UTF-8 with a BOM (``district.report.to_csv``)."""
     try:
         rep = _report(d, request, ctx)
     except UnknownWindow as e:
@@ -342,6 +353,7 @@ def report_csv(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) 
 
 @threaded
 def report_print(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The printable page (``district.report.to_html``, its own template)."""
     from district.web.app import PRINT_CSP
 
     try:
@@ -353,6 +365,7 @@ def report_print(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None
 
 # ------------------------------------------------------------------------------ alerts
 def alerts_data(d: Dashboard) -> dict[str, Any]:
+    """Open alerts and the last 100 taken."""
     every = d.console.alerts(open_only=False, limit=300)
     return {"open": [a for a in every if a.open],
             "taken": [a for a in every if not a.open][:100]}
@@ -367,6 +380,7 @@ def alerts(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> R
 
 @threaded
 def alerts_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> Response:
+    """The alerts page's twin."""
     data = alerts_data(d)
     return json_response({k: [views.alert_json(a, d.roster, d.zone) for a in v]
                           for k, v in data.items()})
@@ -378,7 +392,3 @@ async def live(d: Dashboard, request: Request, ctx: Ctx) -> Response:
     render = await run_in_threadpool(fragments.renderer, d, ctx, request.query_params)
     return StreamingResponse(stream_events(d.hub, render), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-
-def page_query(params: dict[str, str]) -> str:
-    return urlencode(params)

@@ -31,6 +31,7 @@ class _Server(uvicorn.Server):
         self.ready = threading.Event()
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        """uvicorn's start-up, then tell :meth:`WebServer.start` (also when it failed)."""
         try:
             await super().startup(sockets)
         finally:

@@ -70,6 +70,7 @@ class Timeline:
     windows: list[tuple[float, float, str]] = field(default_factory=list)
 
     def json(self, zone: Any) -> dict[str, Any]:
+        """The same lanes as JSON (times in the configured zone)."""
         return {"from": iso_local(self.since, zone), "to": iso_local(self.until, zone),
                 "bands": [{"lane": b.lane, "from": iso_local(b.start, zone),
                            "to": iso_local(b.end, zone), "value": b.value} for b in self.bands],

@@ -91,10 +91,12 @@ class Roster:
         self.groups = sorted({r.group for r in console.cfg.rooms if r.group})
 
     def name(self, site: str) -> str:
+        """The room's name (its id if not in the roster)."""
         r = self.rooms.get(site)
         return r.name if r else site
 
     def group(self, site: str) -> str | None:
+        """The room's group, if any."""
         r = self.rooms.get(site)
         return r.group if r else None
 
