@@ -56,6 +56,9 @@ def test_a_post_without_the_right_csrf_token_is_refused(tmp_path: Path) -> None:
             assert r.status_code == 403
             assert "CSRF" in r.text and "tải lại trang" in r.text
         assert wb.console.commands() == []
+        r = c.post("/rooms/xa-a/power", data={"on": "1", "reason": "x" * 300_000},
+                   headers=hx(token))
+        assert r.status_code == 413, "a huge body is refused before it is read"
         r = c.post("/rooms/xa-a/power", data={"on": "1"}, headers=hx(token))
         assert r.status_code == 200, r.text
         assert [x.name for x in wb.console.commands()] == ["power"]

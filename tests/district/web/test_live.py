@@ -206,3 +206,24 @@ def test_ten_thousand_rooms_one_page_at_a_time_and_small_batches(tmp_path: Path)
     # generous bounds for a 2-core box shared with others; the figures are in docs/console.md
     assert page_s < 10 and batch_s < 5
     console.store.close()
+
+
+def test_the_server_says_when_it_cannot_listen(tmp_path: Path) -> None:
+    import socket
+
+    import pytest
+
+    from district.web.server import start_dashboard
+
+    with web(tmp_path) as wb, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = WebServer(wb.console.cfg, wb.console, listen=f"127.0.0.1:{port}")
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            server.start()
+        cfg = wb.console.cfg.model_copy(update={"http": wb.console.cfg.http.model_copy(
+            update={"listen": f"127.0.0.1:{port}"})})
+        with pytest.raises(SystemExit) as exit_:
+            start_dashboard(cfg, wb.console)
+        assert exit_.value.code == 2
