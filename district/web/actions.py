@@ -42,6 +42,7 @@ def respond(d: Dashboard, request: Request, ctx: Ctx, html: str, data: dict[str,
 
 def _commands_reply(d: Dashboard, request: Request, ctx: Ctx, what: str,
                     cmds: list[CommandRow], back: str) -> Response:
+    cmds = sorted(cmds, key=lambda c: d.roster.position.get(c.site, len(d.roster.ids)))
     html = d.fragment(ctx, "web/_action.html", what=what, commands=cmds[:20],
                       more=max(0, len(cmds) - 20), errors={})
     return respond(d, request, ctx, html,

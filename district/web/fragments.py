@@ -123,6 +123,8 @@ def _window(d: Dashboard, ctx: Ctx, wid: str, shown: list[str]) -> Callable[[Bat
             progress = views.window_progress(rows)
             parts.append(d.fragment(ctx, "web/_window_status.html", win=w, now=now,
                                     wstate=w.status(now), progress=progress, oob=True))
+            if wid in batch.windows or batch.full:
+                parts.append(d.fragment(ctx, "web/_window_buttons.html", win=w, oob=True))
             changed = set(shown) if batch.full or wid in batch.windows else \
                 batch.sites & set(shown)
             for r in rows:

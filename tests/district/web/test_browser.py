@@ -150,6 +150,7 @@ def test_technician_runs_a_window_in_the_browser(broker: LocalBroker, console_pr
         # -- complete the window: the room releases its lock; open the report --
         page.click("#btn-complete")
         page.wait_for_selector("#wstatus[data-status=completed]")
+        page.wait_for_selector("#btn-complete", state="detached")
         assert dialogs and "Kết thúc khung giờ này" in dialogs[0]
         done = _start_command(a, "complete_window", after=2)
         page.wait_for_selector(f"#cmd-{done['id']}[data-status=accepted]")
