@@ -70,6 +70,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "no_state": ("chưa có trạng thái", "no state yet"),
     # problems (filter)
     "p_problems": ("Mọi vấn đề", "Any problem"),
+    "with_problems": ("có vấn đề", "with problems"),
     "p_offline": ("Mất kết nối / chưa kết nối", "Offline or never connected"),
     "p_alerts": ("Có cảnh báo", "Open alerts"),
     "p_fault": ("Thiết bị lỗi", "Device fault"),
