@@ -2,7 +2,8 @@
 # Set up everything diemcau needs on a fresh Debian 12 / Raspberry Pi OS machine:
 # Mosquitto (broker and clients), OpenSSL, a Python venv in .venv with the project installed.
 # With --test, also what the test suite checks with (systemd-analyze, node, dbus-daemon,
-# systemd-inhibit, rsync; ansible-core and ansible-lint come with the venv's test extras).
+# systemd-inhibit, rsync, chromium; ansible-core, ansible-lint and Playwright come with the
+# venv's test extras).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v systemd-inhibit >/dev/null 2>&1 || need_apt+=(systemd)
   command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
   command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+  # The dashboard's browser test drives Debian's Chromium (Playwright never downloads one).
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
