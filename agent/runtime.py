@@ -393,7 +393,7 @@ class Agent:
         times = [self._last_heartbeat + self.cfg.timing.heartbeat_s,
                  self._last_alive + ALIVE_EVERY_S]
         host_due = self._host.next_due()
-        if host_due is not None:
+        if host_due is not None and self.link.connected:   # it goes out on the next connect
             times.append(host_due)
         wait = min(times) - mono
         if self.watchdog.interval is not None:

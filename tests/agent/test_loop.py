@@ -247,3 +247,16 @@ def test_a_signal_wakes_the_sleeping_loop() -> None:
     finally:
         waker.close()
         signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_room_offline_past_its_host_interval_does_not_spin(short_tmp: Path) -> None:
+    """The host message is due but cannot go out while the link is down: that deadline must not
+    make the loop wake at once, over and over, until the link is back."""
+    agent = Agent(offline_config(), mock_factory(), StateDir(short_tmp / "st"), connect=False)
+    agent.start()
+    try:
+        agent._host.sent(time.monotonic() - agent.cfg.timing.host_interval_s - 60)
+        assert not agent.link.connected
+        assert agent._wait_s() > 20
+    finally:
+        agent.close()
