@@ -1168,9 +1168,10 @@ def report(results: list[Result], out: Callable[[str], None] = print) -> None:
         out(f"  idle window {r.idle_s:.0f} s, periodic exchanges:")
         for k in r.kinds:
             cu, cd = k.cost()
-            period = "never" if not math.isfinite(k.period) else f"{k.period:.1f} s"
+            when = (f"every {k.period:.1f} s" if math.isfinite(k.period)
+                    else "none of its own")
             pay = f", payload {statistics.mean(k.payload):,.0f} B" if any(k.payload) else ""
-            out(f"    {k.name}: seen {len(k.times)}, every {period} ({k.period_src}); "
+            out(f"    {k.name}: seen {len(k.times)}, {when} ({k.period_src}); "
                 f"{cu:,.0f} B up + {cd:,.0f} B down each ({k.cost_src}){pay}; "
                 f"{k.per_day:,.0f}/day = {kb(k.per_day * (cu + cd))} KB")
         if r.locked_extra[0]:
