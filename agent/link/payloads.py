@@ -45,12 +45,18 @@ class _Wire(BaseModel):
 
 
 class PowerArgs(_Wire):
+    """Switch the room (in order) or one device; switching off a locked room needs
+    ``override: true`` and is recorded as ``lock_overridden``."""
+
     on: StrictBool
     device: str | None = Field(None, max_length=32)
     override: StrictBool = False
 
 
 class StartWindowArgs(_Wire):
+    """A window starting now (default 60 min): the room locks and powers up; a schedule
+    that later names the same ``window_id`` takes it over."""
+
     kind: Literal["test", "session"] = "test"
     window_id: Id | None = None
     title: str = Field("", max_length=200)
@@ -58,18 +64,30 @@ class StartWindowArgs(_Wire):
 
 
 class CompleteWindowArgs(_Wire):
+    """The centre declares the window finished: the lock ends (the room switches itself
+    off ``timing.off_after_release_min`` later)."""
+
     window_id: Id
 
 
 class OperatorCheckArgs(_Wire):
+    """"Is anyone there?": the status light asks for a button press until ``timeout_s``
+    (default ``timing.check_timeout_s``)."""
+
     timeout_s: float | None = Field(None, ge=5, le=3600)
 
 
 class NoArgs(_Wire):
-    pass
+    """A command without arguments."""
+
+
+class RequestStateArgs(NoArgs):
+    """Publish the state message now (it is retained: a reader normally has it already)."""
 
 
 class AnswerHelpArgs(_Wire):
+    """The centre has seen the operator's help request: ``operator.help_requested`` clears."""
+
     note: str = Field("", max_length=200, description="What the centre says it will do")
 
 
@@ -78,7 +96,7 @@ ARGS: dict[str, type[_Wire]] = {
     "start_window": StartWindowArgs,
     "complete_window": CompleteWindowArgs,
     "operator_check": OperatorCheckArgs,
-    "request_state": NoArgs,
+    "request_state": RequestStateArgs,
     "answer_help": AnswerHelpArgs,
 }
 

@@ -26,6 +26,7 @@ from agent.cli import serve
 from agent.config import SiteConfig, parse_config
 from agent.contract.events import EVENT_TYPES
 from agent.contract.messages import MESSAGES
+from agent.contract.validate import problems as schema_problems
 from agent.control import request
 from agent.hardware.pins import mock_factory
 from agent.link.wire import dumps
@@ -105,6 +106,9 @@ class Watcher:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg.topic.removeprefix(self.base + "/")
+        # The published JSON Schemas too, not only the models they are made from.
+        self.invalid.extend(f"{p}: {msg.payload[:300]!r}"
+                            for p in schema_problems(topic, bytes(msg.payload)))
         model = MESSAGES.get(topic)
         if model is not None:
             try:
