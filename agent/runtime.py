@@ -76,6 +76,7 @@ ALIVE_EVERY_S = 60.0
 DIE_BEFORE_HANDLING = "DIEMCAU_TEST_DIE_BEFORE_HANDLING"
 """Test hook: a command with this id kills the agent (SIGKILL) after it was received and
 before it was handled, so the tests can prove it is then handled exactly once."""
+MAX_TICK_GAP_S = 1.0  # a busy queue still gets a Tick this often
 LOOP_MAX_FAILURES = 20      # failed turns in a row, or
 LOOP_MAX_FAILING_S = 60.0   # seconds of failing turns, before the watchdog pings stop
 
@@ -301,6 +302,7 @@ class Agent:
         failures = FailureRun(LOOP_MAX_FAILURES, LOOP_MAX_FAILING_S)
         backlog = BacklogWatch()
         waker = SignalWaker(self._offer) if signals is not None else None
+        last_tick = time.monotonic()
         try:
             while not stop.is_set():
                 # systemd restarts the agent if this loop stops coming round (a wedged
@@ -334,6 +336,14 @@ class Agent:
                                       {"broker": f"{getattr(self.link, 'host', '?')}:"
                                                  f"{getattr(self.link, 'port', '?')}"})
                         self.handle(msg)
+                        if isinstance(msg, Tick):
+                            last_tick = time.monotonic()
+                        elif time.monotonic() - last_tick >= MAX_TICK_GAP_S:
+                            # A queue that never empties (status requests, a flood of
+                            # acknowledgements) must not hold a deadline back: a window's
+                            # lock or a sequence step is at most this late.
+                            last_tick = time.monotonic()
+                            self.handle(Tick())
                 except Exception as e:
                     # A bug must not take the room down: log it and go on with the next one.
                     log.exception("failed to handle %r", msg)
