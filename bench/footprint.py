@@ -162,7 +162,7 @@ def figures(rss: float, cpu: float, lat: list[float]) -> dict[str, float]:
 def run_diemcau(broker: LocalBroker, work: Path, idle_s: float, n: int) -> dict[str, float]:
     cfg = work / "site.yaml"
     cfg.write_text(diemcau_config(broker.port))
-    w = Watch(broker.port, f"diemcau/v1/rooms/{SITE}/#")
+    w = Watch(broker.port, f"diemcau/v2/rooms/{SITE}/#")
     proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg),
                              "--simulate", "--broker", broker.url, "--state-dir",
                              str(work / "st")], cwd=ROOT, stderr=subprocess.DEVNULL)
@@ -174,7 +174,7 @@ def run_diemcau(broker: LocalBroker, work: Path, idle_s: float, n: int) -> dict[
 
         def send(i: int) -> float:
             t0 = time.perf_counter()
-            pub.publish(f"diemcau/v1/rooms/{SITE}/commands", json.dumps(
+            pub.publish(f"diemcau/v2/rooms/{SITE}/commands", json.dumps(
                 {"id": f"b{i}", "name": "power", "args": {"on": i % 2 == 1,
                                                           "device": "camera"}}), qos=1)
             return t0

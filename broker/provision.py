@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 import yaml
 
-from broker.acl import ROLES, DistrictGrant, StaffGrant, district_acl, province_acl
+from broker.acl import PREFIX, ROLES, DistrictGrant, StaffGrant, district_acl, province_acl
 from broker.pki import CERT_DAYS, CertAuthority, PkiError, cert_field
 
 DEFAULT_DIR = Path("/etc/diemcau-broker")
@@ -340,12 +340,13 @@ def _body(site: Site, s: Settings) -> str:
 def _bridge_section(site: Site, s: Settings, b: Bridge) -> str:
     bridge_dir = site.dir / "bridge"
     creds = yaml.safe_load((bridge_dir / "credentials.yaml").read_text())
-    remote = f"province/{s.name}/diemcau/v1/"
-    topics = [f"topic rooms/+/{kind} out 1 diemcau/v1/ {remote}"
-              for kind in ("availability", "state", "events")]
+    local = f"{PREFIX}/"
+    remote = f"province/{s.name}/{PREFIX}/"
+    topics = [f"topic rooms/+/{kind} out 1 {local} {remote}"
+              for kind in ("availability", "info", "state", "host", "events")]
     if b.allow_commands:
-        topics += [f"topic rooms/+/commands in 1 diemcau/v1/ {remote}",
-                   f"topic rooms/+/replies out 1 diemcau/v1/ {remote}"]
+        topics += [f"topic rooms/+/commands in 1 {local} {remote}",
+                   f"topic rooms/+/replies out 1 {local} {remote}"]
     else:
         topics.append("# Commands from the province are not accepted "
                       "(diemcau-broker bridge --allow-commands).")

@@ -24,7 +24,7 @@ from broker.provision import Site
 from tests.broker.conftest import District, make_district, read_bundle, start
 from tests.broker.helpers import BrokerProcess, Client, token
 
-P = "diemcau/v1"
+P = "diemcau/v2"
 NO_MATCHING_SUBSCRIBERS = 16
 NOT_AUTHORIZED = 135
 
@@ -176,7 +176,7 @@ def test_district_cannot_write_outside_its_prefix(world: World) -> None:
 def test_bridge_config(world: World) -> None:
     conf = world.districts["vanquan"].site.conf.read_text()
     for line in ("bridge_protocol_version mqttv50", "cleansession false",
-                 "bridge_insecure false", "topic rooms/+/commands in 1 diemcau/v1/ "
+                 "bridge_insecure false", "topic rooms/+/commands in 1 diemcau/v2/ "
                  f"province/vanquan/{P}/"):
         assert line in conf
     assert Path(world.districts["vanquan"].site.conf).stat().st_mode & 0o007 == 0
