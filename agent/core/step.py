@@ -145,7 +145,9 @@ class _Step:
                     commands.facts(self, event)
 
     def schedule(self, sched: ScheduleReceived) -> None:
-        """A new schedule replaces the old one; ad-hoc windows stay."""
+        """A new schedule replaces the old one; ad-hoc windows stay, unless the schedule names
+        one: then the schedule's window takes it over (the centre's "start now" sends the
+        command first, then the schedule with the same id)."""
         # A schedule is applied whatever its stamp; a stamp that cannot be right is just not
         # taken as proof of the time.
         if (sched.issued_at is not None
@@ -154,6 +156,9 @@ class _Step:
         old_start = {w.id: w.start for w in self.st.schedule}
         moved = {w.id for w in sched.windows
                  if w.id in old_start and old_start[w.id] != w.start}
+        named = {w.id for w in sched.windows}
+        if any(a.id in named for a in self.st.adhoc):
+            self.set(adhoc=tuple(a for a in self.st.adhoc if a.id not in named))
         self.set(schedule=tuple(sched.windows), schedule_version=sched.version,
                  schedule_digest=sched.digest,
                  # A window moved to a new time powers the room up again at that time.

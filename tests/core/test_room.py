@@ -539,3 +539,18 @@ def test_adhoc_windows_are_forgotten_once_surely_over() -> None:
     assert [w.id for w in r.state.adhoc] == ["adhoc-c1"]
     r.feed(Tick(), at=600 + r.settings.hard_cap_s + 1)
     assert r.state.adhoc == () and "adhoc-c1" not in r.state.completed
+
+
+def test_a_schedule_naming_a_window_started_now_takes_it_over() -> None:
+    # The centre's "start now": the start_window command first, then the schedule naming it.
+    r = Room(settings())
+    t = 1_800_000_000.0
+    r.feed(Command("c1", "start_window", {"window_id": "w1", "duration_min": 30}), at=t)
+    assert r.state.locked_by == "w1"
+    r.feed(ScheduleReceived((Window("w1", "test", t, t + 1800),), "v1"), at=t + 5)
+    assert [w.id for w in r.state.windows] == ["w1"] and r.state.locked_by == "w1"
+    # Now it is the schedule's: removing it from the schedule releases the lock.
+    out = r.feed(ScheduleReceived((), "v2"), at=t + 10)
+    assert r.state.locked_by is None
+    assert [a.data["reason"] for a in out.actions
+            if isinstance(a, core.Emit) and a.kind == "lock_released"] == ["window_removed"]
