@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, control, journal, systemd
+from agent import __version__, journal, systemd
 from agent.config import ConfigError, SiteConfig, json_schema, load_config
 from agent.control import ControlServer, request
 from agent.core.events import Tick
@@ -33,9 +33,6 @@ from agent.link.info import CENTRE_FALLBACK
 from agent.link.mqtt import parse_broker_url
 from agent.runtime import Agent, LocalCall, Reload, Stop
 from agent.store import StateDir
-
-if "help" not in control.OPS:   # `diemcau-agent help` goes through the control socket too
-    control.OPS = (*control.OPS, "help")
 
 log = logging.getLogger("diemcau")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-OPS = ("status", "on", "off", "press", "hold", "unplug", "replug", "silence", "speak",
+OPS = ("status", "on", "off", "help", "press", "hold", "unplug", "replug", "silence", "speak",
        "garbage", "clock", "sync")
 """``press``/``hold`` (the button) and ``unplug|replug|silence|speak|garbage:<device>`` (a
 serial device's emulator) work only in a simulated room."""

@@ -273,8 +273,6 @@ EVENTS: dict[str, Entry] = {
                                    "{relays}; locked by {locked_by}"),
     "agent_stopping": Entry(lambda d: ERR if d.get("reason") == "error" else INFO,
                             "agent stopping ({reason}, system shutdown: {system_shutdown})"),
-    "agent_stopped_during_lock": Entry(WARN, "agent stopped while {kind} {window_id} locks the "
-                                          "room (system shutdown: {system_shutdown})"),
     "link_restored": Entry(INFO, "link to the broker restored after {down_s} s (down since "
                               "{down_since}, {reconnects} reconnect(s))"),
     "schedule_rejected": Entry(ERR, lambda d, f: f"schedule {f['version']} (digest "

@@ -233,6 +233,7 @@ class Agent:
         self._command_id: str | None = None     # the command being fed to the core
         self._command_reply: bytes | None = None  # its reply, recorded with its decision
         self._last_state: dict[str, Any] | None = None
+        self._status_line = ""  # what systemctl status shows (systemd.status_line)
         self._last_heartbeat = time.monotonic()
         self._last_alive = -ALIVE_EVERY_S
         self._alive_before = self.store.load_alive()
@@ -835,11 +836,16 @@ class Agent:
             last_seq=self.outbox.last_seq())
 
     def _publish_state_if_changed(self, force: bool = False) -> None:
-        """Publish the state when it changed since the last one published (or ``force``)."""
-        if not self.link.connected:
-            return
+        """Publish the state when it changed since the last one published (or ``force``);
+        the systemd status line follows every change, link or no link."""
         msg = self.state_message()
         cmp = comparable(msg)
+        line = systemd.status_line(msg, self.cfg.site.timezone)
+        if line != self._status_line:
+            self._status_line = line
+            systemd.status(line)
+        if not self.link.connected:
+            return
         if (force or cmp != self._last_state) and \
                 self.link.publish_state(dumps(msg)) is not None:
             self._last_state = cmp

@@ -13,19 +13,27 @@ from typing import Any
 import pytest
 
 from agent import runtime
+from agent.core.events import ScheduleReceived, Window
 from agent.hardware.pins import mock_factory
 from agent.runtime import Agent, LocalCall, Stop
 from agent.store import StateDir
 from broker.local import LocalBroker
-from tests.agent.harness import site_config
+from tests.agent.harness import offline_config, site_config
 
 
 def next_message(sock: socket.socket, timeout: float) -> bytes | None:
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(4096)
-    except TimeoutError:
-        return None
+    """The next notification other than a ``STATUS=`` line (those follow the room's state,
+    not the loop), or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            msg = sock.recv(4096)
+        except TimeoutError:
+            return None
+        if not msg.startswith(b"STATUS="):
+            return msg
+    return None
 
 
 def test_wedged_loop_stops_watchdog_pings(short_tmp: Path, broker: LocalBroker,
@@ -112,3 +120,23 @@ def test_a_loop_that_fails_every_turn_stops_the_pings_and_says_why(
         loop.join(10)
         agent.close()
         sock.close()
+
+
+def test_systemd_status_line_follows_the_lock(short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    path = short_tmp / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    t0 = 1_800_000_000.0
+    agent = Agent(offline_config(lead_min=1), mock_factory(), StateDir(short_tmp / "st"),
+                  connect=False, clock=lambda: t0, clock_synced=lambda: True)
+    agent.start()
+    agent.feed(ScheduleReceived((Window("t1", "test", t0 + 30, t0 + 600, "Kiểm tra"),), "v1"))
+    lines = []
+    sock.settimeout(3)
+    while not any(b"LOCKED" in m for m in lines):
+        lines.append(sock.recv(4096))
+    assert lines[-1].startswith(b"STATUS=LOCKED by test t1") and "Kiểm tra".encode() in lines[-1]
+    agent.close()
