@@ -18,6 +18,8 @@ if [ "${1:-}" = "--test" ]; then
   # The tests also check the systemd unit (systemd-analyze) and the polkit rule (node --check).
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  # The console's PostgreSQL store is tested on a real server (initdb/pg_ctl in a temp dir).
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2

@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace) -> ConsoleConfig:
 def _console(args: argparse.Namespace, cfg: ConsoleConfig | None = None,
              clock: Callable[[], float] = time.time) -> Console:
     cfg = cfg or _config(args)
-    return Console(cfg, open_store(cfg.database.path), clock=clock)
+    return Console(cfg, open_store(cfg.database), clock=clock)
 
 
 def _actor() -> Actor:
