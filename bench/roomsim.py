@@ -3,9 +3,10 @@
 Each room is what a room agent is on the wire (``/work``'s ``spec/contract-v2.md``), with a
 small model of a room behind it instead of relays and serial devices:
 
-* its own MQTT v5 connection (client id ``diemcau-room-<site>``, a persistent session: clean
-  start only the first time, Session Expiry 7 days, keepalive 240 s, subscriptions with
-  ``retain_handling=1``), ``availability`` retained with ``offline`` as last will, ``info``
+* its own MQTT v5 connection (client id ``diemcau-room-<site>``, a persistent session: never
+  a clean start, as the room agent, since Mosquitto 2.0.11 does not save a session begun clean;
+  Session Expiry 7 days, keepalive 240 s, subscriptions with ``retain_handling=1``),
+  ``availability`` retained with ``offline`` as last will, ``info``
   and ``host`` retained at the first connect, ``state`` retained **on change only**;
 * events with ``seq``, ``id``, ``ts``, ``clock_trusted``, ``window_id`` (the window locking
   the room) and, sent again from the backlog after a reconnect, ``late``; an event leaves the
@@ -717,8 +718,8 @@ class Room:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client = c
         try:
-            c.connect(self.sim.host, self.sim.port, keepalive=KEEPALIVE_S,
-                      clean_start=self.first_connect, properties=props)
+            c.connect(self.sim.host, self.sim.port, keepalive=KEEPALIVE_S, clean_start=False,
+                      properties=props)
         except OSError:
             self.client = None
             self.retry()

@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace, out: _Out) -> int:
     console.republish()
     rec.start()
     log.info("console running: %d rooms, broker %s, database %s", len(cfg.rooms),
-             cfg.broker.url, cfg.database.path)
+             cfg.broker.url, cfg.database.url or cfg.database.path)
     stop.wait()
     rec.stop()
     console.store.close()

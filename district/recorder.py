@@ -1,9 +1,10 @@
 """The console's MQTT side: the recorder (rooms → store) and the dispatcher (store → rooms).
 
-One paho-mqtt 2 client, MQTT v5, with a **persistent session**: a fixed client id, a clean
-start only the very first time (remembered in the database), a Session Expiry Interval, QoS 1
-subscriptions with ``retain_handling=1``. While the console is away the broker queues what
-rooms publish; when it comes back (its own restart or the broker's) it receives the backlog.
+One paho-mqtt 2 client, MQTT v5, with a **persistent session**: a fixed client id, never a
+clean start (Mosquitto 2.0.11 does not save a session begun clean), a Session Expiry
+Interval, QoS 1 subscriptions with ``retain_handling=1``. While the console is away the broker
+queues what rooms publish; when it comes back (its own restart or the broker's) it receives
+the backlog.
 
 Nothing is acknowledged before it is stored: the client uses manual acknowledgement, so a
 PUBACK goes to the broker only after the message's transaction has committed. A console that
@@ -137,10 +138,12 @@ class Recorder:
         writer and dispatcher threads."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.broker.session_expiry_s
-        first = self.store.meta_get(self._session_key) is None
-        clean: Any = mqtt.MQTT_CLEAN_START_FIRST_ONLY if first else False
+        # Never a clean start, not even the first time (the broker makes a new session when it
+        # has none): Mosquitto 2.0.11 does not save a session begun clean, so the console's
+        # first session, and what rooms sent while it was away, would not survive the
+        # broker's first restart.
         self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port,
-                                  keepalive=self.cfg.broker.keepalive_s, clean_start=clean,
+                                  keepalive=self.cfg.broker.keepalive_s, clean_start=False,
                                   properties=props)
         threads = [(self._writer, "district-writer")]
         if self.primary:
