@@ -22,7 +22,10 @@ one room's messages over several processes, so ``availability``, ``state``, ``in
 ``host`` (retained, and only meaningful in order) are subscribed normally by the one
 ``primary`` process, which also runs the dispatcher. A member that is down keeps its share
 queued in its session until it is back (Mosquitto 2.0 does not hand it to the others): run
-each under a supervisor that restarts it. See ``docs/benchmarks.md``.
+each under a supervisor that restarts it. Mosquitto 2.0.11 forgets shared subscriptions when
+it restarts (normal ones it keeps): events sent between its restart and the members'
+resubscription are lost, so on that broker record with one process. See
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

@@ -243,3 +243,50 @@ def test_the_console_session_survives_a_broker_restart_from_its_first_start(
         c.wait_seq("xa-s", 1)
         assert [e.data["kind"] for e in c.store.events("xa-s")] == ["while-away"]
 
+
+
+def test_mosquitto_forgets_shared_subscriptions_in_a_restart(broker: LocalBroker) -> None:
+    """Mosquitto 2.0.11 keeps a persistent session over its restart (its queue, a normal
+    subscription) but not the session's *shared* subscription: what is published after the
+    restart and before the member subscribes again reaches nobody. So with this broker, a
+    broker restart loses the events rooms send before the recorders are back; one recorder
+    process (normal subscriptions) loses nothing (docs/benchmarks.md)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    def session(cid: str, topic: str | None = None) -> list[bytes]:
+        got: list[bytes] = []
+        up = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        c.on_connect = lambda *_a: up.set()
+        c.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        c.connect(broker.host, broker.port, clean_start=False, properties=props)
+        c.loop_start()
+        assert up.wait(10)
+        if topic is not None:
+            c.subscribe(topic, qos=1)
+        c.publish(f"marker/{cid}", b"m", qos=1).wait_for_publish(5)
+        time.sleep(0.3)  # what the session holds arrives right after the CONNACK
+        c.disconnect()
+        c.loop_stop()
+        return got
+
+    def publish(payload: bytes) -> None:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        c.publish("diemcau/v2/rooms/xa-r/events", payload, qos=1).wait_for_publish(5)
+        c.disconnect()
+        c.loop_stop()
+
+    for cid, topic in (("normal", "diemcau/v2/rooms/+/events"),
+                       ("shared", "$share/g/diemcau/v2/rooms/+/events")):
+        session(cid, topic)
+        publish(b"before")
+        broker.stop()
+        broker.start()
+        publish(b"after")
+        got = session(cid)
+        assert got == ([b"before", b"after"] if cid == "normal" else [b"before"]), cid
