@@ -270,16 +270,17 @@ class PostgresStore(SqliteStore):
                             retained: bool) -> bool:
         with self.transaction():
             self._touch(site, received_at)
-            cur = self._q("SELECT availability FROM live WHERE site = ?", (site,))
-            if cur and cur[0][0] == value:
+            # One statement says whether it changed (no row back: the same as held).
+            changed = self._db.execute(
+                "INSERT INTO live (site, availability, availability_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (site) DO UPDATE SET availability = excluded.availability, "
+                "availability_at = excluded.availability_at "
+                "WHERE live.availability IS DISTINCT FROM excluded.availability RETURNING 1",
+                (site, value, received_at)).fetchall()
+            if not changed:
                 return False
             self._db.execute("INSERT INTO availability (site, value, received_at, retained) "
                              "VALUES (?, ?, ?, ?)", (site, value, received_at, int(retained)))
-            self._db.execute("INSERT INTO live (site, availability, availability_at) "
-                             "VALUES (?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
-                             "availability = excluded.availability, "
-                             "availability_at = excluded.availability_at",
-                             (site, value, received_at))
             return True
 
     def record_retained(self, site: str, kind: str, payload: dict[str, Any], raw: bytes,
@@ -289,14 +290,16 @@ class PostgresStore(SqliteStore):
         text = raw.decode("utf-8")
         with self.transaction():
             self._touch(site, received_at)
-            cur = self._q(f"SELECT {kind} FROM live WHERE site = ?", (site,))
-            if cur and cur[0][0] == text:
+            changed = self._db.execute(
+                f"INSERT INTO live (site, {kind}, {kind}_at) VALUES (?, ?, ?) "
+                f"ON CONFLICT (site) DO UPDATE SET {kind} = excluded.{kind}, "
+                f"{kind}_at = excluded.{kind}_at "
+                f"WHERE live.{kind} IS DISTINCT FROM excluded.{kind} RETURNING 1",
+                (site, text, received_at)).fetchall()
+            if not changed:
                 return False
             self._db.execute("INSERT INTO snapshots (site, kind, received_at, payload) "
                              "VALUES (?, ?, ?, ?)", (site, kind, received_at, text))
-            self._db.execute(f"INSERT INTO live (site, {kind}, {kind}_at) VALUES (?, ?, ?) "
-                             f"ON CONFLICT (site) DO UPDATE SET {kind} = excluded.{kind}, "
-                             f"{kind}_at = excluded.{kind}_at", (site, text, received_at))
             return True
 
     # ------------------------------------------------------------------ reading
