@@ -56,14 +56,37 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     missing = cfg.broker.missing_files()
     for m in missing:
         print(f"  warning: {m} (needed on the room's Pi)", file=sys.stderr)
-    for m in boot_pin_warnings(cfg):
-        print(f"  warning: {m}", file=sys.stderr)
     if cfg.broker.credentials_file is not None and not missing:
         try:
             cfg.broker.credentials()
         except ConfigError as e:
             print("\n".join(e.problems), file=sys.stderr)
             return 2
+    return _check_boot(cfg, args)
+
+
+def _check_boot(cfg: SiteConfig, args: argparse.Namespace) -> int:
+    """check-config's second half: would the boot config in place hold the relays released?"""
+    from agent.install import bootcfg
+
+    path = Path(args.boot_config) if args.boot_config else bootcfg.CONFIG_TXT
+    if not path.exists():
+        if args.boot_config:
+            print(f"{path}: no such file", file=sys.stderr)
+            return 2
+        print(f"  note: no {path} on this machine: boot pins not checked (on the Pi they are)",
+              file=sys.stderr)
+        return 0
+    model = args.model or bootcfg.detect_model()
+    problems, warnings = bootcfg.check(cfg, path.read_text(errors="replace"), model,
+                                       path.parent, str(path))
+    for m in warnings:
+        print(f"  warning: {m}", file=sys.stderr)
+    if problems:
+        print(f"{path}: KHÔNG AN TOÀN khi khởi động / NOT SAFE at boot:", file=sys.stderr)
+        for m in problems:
+            print(f"  {m}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -72,27 +95,86 @@ BOOT_FRAGMENT = Path(__file__).resolve().parents[1] / "firmware_config" / "boot"
 
 
 def boot_pin_warnings(cfg: SiteConfig, fragment: Path = BOOT_FRAGMENT) -> list[str]:
-    """Where the relays in ``cfg`` are not held released at boot by the config.txt fragment
-    (``gpio=...=op,dh`` for active-low coils, ``op,dl`` for active-high)."""
+    """Where the relays in ``cfg`` are not held released at boot by the boot config
+    ``fragment`` (a whole config.txt or a block; ``gpio=...=op,dh`` for active-low coils,
+    ``op,dl`` for active-high): :func:`agent.install.bootcfg.check`'s problems."""
+    from agent.install import bootcfg
+
     try:
-        lines = [ln.strip() for ln in fragment.read_text().splitlines()
-                 if ln.strip().startswith("gpio=")]
+        text = fragment.read_text()
     except OSError:
         return []
-    held: dict[int, str] = {}
-    for ln in lines:
-        pins, _, mode = ln.removeprefix("gpio=").partition("=")
-        for part in pins.split(","):
-            if part.strip().isdigit():
-                held[int(part)] = "dh" if "dh" in mode else "dl" if "dl" in mode else ""
-    out = []
-    for name, d in cfg.devices.items():
-        want = "dl" if d.relay.active_high else "dh"
-        if held.get(d.relay.pin) != want:
-            out.append(f"devices.{name}.relay.pin: BCM {d.relay.pin} is not held released at "
-                       f"boot (add it to the gpio= line in {fragment.name} as op,{want}): "
-                       "until the agent starts its coil may switch the device")
-    return out
+    return bootcfg.check(cfg, text, None, fragment.parent, fragment.name)[0]
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from agent.install import adapters
+
+    found = adapters.list_adapters()
+    if not args.write:
+        print(json.dumps([a.as_dict() for a in found], ensure_ascii=False, indent=2)
+              if args.json else adapters.describe(found))
+        return 0
+    try:
+        lines = adapters.write_identities(Path(args.write),
+                                          adapters.parse_assignments(args.device or []), found)
+    except (adapters.AdapterError, adapters.EditError, OSError) as e:
+        print(f"{args.write}: {e} (nothing written)", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"{args.write}: fix the site file first (nothing written):", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(f"{args.write}: {line}")
+    print("Next: diemcau-agent udev-rules " + args.write + "  (the installer installs them)")
+    return 0
+
+
+def cmd_udev_rules(args: argparse.Namespace) -> int:
+    from agent.install import udev
+
+    cfg = _load(args.path)
+    if cfg is None:
+        return 2
+    try:
+        print(udev.render_rules(cfg), end="")
+    except udev.UdevError as e:
+        print(f"{args.path}: no udev rules until every serial device's adapter is known:",
+              file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_boot_config(args: argparse.Namespace) -> int:
+    from agent.install import bootcfg
+
+    cfg = _load(args.path)
+    if cfg is None:
+        return 2
+    print(bootcfg.render_fragment(cfg, args.model or "any"), end="")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from agent import diagnose
+
+    opts = diagnose.Options(config=Path(args.config), state_dir=Path(args.state_dir
+                                                                     or DEFAULT_STATE))
+    if args.boot_config:
+        opts.boot_config = Path(args.boot_config)
+    try:
+        out = diagnose.collect(opts, Path(args.out) if args.out else None)
+    except OSError as e:
+        print(f"cannot write the archive: {e}", file=sys.stderr)
+        return 1
+    print(f"Gửi tệp này cho bộ phận hỗ trợ / send this file to support: {out}")
+    for n in opts.notes:
+        print(f"  note: {n}", file=sys.stderr)
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -354,7 +436,11 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate a site config and list every problem")
     c.add_argument("path")
+    c.add_argument("--boot-config", help="the Pi's boot config to check the relay pins in "
+                                         "(default /boot/firmware/config.txt, if present)")
+    c.add_argument("--model", choices=("pi4", "pi5"), help="board (default: this Pi's)")
     c.set_defaults(func=cmd_check_config)
+    _install_commands(sub)
 
     s = sub.add_parser("schema", help="print the site config JSON Schema")
     s.set_defaults(func=cmd_schema)
@@ -376,6 +462,30 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=18830)
     d.set_defaults(func=cmd_demo)
     return p
+
+
+def _install_commands(sub: Any) -> None:
+    """The field engineer's commands: adapters, udev-rules, boot-config, diagnose."""
+    a = sub.add_parser("adapters", help="list the USB-serial adapters plugged in; --write "
+                                        "records one as a device's adapter in a site file")
+    a.add_argument("--write", metavar="SITE.yaml", help="site file to record adapters in")
+    a.add_argument("--device", action="append", metavar="NAME=SERIAL_OR_TTY",
+                   help="e.g. codec=A10KCODE or codec=ttyUSB0 (repeat for each device)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_adapters)
+    u = sub.add_parser("udev-rules", help="print the udev rules naming the site's serial ports")
+    u.add_argument("path", metavar="SITE.yaml")
+    u.set_defaults(func=cmd_udev_rules)
+    b = sub.add_parser("boot-config", help="print the site's block for /boot/firmware/config.txt")
+    b.add_argument("path", metavar="SITE.yaml")
+    b.add_argument("--model", choices=("pi4", "pi5", "any"), help="board (default: any)")
+    b.set_defaults(func=cmd_boot_config)
+    g = sub.add_parser("diagnose", help="write one archive for the support line (no secrets)")
+    g.add_argument("--out", metavar="FILE.tar.gz")
+    g.add_argument("--config", default="/etc/diemcau/site.yaml")
+    g.add_argument("--state-dir", help=f"the agent's state directory ({DEFAULT_STATE})")
+    g.add_argument("--boot-config", help="default /boot/firmware/config.txt")
+    g.set_defaults(func=cmd_diagnose)
 
 
 def main(argv: list[str] | None = None) -> int:

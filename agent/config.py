@@ -39,12 +39,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Centre(Strict):
+    """The organisation a room answers to, as operators call it: Vietnamese and English."""
+
+    vi: str = Field("trung tâm", min_length=1,
+                    description="e.g. 'Trung tâm CNTT tỉnh Lạng Sơn'")
+    en: str = Field("the centre", min_length=1,
+                    description="e.g. 'the Lang Son provincial IT centre'")
+
+
 class Site(Strict):
     id: str = Field(description="Lower-case id used in MQTT topics and as the broker user name, "
                                 "e.g. 'vq-tan-doan'")
     name: str = Field(min_length=1, description="The room's name as operators say it")
     district: str = ""
     timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA zone the schedule is shown in")
+    centre: Centre = Field(default_factory=Centre,
+                           description="Who the room answers to: named in the LED texts")
 
     @field_validator("id")
     @classmethod
@@ -136,9 +147,50 @@ class Relay(Strict):
         return "no" if v is False else v
 
 
+UDEV_SAFE = r"^[A-Za-z0-9][A-Za-z0-9 ._:+/-]{0,63}$"
+"""What may stand inside a udev rule's quotes: no quote, backslash or glob character."""
+
+
+class UsbAdapter(Strict):
+    """Which USB-serial adapter a device's port is: the udev rule that names the port is made
+    from it (``diemcau-agent udev-rules``). Written by ``diemcau-agent adapters --write``."""
+
+    vendor_id: str = Field(pattern=r"^[0-9a-f]{4}$",
+                           description="USB vendor id, 4 lower-case hex digits in quotes: "
+                                       "\"0403\"")
+    product_id: str = Field(pattern=r"^[0-9a-f]{4}$",
+                            description="USB product id, 4 lower-case hex digits in quotes")
+    serial_number: str | None = Field(None, pattern=UDEV_SAFE,
+                                      description="The adapter's own USB serial number")
+    interface: int | None = Field(None, ge=0, le=255,
+                                  description="Port of a multi-port adapter: its USB interface "
+                                              "number (udev ID_USB_INTERFACE_NUM)")
+    usb_port: str | None = Field(None, pattern=r"^[0-9]+-[0-9]+(\.[0-9]+)*$",
+                                 description="For an adapter without a serial number: the USB "
+                                             "port it is plugged into, e.g. '1-1.2' (label "
+                                             "the port, never move its cable)")
+
+    @field_validator("vendor_id", "product_id", mode="before")
+    @classmethod
+    def _quoted_hex(cls, v: Any) -> Any:
+        if isinstance(v, int):
+            raise ValueError("write the id in quotes, e.g. \"0403\" (unquoted, YAML reads a "
+                             "number and loses the leading zero)")
+        return v
+
+    @model_validator(mode="after")
+    def _identified(self) -> UsbAdapter:
+        if self.serial_number is None and self.usb_port is None:
+            raise ValueError("serial_number or usb_port is needed to tell this adapter apart")
+        return self
+
+
 class SerialPort(Strict):
-    url: str = Field(description="pyserial URL or device path, e.g. /dev/serial/by-id/usb-...")
+    url: str = Field(description="pyserial URL or device path, e.g. /dev/diemcau-codec")
     baudrate: int = Field(9600, ge=300, le=921600)
+    adapter: UsbAdapter | None = Field(
+        None, description="The USB-serial adapter behind this port (not needed on the Pi's own "
+                          "UART, /dev/serial0 or /dev/ttyAMA0)")
 
 
 class DeviceSimulation(Strict):
@@ -213,6 +265,8 @@ class ButtonCfg(Strict):
     pull_up: bool = Field(True, description="True: the button connects the pin to ground")
     hold_s: float = Field(3.0, ge=0.5, le=30, description="Hold this long to switch power")
     bounce_s: float = Field(0.05, ge=0, le=1)
+    double_press_s: float = Field(0.6, ge=0.2, le=2,
+                                  description="Two presses this close are a request for help")
 
 
 class Timing(Strict):
@@ -227,6 +281,10 @@ class Timing(Strict):
                                    description="Default wait for an operator check")
     refusal_show_s: float = Field(8, ge=1, le=120,
                                   description="How long the LED shows a refused shutdown")
+    off_after_release_min: float | None = Field(
+        10, ge=0, le=24 * 60,
+        description="Switch the room off, in order, this long after a window's lock ends "
+                    "unless someone uses it (null: never)")
 
 
 class Contact(Strict):

@@ -36,6 +36,7 @@ from agent.core.events import (
     ButtonPressed,
     ClockStatus,
     Event,
+    HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
     Tick,
@@ -95,19 +96,32 @@ def settings_from_config(cfg: SiteConfig) -> core.RoomSettings:
         hard_cap_s=cfg.timing.lock_hard_cap_min * 60.0,
         refusal_show_s=cfg.timing.refusal_show_s,
         check_timeout_s=cfg.timing.check_timeout_s,
+        off_after_release_s=(None if cfg.timing.off_after_release_min is None
+                             else cfg.timing.off_after_release_min * 60.0),
+        centre=(cfg.site.centre.vi, cfg.site.centre.en),
     )
 
 
+def _v1_data(e: core.Emit) -> dict[str, Any]:
+    """An event's ``data`` as API 1.0 sends it: the window it was made in is part of it."""
+    return {**e.data, "window_id": e.window_id} if e.window_id else e.data
+
+
 class Agent:
-    """A room agent. ``clock`` gives POSIX seconds; tests inject their own."""
+    """A room agent. ``clock`` gives POSIX seconds, ``mono`` the monotonic seconds every
+    duration is measured on (``docs/time.md`` rule 6); tests inject their own. Without
+    ``mono``, the real monotonic clock goes with the real ``clock``, and an injected ``clock``
+    is also taken as the monotonic one (a test's hand-moved clock does not jump)."""
 
     def __init__(self, cfg: SiteConfig, factory: Factory, state_dir: StateDir,
                  broker_host: str | None = None, broker_port: int | None = None,
                  clock: Callable[[], float] = time.time, connect: bool = True,
                  emulate: bool = False,
-                 clock_synced: Callable[[], bool] = clock_synchronized) -> None:
+                 clock_synced: Callable[[], bool] = clock_synchronized,
+                 mono: Callable[[], float] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.mono = mono or (time.monotonic if clock is time.time else clock)
         self.store = state_dir
         self.settings = settings_from_config(cfg)
         self.queue: queue.Queue[Any] = queue.Queue()
@@ -123,7 +137,7 @@ class Agent:
         if saved and not self.rebooted and isinstance(saved.get("relays"), dict):
             relays.update({n: bool(v) for n, v in saved["relays"].items() if n in relays})
         try:
-            self.state = core.initial_state(self.settings, relays, saved)
+            self.state = core.initial_state(self.settings, relays, saved, self.rebooted)
         except (KeyError, TypeError, ValueError) as e:
             log.error("saved room state unusable (%s): starting from the pins alone", e)
             self.state = core.initial_state(self.settings, relays)
@@ -135,7 +149,8 @@ class Agent:
         # Pins are claimed at the level the room had: starting never switches a relay.
         self.board = Board(cfg.devices, cfg.status_led, cfg.button, factory, relays,
                            on_press=lambda: self.queue.put(ButtonPressed()),
-                           on_hold=lambda: self.queue.put(ButtonHeld()))
+                           on_hold=lambda: self.queue.put(ButtonHeld()),
+                           on_help=lambda: self.queue.put(HelpRequested("button")))
         # A simulated room's serial devices are emulators on pseudo-terminals, powered by the
         # simulated relays; a real room's are its USB adapters.
         self.emulated = (EmulatedRoom(cfg.devices, relays, self.store.root / "tty")
@@ -245,7 +260,7 @@ class Agent:
 
     def close(self) -> None:
         """Say offline, let go of the pins (relays keep their state) and close the outbox."""
-        lock = core.lock_window(self.settings, self.state, self.clock())
+        lock = self.state.window(self.state.locked_by)
         if lock is not None:
             # Stopped during a lock: say so (delivered after the restart if the link is gone).
             self.outbox.append("agent_stopped_during_lock", {
@@ -262,11 +277,10 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
     def _wait_s(self) -> float:
-        now = self.clock()
-        due = core.next_deadline(self.settings, self.state, now)
+        due = core.next_deadline(self.settings, self.state, self.clock(), self.mono())
         wait = self._last_heartbeat + self.cfg.timing.heartbeat_s - time.monotonic()
         if due is not None:
-            wait = min(wait, due - now)
+            wait = min(wait, due)
         return max(0.0, min(MAX_WAIT_S, wait))
 
     def handle(self, msg: Any) -> None:
@@ -293,15 +307,15 @@ class Agent:
     def feed(self, event: Event) -> core.Outcome:
         """Give the core one event and carry out what it decides."""
         now = self.clock()
-        out = core.step(self.settings, self.state, event, now)
+        out = core.step(self.settings, self.state, event, now, self.mono())
         self.state = out.state
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
-        self.outbox.append_many([(a.kind, a.data) for a in out.actions
+        self.outbox.append_many([(a.kind, _v1_data(a)) for a in out.actions
                                  if isinstance(a, core.Emit)])
         for a in out.actions:
             if isinstance(a, core.Emit):
-                log_event(a.kind, a.data)
+                log_event(a.kind, a.data, a.window_id)
         saved = self._persistent()
         if saved != self._saved:
             try:
@@ -316,14 +330,13 @@ class Agent:
             except Exception:
                 log.exception("failed to carry out %r", action)
         self._flush_outbox()
-        lock = core.lock_window(self.settings, self.state, now)
-        if lock is None:
+        if out.lock is None:
             self.inhibitor.release()
         else:
-            self.inhibitor.hold(f"{lock.kind} {lock.id} {lock.title}".strip())
-        self.board.show(core.led(self.settings, self.state, now))
-        self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
-                                                 for a in out.actions))
+            self.inhibitor.hold(f"{out.lock.kind} {out.lock.id} {out.lock.title}".strip())
+        self.board.show(out.led)
+        if out.changed or any(isinstance(a, core.PublishState) for a in out.actions):
+            self._publish_state_if_changed(force=True)
         return out
 
     def _do(self, action: core.Action) -> None:
@@ -342,9 +355,9 @@ class Agent:
                     self.emulated.relay_changed(d, on)
                 self.devices.relay_changed(d, on)
             case core.AwaitReady(device=d):
-                self.devices.await_ready(d)
+                self.devices.await_ready(d, step=action.step)
             case core.SendStandby(device=d):
-                self.devices.send_standby(d)
+                self.devices.send_standby(d, step=action.step)
             case core.Emit():
                 pass  # recorded in feed(), before anything else
             case core.Reply():
@@ -481,7 +494,7 @@ class Agent:
             refused = [a for a in out.actions
                        if isinstance(a, core.Emit) and a.kind == "shutdown_refused"]
             if refused:
-                call.respond({"ok": False, "refused": refused[0].data})
+                call.respond({"ok": False, "refused": _v1_data(refused[0])})
             else:
                 call.respond({"ok": True, "state": self.state_message()})
             return

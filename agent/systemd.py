@@ -221,3 +221,48 @@ class FailureRun:
         self.since = None
         self._said = False
         return was
+
+
+def _hhmm(stamp: str | None, tz: str | None) -> str:
+    """``2026-11-29T02:00:00.000Z`` as ``09:00`` in zone ``tz`` (UTC without one)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not stamp:
+        return "?"
+    try:
+        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        if tz:
+            when = when.astimezone(ZoneInfo(tz))
+    except (ValueError, ZoneInfoNotFoundError):
+        return stamp
+    return when.strftime("%H:%M") if tz else when.strftime("%H:%MZ")
+
+
+def status_line(state: Mapping[str, object], tz: str | None = None) -> str:
+    """The one line ``systemctl status diemcau-agent`` shows: the lock and the window, then
+    power and link, from the agent's state message (``Agent.state_message()``); times in the
+    room's zone ``tz``. Pass it to :func:`status` whenever the state changes, e.g.::
+
+        LOCKED by session s1 «Họp tháng» since 13:30 (cap 18:00) | power on | link up
+        idle, next test t2 «Kiểm tra» at 14:00 | power off | link down
+    """
+
+    def get(obj: object, key: str) -> object:
+        return obj.get(key) if isinstance(obj, Mapping) else None
+
+    lock, window, nxt = get(state, "lock"), get(state, "window"), get(state, "next_window")
+    if get(lock, "locked"):
+        title = get(window, "title") or ""
+        head = (f"LOCKED by {get(lock, 'kind') or 'window'} {get(lock, 'window_id')}"
+                + (f" «{title}»" if title else "")
+                + f" since {_hhmm(get(lock, 'since'), tz)}"  # type: ignore[arg-type]
+                + f" (cap {_hhmm(get(lock, 'released_by_cap_at'), tz)})")  # type: ignore[arg-type]
+    elif isinstance(nxt, Mapping):
+        title = nxt.get("title") or ""
+        head = (f"idle, next {nxt.get('kind')} {nxt.get('id')}" + (f" «{title}»" if title else "")
+                + f" at {_hhmm(nxt.get('start'), tz)}")  # type: ignore[arg-type]
+    else:
+        head = "idle, no window scheduled"
+    link = "link up" if get(state, "broker_connected") else "link down"
+    return _clean(f"{head} | power {get(state, 'power') or '?'} | {link}")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything diemcau needs on a fresh Debian 12 / Raspberry Pi OS machine:
 # Mosquitto (broker and clients), OpenSSL, a Python venv in .venv with the project installed.
-# With --test, also what the test suite checks with (systemd-analyze, node).
+# With --test, also what the test suite checks with (systemd-analyze, node, dbus-daemon,
+# systemd-inhibit, rsync, chromium; ansible-core, ansible-lint and Playwright come with the
+# venv's test extras).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,13 @@ if [ "${1:-}" = "--test" ]; then
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
   # The console's PostgreSQL store is tested on a real server (initdb/pg_ctl in a temp dir).
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
+  # The logind inhibitor test runs the real systemd-inhibit against a fake logind on a
+  # private bus (dbus-daemon); the installer tests use rsync like the Pi does.
+  command -v systemd-inhibit >/dev/null 2>&1 || need_apt+=(systemd)
+  command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
+  command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+  # The dashboard's browser test drives Debian's Chromium (Playwright never downloads one).
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2

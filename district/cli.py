@@ -109,11 +109,15 @@ def cmd_run(args: argparse.Namespace, out: _Out) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from district.web.server import start_dashboard
+
+    web = start_dashboard(cfg, console)  # exits 2 when http.listen cannot be used
     console.republish()
     rec.start()
     log.info("console running: %d rooms, broker %s, database %s", len(cfg.rooms),
              cfg.broker.url, cfg.database.url or cfg.database.path)
     stop.wait()
+    web.stop()
     rec.stop()
     console.store.close()
     return 0

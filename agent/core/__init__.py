@@ -1,1 +1,2 @@
-"""The pure decision core: ``(state, event, now) -> (state, actions)``, no I/O, clock injected."""
+"""The pure decision core: ``(state, event, now, mono) -> (state, actions)``, no I/O, clocks
+injected (see :mod:`agent.core.room`)."""

@@ -11,6 +11,7 @@ while it is energised. :class:`Relay` hides this: ``relay.power = True`` powers 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from gpiozero import LED, RGBLED, Button, Factory, OutputDevice
@@ -94,15 +95,28 @@ class StatusLight:
 
 
 class OperatorButton:
-    """A short press calls ``on_press`` (on release); holding past ``hold_s`` calls ``on_hold``
-    once, and the release that follows is not also a press."""
+    """The operator button. A short press calls ``on_press`` (on release); holding past
+    ``hold_s`` calls ``on_hold`` once, and the release that follows is not also a press.
+
+    A **double press** — a second press beginning within ``double_press_s`` of the first —
+    calls ``on_help`` instead of ``on_press`` for the second one. The first press is delivered
+    at once as a press (a check-in, an answer to a check): nothing waits to see whether a
+    second one follows, and whoever asks for help is in the room anyway. ``clock`` (monotonic
+    seconds) is injectable for tests.
+    """
 
     def __init__(self, cfg: ButtonCfg, factory: Factory, on_press: Callable[[], None],
-                 on_hold: Callable[[], None]) -> None:
+                 on_hold: Callable[[], None], on_help: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._held = False
+        self._down_at = 0.0
+        self._last_press: float | None = None  # when the last delivered press began
         self._lock = threading.Lock()
         self._on_press = on_press
         self._on_hold = on_hold
+        self._on_help = on_help
+        self._double_s = cfg.double_press_s
+        self._clock = clock
         self._btn = Button(cfg.pin, pull_up=cfg.pull_up, bounce_time=cfg.bounce_s or None,
                            hold_time=cfg.hold_s, pin_factory=factory)
         self._btn.when_pressed = self._pressed
@@ -112,17 +126,28 @@ class OperatorButton:
     def _pressed(self) -> None:
         with self._lock:
             self._held = False
+            self._down_at = self._clock()
 
     def _was_held(self) -> None:
         with self._lock:
             self._held = True
+            self._last_press = None
         self._on_hold()
 
     def _released(self) -> None:
         with self._lock:
             held = self._held
             self._held = False
-        if not held:
+            if held:
+                return
+            last, self._last_press = self._last_press, self._down_at
+            double = (self._on_help is not None and last is not None
+                      and self._down_at - last <= self._double_s)
+            if double:
+                self._last_press = None  # a third press is a press again
+        if double and self._on_help is not None:
+            self._on_help()
+        else:
             self._on_press()
 
     def close(self) -> None:
@@ -156,11 +181,12 @@ class Board:
 
     def __init__(self, devices: Mapping[str, Device], led: SingleLed | RgbLed | None,
                  button: ButtonCfg | None, factory: Factory, power: Mapping[str, bool],
-                 on_press: Callable[[], None], on_hold: Callable[[], None]) -> None:
+                 on_press: Callable[[], None], on_hold: Callable[[], None],
+                 on_help: Callable[[], None] | None = None) -> None:
         self.factory = factory
         self.relays = {n: Relay(n, d, factory, power[n]) for n, d in devices.items()}
         self.light = StatusLight(led, factory) if led is not None else None
-        self.button = (OperatorButton(button, factory, on_press, on_hold)
+        self.button = (OperatorButton(button, factory, on_press, on_hold, on_help)
                        if button is not None else None)
 
     def set_power(self, device: str, on: bool) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from agent import journal
+from agent.contract.events import EVENT_TYPES
 from agent.control import request
 from agent.journal import EVENTS, BacklogWatch, JournalFormatter, describe, under_journald
 from agent.store import StateDir
@@ -26,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def recorded_kinds() -> set[str]:
-    """Every event kind the code records: ``emit("…"`` in the core, ``append("…"`` in the
-    shell, and the two the outbox writes itself."""
-    kinds = {"events_dropped", "outbox_reset"}
+    """Every event kind the code records: every typed kind of the contract, ``append("…"``
+    in the shell, and the two the outbox writes itself."""
+    kinds = {"events_dropped", "outbox_reset", *EVENT_TYPES}
     for path in (ROOT / "agent").rglob("*.py"):
         if path.name == "outbox.py":  # its docstring example is not an event it records
             continue

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from agent.core import room as core
-from agent.core.events import Event
+from agent.core.events import DeviceReady, DeviceStandby, Event
 
 
 def settings(confirm: bool = False) -> core.RoomSettings:
@@ -34,7 +35,17 @@ class Room:
         self.settings = s or settings()
         self.state = core.initial_state(self.settings, relays, saved)
 
-    def feed(self, event: Event, at: float) -> core.Outcome:
-        out = core.step(self.settings, self.state, event, at)
+    def feed(self, event: Event, at: float, mono: float | None = None) -> core.Outcome:
+        """Step at wall time ``at``; the monotonic clock reads ``mono`` (default: ``at``, a
+        clock that never jumps)."""
+        out = core.step(self.settings, self.state, event, at, at if mono is None else mono)
         self.state = out.state
         return out
+
+
+def for_current_step(event: Event, state: core.RoomState) -> Event:
+    """A generated device answer made to answer the step the room waits for now (a script of
+    random events cannot know the step numbers the core will hand out)."""
+    if isinstance(event, DeviceReady | DeviceStandby) and state.sequence is not None:
+        return replace(event, step=state.sequence.step)
+    return event

@@ -46,7 +46,7 @@ def test_power_on_in_order_with_each_delay() -> None:
     out = r.feed(LocalPowerRequest(True, "cli"), at=0)
     assert relays(out.actions) == [("codec", True)]
     assert kinds(out.actions)[:2] == ["power_requested", "power_sequence_started"]
-    assert core.next_deadline(r.settings, r.state, 0) == 5.0
+    assert core.next_deadline(r.settings, r.state, 0, 0) == 5.0
     assert relays(r.feed(Tick(), at=4.9).actions) == []
     assert relays(r.feed(Tick(), at=5).actions) == [("camera", True)]
     out = r.feed(Tick(), at=7)
@@ -61,7 +61,7 @@ def test_power_off_in_reverse_order_codec_gets_its_grace() -> None:
     out = r.feed(LocalPowerRequest(False, "cli"), at=0)
     assert relays(out.actions) == [("amplifier", False), ("camera", False)]
     assert r.state.relays["codec"] is True
-    assert core.next_deadline(r.settings, r.state, 0) == 10.0
+    assert core.next_deadline(r.settings, r.state, 0, 0) == 10.0
     out = r.feed(Tick(), at=10)
     assert relays(out.actions) == [("codec", False)]
     assert core.room_power(r.settings, r.state) == "off"
@@ -88,7 +88,7 @@ def test_serial_confirmation_seam_confirmed_and_timeout() -> None:
     r = Room(s)
     out = r.feed(LocalPowerRequest(True, "cli"), at=0)
     assert core.AwaitReady("codec") in out.actions
-    out = r.feed(DeviceReady("codec"), at=12)
+    out = r.feed(DeviceReady("codec", r.state.sequence.step), at=12)
     steps = [a.data for a in out.actions if isinstance(a, core.Emit) and a.kind == "power_step"]
     assert steps[0]["outcome"] == "confirmed" and steps[0]["elapsed_s"] == 12
     assert relays(out.actions) == [("camera", True)]
@@ -105,11 +105,11 @@ def test_serial_standby_confirmation_on_power_off() -> None:
     out = r.feed(LocalPowerRequest(False, "cli"), at=0)
     assert out.actions[-1] == core.SendStandby("amplifier")
     assert relays(out.actions) == []
-    out = r.feed(DeviceStandby("amplifier"), at=1)
+    out = r.feed(DeviceStandby("amplifier", r.state.sequence.step), at=1)
     assert relays(out.actions) == [("amplifier", False)]
     assert core.SendStandby("camera") in out.actions
     # A stray confirmation for another device changes nothing.
-    assert relays(r.feed(DeviceStandby("codec"), at=1.5).actions) == []
+    assert relays(r.feed(DeviceStandby("codec", r.state.sequence.step), at=1.5).actions) == []
 
 
 # ----------------------------------------------------------------------------- windows, lock
@@ -119,10 +119,10 @@ def test_window_powers_up_at_lead_and_locks() -> None:
     r = Room()
     w = Window("t1", "test", start=1000, end=1600, title="Kiểm tra")
     r.feed(ScheduleReceived((w,), "v1"), at=0)
-    assert core.next_deadline(r.settings, r.state, 0) == 100  # 1000 - 900 lead
+    assert core.next_deadline(r.settings, r.state, 0, 0) == 100  # 1000 - 900 lead
     out = r.feed(Tick(), at=100)
-    assert kinds(out.actions) == ["window_power_up", "power_sequence_started",
-                                  "lock_engaged"]
+    # The lock first, then what it causes.
+    assert kinds(out.actions) == ["lock_engaged", "window_power_up", "power_sequence_started"]
     assert relays(out.actions) == [("codec", True)]
     assert r.state.locked_by == "t1"
     # A second tick in the same window does not power up again.
@@ -140,11 +140,15 @@ def test_local_off_refused_while_locked(event: object, source: str) -> None:
     r.feed(Tick(), at=500)
     out = r.feed(event, at=510)  # type: ignore[arg-type]
     assert relays(out.actions) == []
-    refused = [a.data for a in out.actions if isinstance(a, core.Emit)
+    refused = [a for a in out.actions if isinstance(a, core.Emit)
                and a.kind == "shutdown_refused"]
-    assert refused == [{"source": source, "window_id": "s1", "kind": "session", "title": "Họp"}]
+    # The window is named on the event itself (contract 2.0), not in its data.
+    assert [(a.window_id, a.data) for a in refused] == [
+        ("s1", {"source": source, "kind": "session", "title": "Họp"})]
     assert core.led(r.settings, r.state, 511).name == "refused"
-    assert core.led(r.settings, r.state, 510 + 8).name != "refused"
+    # Shown refusal_show_s long: the step at that time ends it.
+    assert r.feed(Tick(), at=510 + 7.9).led.name == "refused"
+    assert r.feed(Tick(), at=510 + 8).led.name != "refused"
 
 
 def test_district_off_refused_when_locked_unless_override() -> None:
@@ -248,7 +252,8 @@ def test_operator_check_acknowledged_with_latency() -> None:
 def test_operator_check_unanswered_after_timeout() -> None:
     r = Room()
     r.feed(Command("k1", "operator_check", {}), at=10)
-    assert core.next_deadline(r.settings, r.state, 10) == 10 + r.settings.check_timeout_s
+    # (seconds from now)
+    assert core.next_deadline(r.settings, r.state, 10, 10) == r.settings.check_timeout_s
     out = r.feed(Tick(), at=10 + r.settings.check_timeout_s)
     assert [a.data["reason"] for a in out.actions if isinstance(a, core.Emit)
             and a.kind == "operator_check_unanswered"] == ["timeout"]
@@ -510,7 +515,7 @@ def test_window_power_up_wakes_devices_already_powered() -> None:
                and a.kind == "power_sequence_started"]
     assert started[0]["devices"] == ["codec", "amplifier"]      # the camera is already on
     assert relays(out.actions) == [] and core.AwaitReady("codec") in out.actions
-    out = r.feed(DeviceReady("codec"), at=130)
+    out = r.feed(DeviceReady("codec", r.state.sequence.step), at=130)
     assert core.AwaitReady("amplifier") in out.actions
 
 

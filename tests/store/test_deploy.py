@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy/systemd/diemcau-agent.service"
-UDEV = ROOT / "deploy/udev/99-diemcau-serial.rules"
 FRAGMENT = ROOT / "firmware_config/boot/config.txt.fragment"
 INSTALL = ROOT / "deploy/install-room.sh"
 SITE = ROOT / "firmware_config/sites/vq-tan-doan.yaml"
@@ -92,6 +92,23 @@ def test_unit_hardening_is_consistent() -> None:
     assert one("Service", "NoNewPrivileges") == "yes"
 
 
+def test_restart_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    units = []
+    for name in ("diemcau-agent-restart.service", "diemcau-agent-restart.timer"):
+        text = (ROOT / "deploy/systemd" / name).read_text().replace(
+            "ExecStart=/opt/diemcau/.venv/bin/python", "ExecStart=/bin/true")
+        (tmp_path / name).write_text(text)
+        units.append(str(tmp_path / name))
+    r = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True,
+                       text=True, timeout=30, env={**os.environ, "SYSTEMD_LOG_LEVEL": "info"})
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 0, out
+    assert [ln for ln in out.splitlines() if str(tmp_path) in ln or "Unknown" in ln] == []
+    service = (ROOT / "deploy/systemd/diemcau-agent-restart.service").read_text()
+    assert "ConditionPathExists=/var/lib/diemcau/restart-pending" in service
+    assert "-m agent.install restart --state-dir /var/lib/diemcau --if-pending" in service
+
+
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # The real ExecStart does not exist on a build machine; verify everything else.
     text = UNIT.read_text().replace("ExecStart=/opt/diemcau/.venv/bin/diemcau-agent",
@@ -123,35 +140,34 @@ def udev_rules(text: str) -> list[list[tuple[str, str, str]]]:
     return rules
 
 
-def test_udev_rules_syntax() -> None:
-    text = UDEV.read_text()
-    assert "udevadm info -a -n /dev/ttyUSB0" in text
-    rules = udev_rules(text)
-    names = set()
-    for tokens in rules:
-        keys = {k: (op, v) for k, op, v in tokens}
-        assert keys["SUBSYSTEM"] == ("==", "tty")
-        assert keys["ATTRS{idVendor}"][0] == "==" and re.fullmatch(
-            r"[0-9a-f]{4}", keys["ATTRS{idVendor}"][1])
-        assert re.fullmatch(r"[0-9a-f]{4}", keys["ATTRS{idProduct}"][1])
-        assert "ATTRS{serial}" in keys
-        assert keys["GROUP"] == ("=", "dialout")
-        names.add(keys["SYMLINK"][1])
-        assert keys["SYMLINK"][0] == "+="
-    assert names == {"codec", "camera", "amplifier"}
-    # the commented-out alternatives are valid rules too once uncommented
-    alternatives = "\n".join(ln.lstrip("#") for ln in text.splitlines()
-                             if ln.startswith("#SUBSYSTEM"))
-    assert len(udev_rules(alternatives)) == 3
+def test_no_example_udev_rules_ship() -> None:
+    # The example with placeholder serial numbers went in as it was and named nothing.
+    assert not (ROOT / "deploy/udev").exists()
+    assert "99-diemcau-serial.rules" not in INSTALL.read_text().split("RULES=")[0]
 
 
-def test_boot_fragment() -> None:
+def test_generated_udev_rules_syntax() -> None:
+    from agent.config import parse_config
+    from agent.install.udev import render_rules
+    from tests.install.sites import DIFFERENT, reference_with_adapters
+
+    for text in (reference_with_adapters(), DIFFERENT):
+        for tokens in udev_rules(render_rules(parse_config(text))):
+            keys = {k: (op, v) for k, op, v in tokens}
+            assert keys["SUBSYSTEM"] == ("==", "tty")
+            assert re.fullmatch(r"[0-9a-f]{4}", keys["ATTRS{idVendor}"][1])
+            assert re.fullmatch(r"[0-9a-f]{4}", keys["ATTRS{idProduct}"][1])
+            assert "ATTRS{serial}" in keys or "KERNELS" in keys
+            assert keys["GROUP"] == ("=", "dialout") and keys["MODE"] == ("=", "0660")
+            assert keys["SYMLINK"][0] == "+="
+
+
+def test_boot_fragment_example() -> None:
     lines = [ln.strip() for ln in FRAGMENT.read_text().splitlines()]
     active = [ln for ln in lines if ln and not ln.startswith("#")]
     for ln in active:
         assert re.fullmatch(r"\[[a-z0-9]+\]|[a-z_]+=[A-Za-z0-9_,=-]+", ln), ln
     assert "dtparam=watchdog=on" in active
-    assert "dtoverlay=disable-bt" in active
     assert not any("gpio-shutdown" in ln or "gpio-poweroff" in ln for ln in active)
     assert any("NEVER" in ln and "gpio-shutdown" in ln for ln in lines)
     # every active-low relay of the reference room is released (driven high) at boot
@@ -190,12 +206,16 @@ def test_install_script_syntax() -> None:
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small, stable source tree to install from (the working tree changes under our feet
     while others work, and copying it whole would make these tests slow and flaky)."""
-    src = tmp_path_factory.mktemp("src")
-    for rel in ("pyproject.toml", "agent/__init__.py", "agent/outbox.py", "agent/clock.py"):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / rel, src / rel)
+    return make_source(tmp_path_factory.mktemp("src"))
+
+
+def make_source(src: Path) -> Path:
+    src.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "pyproject.toml", src / "pyproject.toml")
+    shutil.copytree(ROOT / "agent", src / "agent",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "deploy", src / "deploy",
-                    ignore=shutil.ignore_patterns("bootstrap.sh", "test.sh"))
+                    ignore=shutil.ignore_patterns("bootstrap.sh", "test.sh", "ansible"))
     shutil.copytree(ROOT / "firmware_config/boot", src / "firmware_config/boot")
     (src / ".venv").mkdir()
     (src / ".git").mkdir()
@@ -203,24 +223,33 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def install(source: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(source / "deploy/install-room.sh"), *args],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(["bash", str(source / "deploy/install-room.sh"), "--python",
+                           sys.executable, *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+def site_with_adapters(where: Path) -> Path:
+    from tests.install.sites import reference_with_adapters
+
+    site = where / "vq-tan-doan.yaml"
+    site.write_text(reference_with_adapters())
+    return site
+
+
 def test_install_dry_run_changes_nothing(tmp_path: Path, source: Path) -> None:
     target = tmp_path / "root"
     target.mkdir()
-    r = install(source, "--dry-run", "--root", str(target), "--site", str(SITE))
+    r = install(source, "--dry-run", "--root", str(target), "--site",
+                str(site_with_adapters(tmp_path)))
     assert r.returncode == 0, r.stderr
-    for step in ("1. packages", "2. user diemcau", "3. code", "4. configuration",
+    for step in ("0. checks", "1. packages", "2. user diemcau", "3. code", "4. configuration",
                  "5. systemd unit", "6. boot configuration", "7. enable and start"):
         assert step in r.stdout
-    assert "systemctl enable diemcau-agent.service" in r.stdout
-    assert "check-config /etc/diemcau/site.yaml" in r.stdout
+    assert "+ ln -sfn /etc/systemd/system/diemcau-agent.service" in r.stdout
     assert "dry run: nothing was changed" in r.stdout
     assert listing(target) == []
 
@@ -229,24 +258,44 @@ def test_install_rejects_bad_arguments(tmp_path: Path, source: Path) -> None:
     assert install(source, "--dry-run", "--frobnicate").returncode != 0
     r = install(source, "--dry-run", "--root", str(tmp_path), "--site", str(tmp_path / "nope.yaml"))
     assert r.returncode != 0 and "no such file" in r.stderr
+    r = install(source, "--root", str(tmp_path), "--purge")
+    assert r.returncode != 0 and "--purge goes with --uninstall" in r.stderr
 
 
 def begins(config: str) -> int:
     return sum(ln.startswith("# BEGIN diemcau") for ln in config.splitlines())
 
 
-def make_bundle(where: Path) -> Path:
+def make_bundle(where: Path, site: str = "vq-tan-doan") -> Path:
     (where / "tls").mkdir(parents=True)
     (where / "tls/ca.crt").write_text("CA\n")
-    (where / "tls/vq-tan-doan.crt").write_text("CERT\n")
-    (where / "tls/vq-tan-doan.key").write_text("KEY\n")
-    (where / "tls/vq-tan-doan.key").chmod(0o600)
-    (where / "credentials.yaml").write_text("username: vq-tan-doan\npassword: s3cret\n")
-    (where / "broker.yaml").write_text("broker: {}\n")
+    (where / f"tls/{site}.crt").write_text("CERT\n")
+    (where / f"tls/{site}.key").write_text("KEY\n")
+    (where / f"tls/{site}.key").chmod(0o600)
+    (where / "credentials.yaml").write_text(f"username: {site}\npassword: s3cret\n")
+    (where / "broker.yaml").write_text(yaml.safe_dump({"broker": {
+        "host": "mqtt.vanquan.local", "port": 8883,
+        "tls": {"ca_file": "/etc/diemcau/tls/ca.crt",
+                "cert_file": f"/etc/diemcau/tls/{site}.crt",
+                "key_file": f"/etc/diemcau/tls/{site}.key"},
+        "credentials_file": "/etc/diemcau/credentials.yaml"}}, sort_keys=False))
     return where
 
 
-def test_install_staged_is_idempotent(tmp_path: Path, source: Path) -> None:
+def snapshot(root: Path) -> dict[str, tuple[bytes | str, int]]:
+    """Every file's content (a symlink's target) and mode under ``root``."""
+    out: dict[str, tuple[bytes | str, int]] = {}
+    for p in root.rglob("*"):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = (os.readlink(p), 0)
+        elif p.is_file():
+            out[rel] = (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+    return out
+
+
+def test_install_staged_twice_the_second_run_changes_nothing(tmp_path: Path,
+                                                             source: Path) -> None:
     target = tmp_path / "root"
     boot = target / "boot/firmware"
     boot.mkdir(parents=True)
@@ -254,19 +303,30 @@ def test_install_staged_is_idempotent(tmp_path: Path, source: Path) -> None:
     (boot / "config.txt").write_text(original)
     (boot / "cmdline.txt").write_text("console=serial0,115200 console=tty1 rootwait\n")
     bundle = make_bundle(tmp_path / "bundle")
+    site = site_with_adapters(tmp_path)
 
-    r = install(source, "--root", str(target), "--site", str(SITE), "--bundle", str(bundle))
+    r = install(source, "--root", str(target), "--site", str(site), "--bundle", str(bundle))
     assert r.returncode == 0, r.stderr + r.stdout
-    assert "(staged, not run) systemctl enable diemcau-agent.service" in r.stdout
+    assert "systemctl" not in r.stdout                    # image mode: nothing is called
+    assert r.stdout.rstrip().endswith("result: changed")
     etc = target / "etc"
     assert (etc / "systemd/system/diemcau-agent.service").read_text() == UNIT.read_text()
-    assert (etc / "udev/rules.d/99-diemcau-serial.rules").exists()
-    assert (etc / "diemcau/site.yaml").read_text() == SITE.read_text()
+    wants = etc / "systemd/system/multi-user.target.wants/diemcau-agent.service"
+    assert os.readlink(wants) == "/etc/systemd/system/diemcau-agent.service"
+    assert os.readlink(etc / "systemd/system/timers.target.wants/"
+                       "diemcau-agent-restart.timer") == \
+        "/etc/systemd/system/diemcau-agent-restart.timer"
+    rules = (etc / "udev/rules.d/99-diemcau-serial.rules").read_text()
+    assert 'ATTRS{serial}=="A10KCODE", SYMLINK+="codec"' in rules
+    installed = yaml.safe_load((etc / "diemcau/site.yaml").read_text())
+    assert installed["broker"] == yaml.safe_load((bundle / "broker.yaml").read_text())["broker"]
+    assert installed["devices"] == yaml.safe_load(site.read_text())["devices"]
     key = etc / "diemcau/tls/vq-tan-doan.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o640  # root + group diemcau, not others
     assert stat.S_IMODE((etc / "diemcau/credentials.yaml").stat().st_mode) == 0o640
     assert stat.S_IMODE((etc / "diemcau").stat().st_mode) == 0o750
     assert (target / "opt/diemcau/agent/outbox.py").exists()
+    assert (target / "usr/lib/sysusers.d/diemcau.conf").exists()
     assert os.readlink(target / "usr/local/bin/diemcau-agent") == (
         "/opt/diemcau/.venv/bin/diemcau-agent")
     assert not (target / "opt/diemcau/.venv").exists()
@@ -277,16 +337,18 @@ def test_install_staged_is_idempotent(tmp_path: Path, source: Path) -> None:
     assert "gpio=26,20,21=op,dh" in config
     assert "\n# disabled by diemcau (bypasses the lock): dtoverlay=gpio-shutdown" in config
     assert (boot / "config.txt.diemcau-orig").read_text() == original
-    assert "console=serial0" not in (boot / "cmdline.txt").read_text()
+    # no device on the Pi's UART: its console stays
+    assert "console=serial0" in (boot / "cmdline.txt").read_text()
     assert "REBOOT NEEDED" in r.stdout
 
-    before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
-    r2 = install(source, "--root", str(target))
-    assert r2.returncode == 0, r2.stderr
-    assert "unchanged: /boot/firmware/config.txt" in r2.stdout
-    assert "REBOOT NEEDED" not in r2.stdout
-    after = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
-    assert after == before
+    before = snapshot(target)
+    for args in ((), ("--site", str(site), "--bundle", str(bundle))):
+        r2 = install(source, "--root", str(target), *args)
+        assert r2.returncode == 0, r2.stderr
+        assert "unchanged: /boot/firmware/config.txt" in r2.stdout
+        assert "REBOOT NEEDED" not in r2.stdout
+        assert r2.stdout.rstrip().endswith("result: unchanged"), r2.stdout
+        assert snapshot(target) == before
 
 
 def test_install_updates_an_old_block(tmp_path: Path, source: Path) -> None:
@@ -295,7 +357,7 @@ def test_install_updates_an_old_block(tmp_path: Path, source: Path) -> None:
     boot.mkdir(parents=True)
     (boot / "config.txt").write_text(
         "[all]\n# BEGIN diemcau old\ngpio=1=op,dl\n# END diemcau\n[pi4]\nfoo=1\n")
-    r = install(source, "--root", str(target), "--no-start")
+    r = install(source, "--root", str(target), "--site", str(site_with_adapters(tmp_path)))
     assert r.returncode == 0, r.stderr
     config = (boot / "config.txt").read_text()
     assert "gpio=1=op,dl" not in config and "[pi4]\nfoo=1\n" in config

@@ -1,0 +1,379 @@
+"""What the dashboard shows, read in bulk from the store so that a page stays fast at 10,000
+rooms: one query for every room's live view, one for open alerts, one for schedules (the
+service's :meth:`~district.service.Console.rooms` reads per room, which is right for the CLI
+but too slow to run on every page view of a whole country).
+
+Everything here only reads; changes go through :class:`district.service.Console`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from district.model import Alert, CommandRow, LiveRoom, RoomResult, Window
+from district.service import Console
+from district.timefmt import iso_local, wire_time
+
+PROBLEMS = ("problems", "offline", "alerts", "fault", "help", "schedule", "locked")
+SORTS = ("roster", "name", "problems", "last_seen")
+PER_PAGE = 100
+MAX_PER_PAGE = 500
+CHECK_KINDS = ("check_in", "operator_check_acknowledged")
+WINDOW_EVENT_KINDS = (*CHECK_KINDS, "shutdown_refused")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device of a room as its latest state reports it."""
+
+    name: str
+    power: str | None
+    health: str | None
+    reason: str
+    in_call: bool
+    model: str | None
+    serial: str | None
+
+    def json(self) -> dict[str, Any]:
+        return {"name": self.name, "power": self.power, "health": self.health,
+                "reason": self.reason, "in_call": self.in_call, "model": self.model,
+                "serial": self.serial}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A room at a glance."""
+
+    site: str
+    name: str
+    group: str | None
+    position: int
+    availability: str
+    availability_at: float | None
+    last_seen_at: float | None
+    power: str | None
+    devices: tuple[Device, ...]
+    locked_by: str | None
+    lock_kind: str | None
+    help_requested: float | None
+    check_pending: bool
+    last_check_in: float | None
+    schedule: str
+    open_alerts: int
+    problems: tuple[str, ...]
+    missing_events: int | None = None
+    """Only read for the rooms on the page (two queries each)."""
+
+    def json(self, zone: Any) -> dict[str, Any]:
+        return {"site": self.site, "name": self.name, "group": self.group,
+                "availability": self.availability,
+                "availability_at": iso_local(self.availability_at, zone),
+                "last_seen_at": iso_local(self.last_seen_at, zone), "power": self.power,
+                "devices": [d.json() for d in self.devices], "locked_by": self.locked_by,
+                "lock_kind": self.lock_kind,
+                "help_requested": iso_local(self.help_requested, zone),
+                "check_pending": self.check_pending,
+                "last_check_in": iso_local(self.last_check_in, zone),
+                "schedule": self.schedule, "open_alerts": self.open_alerts,
+                "problems": list(self.problems), "missing_events": self.missing_events}
+
+
+class Roster:
+    """The config's rooms with O(1) look-ups (names, groups, order)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.ids = [r.id for r in console.cfg.rooms]
+        self.rooms = {r.id: r for r in console.cfg.rooms}
+        self.position = {s: i for i, s in enumerate(self.ids)}
+        self.groups = sorted({r.group for r in console.cfg.rooms if r.group})
+
+    def name(self, site: str) -> str:
+        """The room's name (its id if not in the roster)."""
+        r = self.rooms.get(site)
+        return r.name if r else site
+
+    def group(self, site: str) -> str | None:
+        """The room's group, if any."""
+        r = self.rooms.get(site)
+        return r.group if r else None
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
+         schedule: str) -> Tile:
+    """One room's tile from its live view."""
+    live = live or LiveRoom(site)
+    state = live.state or {}
+    lock = _dict(state.get("lock"))
+    op = _dict(state.get("operator"))
+    avail = live.availability or ("offline" if live.last_seen_at else "never_connected")
+    devices = tuple(
+        Device(name, _str(d.get("power")), _str(d.get("health")), _str(d.get("reason")) or "",
+               d.get("in_call") is True, _str(d.get("model")), _str(d.get("serial")))
+        for name, d in sorted(_dict(state.get("devices")).items()) if isinstance(d, dict))
+    locked_by = _str(lock.get("window_id")) if lock.get("locked") else None
+    help_at = wire_time(op.get("help_requested"))
+    problems = []
+    if avail != "online":
+        problems.append("offline")
+    if open_alerts:
+        problems.append("alerts")
+    if any(d.health in ("fault", "degraded") for d in devices):
+        problems.append("fault")
+    if help_at is not None:
+        problems.append("help")
+    if schedule in ("queued", "published", "rejected") and avail == "online":
+        problems.append("schedule")
+    return Tile(site=site, name=roster.name(site), group=roster.group(site),
+                position=roster.position.get(site, len(roster.ids)), availability=avail,
+                availability_at=live.availability_at, last_seen_at=live.last_seen_at,
+                power=_str(state.get("power")), devices=devices, locked_by=locked_by,
+                lock_kind=_str(lock.get("kind")) if locked_by else None,
+                help_requested=help_at, check_pending=bool(op.get("check")),
+                last_check_in=wire_time(op.get("last_check_in")),
+                schedule=schedule, open_alerts=open_alerts, problems=tuple(problems))
+
+
+def tiles(roster: Roster, sites: Iterable[str] | None = None) -> list[Tile]:
+    """Tiles of ``sites`` (default: the whole roster), in roster order, from bulk reads."""
+    store = roster.console.store
+    wanted = roster.ids if sites is None else [s for s in sites if s in roster.rooms]
+    if len(wanted) > 20:
+        lives = store.live_all()
+        scheds = store.latest_schedules()
+        alerts = store.alerts(open_only=True, limit=None)
+    else:
+        lives = {s: store.live(s) for s in wanted}
+        scheds = {s: p for s in wanted if (p := store.latest_schedule(s)) is not None}
+        alerts = [a for s in wanted for a in store.alerts(open_only=True, site=s, limit=None)]
+    counts: dict[str, int] = {}
+    for a in alerts:
+        counts[a.site] = counts.get(a.site, 0) + 1
+    out = []
+    for s in wanted:
+        live = lives.get(s)
+        sched = Console._schedule_status(scheds.get(s), live.state if live else None)
+        out.append(tile(roster, s, live, counts.get(s, 0), sched))
+    return out
+
+
+def with_gaps(roster: Roster, items: Sequence[Tile]) -> list[Tile]:
+    """The tiles with ``missing_events`` read (for the rooms shown)."""
+    from dataclasses import replace
+
+    return [replace(t, missing_events=roster.console.gaps(t.site).missing) for t in items]
+
+
+@dataclass(frozen=True)
+class Query:
+    """The rooms page's filter, sort and page."""
+
+    group: str = ""
+    problem: str = ""
+    q: str = ""
+    sort: str = "roster"
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    @classmethod
+    def parse(cls, params: Any, roster: Roster) -> Query:
+        """From query parameters; unknown values fall back to the defaults."""
+        group = params.get("group", "")
+        problem = params.get("problem", "")
+        sort = params.get("sort", "roster")
+        try:
+            page = max(1, int(params.get("page", "1")))
+        except ValueError:
+            page = 1
+        try:
+            per_page = min(MAX_PER_PAGE, max(1, int(params.get("per_page", str(PER_PAGE)))))
+        except ValueError:
+            per_page = PER_PAGE
+        return cls(group=group if group in roster.groups else "",
+                   problem=problem if problem in PROBLEMS else "",
+                   q=str(params.get("q", ""))[:100].strip(),
+                   sort=sort if sort in SORTS else "roster", page=page, per_page=per_page)
+
+    def params(self, **change: Any) -> dict[str, str]:
+        """The query as URL parameters (defaults left out), with ``change`` applied."""
+        values = {"group": self.group, "problem": self.problem, "q": self.q, "sort": self.sort,
+                  "page": self.page, "per_page": self.per_page}
+        values.update(change)
+        defaults = {"sort": "roster", "page": 1, "per_page": PER_PAGE}
+        return {k: str(v) for k, v in values.items() if v not in ("", None, defaults.get(k))}
+
+
+def _matches(t: Tile, q: Query) -> bool:
+    if q.group and t.group != q.group:
+        return False
+    if q.problem == "problems" and not t.problems:
+        return False
+    if q.problem == "locked" and not t.locked_by:
+        return False
+    if q.problem and q.problem not in ("problems", "locked") and q.problem not in t.problems:
+        return False
+    if q.q:
+        needle = q.q.casefold()
+        return needle in t.name.casefold() or needle in t.site
+    return True
+
+
+@dataclass
+class Page:
+    """One page of the rooms list, and counts over the whole roster."""
+
+    items: list[Tile]
+    total: int
+    matched: int
+    page: int
+    pages: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def counts_of(all_tiles: Iterable[Tile]) -> dict[str, int]:
+    """How many rooms are online, offline, never connected, locked, with problems."""
+    c = {"rooms": 0, "online": 0, "offline": 0, "never_connected": 0, "locked": 0,
+         "problems": 0, "alerts": 0}
+    for t in all_tiles:
+        c["rooms"] += 1
+        c[t.availability] += 1
+        c["locked"] += bool(t.locked_by)
+        c["problems"] += bool(t.problems)
+        c["alerts"] += t.open_alerts
+    return c
+
+
+def rooms_page(roster: Roster, q: Query) -> Page:
+    """Filter, sort and cut the roster for the rooms page."""
+    every = tiles(roster)
+    chosen = [t for t in every if _matches(t, q)]
+    if q.sort == "name":
+        chosen.sort(key=lambda t: (t.name.casefold(), t.position))
+    elif q.sort == "problems":
+        chosen.sort(key=lambda t: (-len(t.problems), t.position))
+    elif q.sort == "last_seen":
+        chosen.sort(key=lambda t: (t.last_seen_at is not None, t.last_seen_at or 0, t.position))
+    pages = max(1, -(-len(chosen) // q.per_page))
+    page = min(q.page, pages)
+    cut = chosen[(page - 1) * q.per_page: page * q.per_page]
+    return Page(with_gaps(roster, cut), len(every), len(chosen), page, pages, counts_of(every))
+
+
+# ------------------------------------------------------------------------------ windows
+@dataclass(frozen=True)
+class WindowRow:
+    """One room of a window: live status, evidence so far, the technician's result."""
+
+    tile: Tile
+    locked_here: bool
+    checked_in_at: float | None
+    refused: int
+    result: RoomResult | None
+    last_command: CommandRow | None
+    check: CommandRow | None
+    schedule_late: bool
+    """Not applied although the window starts soon (or has started)."""
+
+    def json(self, zone: Any) -> dict[str, Any]:
+        r = self.result
+        return {**self.tile.json(zone), "locked_here": self.locked_here,
+                "checked_in_at": iso_local(self.checked_in_at, zone), "refused": self.refused,
+                "schedule_late": self.schedule_late,
+                "result": None if r is None else {"mic": r.mic, "speaker": r.speaker,
+                                                  "attendance": r.attendance, "by": r.by,
+                                                  "at": iso_local(r.at, zone)},
+                "last_command": command_json(self.last_command, zone),
+                "check": command_json(self.check, zone)}
+
+
+def command_json(c: CommandRow | None, zone: Any) -> dict[str, Any] | None:
+    """A command with its reply as JSON."""
+    if c is None:
+        return None
+    rep = c.reply
+    return {"id": c.id, "site": c.site, "name": c.name, "args": c.args, "sender": c.sender,
+            "window_id": c.window_id, "created_at": iso_local(c.created_at, zone),
+            "sent_at": iso_local(c.sent_at, zone), "status": c.status,
+            "reason": rep.reason if rep else None,
+            "replied_at": iso_local(rep.received_at, zone) if rep else None}
+
+
+def window_rows(roster: Roster, w: Window, sites: Sequence[str] | None = None,
+                now: float = 0.0) -> list[WindowRow]:
+    """The window's rooms (or some of them) with what the room and staff did in it."""
+    console = roster.console
+    store = console.store
+    wanted = list(w.sites) if sites is None else [s for s in sites if s in w.sites]
+    ts = {t.site: t for t in tiles(roster, wanted)}
+    cmds = store.commands(window_id=w.id)
+    checks = {c.id for c in cmds if c.name == "operator_check"}
+    evs = store.events(kinds=list(WINDOW_EVENT_KINDS), window_id=w.id)
+    if checks:
+        evs += [e for e in store.events(kinds=["operator_check_acknowledged"],
+                                        since=w.start - 3600)
+                if e.data.get("check_id") in checks and e.window_id != w.id]
+    checked: dict[str, float] = {}
+    refused: dict[str, int] = {}
+    for e in evs:
+        if e.kind in CHECK_KINDS:
+            at = e.ts if e.ts is not None else e.received_at
+            checked[e.site] = min(checked.get(e.site, at), at)
+        elif e.kind == "shutdown_refused":
+            refused[e.site] = refused.get(e.site, 0) + 1
+    last: dict[str, CommandRow] = {}
+    last_check: dict[str, CommandRow] = {}
+    for c in cmds:  # newest first
+        last.setdefault(c.site, c)
+        if c.name == "operator_check":
+            last_check.setdefault(c.site, c)
+    results = store.results(w.id)
+    before = console.cfg.alerts.schedule_check_before_min * 60
+    soon = w.completed_at is None and now >= w.start - before
+    rows = []
+    for s in wanted:
+        t = ts.get(s) or tile(roster, s, None, 0, "none")
+        rows.append(WindowRow(t, t.locked_by == w.id, checked.get(s), refused.get(s, 0),
+                              results.get(s), last.get(s), last_check.get(s),
+                              soon and t.schedule != "applied"))
+    return rows
+
+
+def window_progress(rows: Sequence[WindowRow]) -> dict[str, int]:
+    """Counts over a window's rooms: on, locked, checked in, refused, …"""
+    return {
+        "rooms": len(rows),
+        "online": sum(r.tile.availability == "online" for r in rows),
+        "on": sum(r.tile.power == "on" for r in rows),
+        "locked": sum(r.locked_here for r in rows),
+        "checked_in": sum(r.checked_in_at is not None for r in rows),
+        "refused": sum(r.refused > 0 for r in rows),
+        "schedule": sum(r.tile.schedule == "applied" for r in rows),
+        "results": sum(r.result is not None for r in rows),
+    }
+
+
+def alert_json(a: Alert, roster: Roster, zone: Any) -> dict[str, Any]:
+    """An alert as JSON."""
+    return {"id": a.id, "site": a.site, "name": roster.name(a.site), "kind": a.kind,
+            "raised_at": iso_local(a.raised_at, zone), "window_id": a.window_id,
+            "late": a.late, "detail": a.detail, "taken_by": a.taken_by,
+            "taken_at": iso_local(a.taken_at, zone), "note": a.note}
+
+
+def window_json(w: Window, now: float, zone: Any) -> dict[str, Any]:
+    """A window as JSON."""
+    return {"id": w.id, "kind": w.kind, "title": w.title, "start": iso_local(w.start, zone),
+            "end": iso_local(w.end, zone), "status": w.status(now), "rooms": len(w.sites),
+            "sites": list(w.sites), "created_by": w.created_by,
+            "created_at": iso_local(w.created_at, zone),
+            "completed_at": iso_local(w.completed_at, zone), "completed_by": w.completed_by}
