@@ -125,14 +125,17 @@ class BenchBroker:
 
 
 def console_yaml(broker_port: int, db_url: str, sites: list[str], client_id: str,
-                 share_group: str | None, primary: bool) -> str:
-    """A console config for the bench (roster: every simulated room)."""
+                 share_group: str | None, primary: bool, data_dir: Path | None = None) -> str:
+    """A console config for the bench (roster: every simulated room); its dashboard on a
+    free loopback port, its files (the dashboard's secret) in ``data_dir``."""
     share = f", share_group: {share_group}" if share_group else ""
+    data = Path(data_dir or tempfile.gettempdir())
     lines = ["organisation:", '  name: {vi: "Trung tâm Thử tải", en: "Load test centre"}',
              '  level: {vi: "tỉnh", en: "province"}',
              f"broker: {{url: 'mqtt://127.0.0.1:{broker_port}', client_id: {client_id}, "
              f"keepalive_s: 60{share}, primary: {'true' if primary else 'false'}}}",
-             f"database: {{url: '{db_url}'}}", "rooms:"]
+             f"database: {{url: '{db_url}', path: '{data / (client_id + '.db')}'}}",
+             f"http: {{listen: '127.0.0.1:{free_port()}'}}", "rooms:"]
     lines += [f"  - {{id: {s}, name: 'Xã {s}'}}" for s in sites]
     return "\n".join(lines) + "\n"
 
@@ -393,7 +396,8 @@ class Bench:
             cid = "diemcau-console" if primary else f"diemcau-recorder-{i + 1}"
             cfg = self.workdir / f"console-{i + 1}.yaml"
             cfg.write_text(console_yaml(self.broker.port, self.db_url, self.sites, cid,
-                                        SHARE_GROUP if self.recorders > 1 else None, primary))
+                                        SHARE_GROUP if self.recorders > 1 else None, primary,
+                                        self.workdir))
             if primary:
                 self.cfg = parse_config(cfg.read_text())
                 self.store = PostgresStore(self.db_url)  # makes the schema

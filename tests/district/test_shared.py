@@ -98,7 +98,7 @@ def test_recorders_share_a_burst_and_one_killed_loses_and_doubles_nothing(
     for i, primary in ((1, True), (2, False)):
         cfg = short_tmp / f"rec-{i}.yaml"
         cfg.write_text(console_yaml(district_broker.port, url, sites, f"rec-{i}", SHARE_GROUP,
-                                    primary))
+                                    primary, short_tmp))
         configs.append(cfg)
     store = PostgresStore(url)
     recs = [RecorderProcess(c) for c in configs]
