@@ -492,18 +492,31 @@ class Bench:
                                        end=start + 900, rooms="all")
         p.note = (f"window {w.id}: every room locks at {self.lead_s:g} s before the start, "
                   "in the same second")
-        digests = {s: v.digest for s, v in self.store.latest_schedules().items()}
-        self.wait("every room to apply its schedule", lambda: int(self.q(
-            "SELECT COUNT(*) FROM live WHERE state::json->'schedule'->>'digest' = "
-            "ANY(%s)", (list(set(digests.values())),))[0][0]) >= self.n, 90)
+        digests = list({v.digest for v in self.store.latest_schedules().values()})
+        t0 = time.time()
+
+        def applied() -> int:
+            return int(self.q("SELECT COUNT(*) FROM live WHERE state::json->'schedule'->>"
+                              "'digest' = ANY(%s)", (digests,))[0][0])
+        all_applied = self.wait("every room to apply its schedule",
+                                lambda: applied() >= self.n, 90)
+        p.note += (f"; every room applied its schedule {time.time() - t0:.1f} s after the "
+                   "window was made" if all_applied else
+                   f"; {applied()} of {self.n} rooms had applied their schedule 90 s after")
         self.wait("the start", lambda: time.time() >= start + self.check_at, self.lead_s + 30)
         self.console.operator_check(actor, "all", window_id=w.id, timeout_s=self.check_timeout)
         self.wait("the check to be answered or time out",
                   lambda: time.time() >= start + self.complete_at, 40)
         self.console.complete_window(actor, w.id)
-        self.wait("every room to release its lock", lambda: int(self.q(
-            "SELECT COUNT(DISTINCT site) FROM events WHERE kind = 'lock_released'")[0][0])
-                  >= self.n, 90)
+        t1 = time.time()
+
+        def released() -> int:
+            return int(self.q("SELECT COUNT(DISTINCT site) FROM events "
+                              "WHERE kind = 'lock_released'")[0][0])
+        if self.wait("every room to release its lock", lambda: released() >= self.n, 90):
+            p.note += f"; every room released {time.time() - t1:.1f} s after the completion"
+        else:
+            p.note += f"; {released()} of {self.n} rooms released 90 s after the completion"
         self.wait("every room to switch off after the window", lambda: int(self.q(
             "SELECT COUNT(*) FROM live WHERE state::json->>'power' = 'off'")[0][0])
                   >= self.n, 60)
