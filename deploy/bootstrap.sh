@@ -20,6 +20,8 @@ if [ "${1:-}" = "--test" ]; then
   # The tests also check the systemd unit (systemd-analyze) and the polkit rule (node --check).
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  # The console's PostgreSQL store is tested on a real server (initdb/pg_ctl in a temp dir).
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
   # The logind inhibitor test runs the real systemd-inhibit against a fake logind on a
   # private bus (dbus-daemon); the installer tests use rsync like the Pi does.
   command -v systemd-inhibit >/dev/null 2>&1 || need_apt+=(systemd)

@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace) -> ConsoleConfig:
 def _console(args: argparse.Namespace, cfg: ConsoleConfig | None = None,
              clock: Callable[[], float] = time.time) -> Console:
     cfg = cfg or _config(args)
-    return Console(cfg, open_store(cfg.database.path), clock=clock)
+    return Console(cfg, open_store(cfg.database), clock=clock)
 
 
 def _actor() -> Actor:
@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace, out: _Out) -> int:
     console.republish()
     rec.start()
     log.info("console running: %d rooms, broker %s, database %s", len(cfg.rooms),
-             cfg.broker.url, cfg.database.path)
+             cfg.broker.url, cfg.database.url or cfg.database.path)
     stop.wait()
     web.stop()
     rec.stop()

@@ -93,6 +93,15 @@ class BrokerCfg(Strict):
                                               "(and queues messages) while it is away")
     keepalive_s: int = Field(60, ge=5, le=300)
     topic_prefix: str = Field("diemcau/v2", pattern=r"^[A-Za-z0-9_/-]+[A-Za-z0-9_-]$")
+    share_group: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+        description="Receive events and replies through the MQTT v5 shared subscription "
+                    "$share/<group>/…, so several recorder processes (each its own client_id, "
+                    "one database: PostgreSQL) share them; see docs/benchmarks.md")
+    primary: bool = Field(
+        True, description="This process also records availability, state, info and host (a "
+                          "normal subscription: retained messages, each room in order) and "
+                          "publishes schedules and commands: exactly one process per console")
 
     @field_validator("url")
     @classmethod
@@ -142,7 +151,27 @@ class BrokerCfg(Strict):
 
 class Database(Strict):
     path: Path = Field(Path("/var/lib/diemcau-district/console.db"),
-                       description="SQLite database file (WAL mode)")
+                       description="SQLite database file (WAL mode); not used with 'url'")
+    url: str | None = Field(
+        None, description="postgresql://USER@HOST:PORT/DB (PostgreSQL instead of the SQLite "
+                          "file; the password, if any, in a libpq passfile, never here)")
+
+    @field_validator("url")
+    @classmethod
+    def _pg_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        u = urlparse(v)
+        if u.scheme not in ("postgresql", "postgres") or not u.path.strip("/"):
+            raise ValueError("expected postgresql://USER@HOST:PORT/DATABASE")
+        if u.password is not None:
+            raise ValueError("no password in the URL (it would show in logs): put it in a "
+                             "passfile and add ?passfile=/etc/diemcau-district/pgpass")
+        try:
+            u.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"bad port: {e}") from None
+        return v
 
 
 class Http(Strict):

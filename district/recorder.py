@@ -1,9 +1,10 @@
 """The console's MQTT side: the recorder (rooms → store) and the dispatcher (store → rooms).
 
-One paho-mqtt 2 client, MQTT v5, with a **persistent session**: a fixed client id, a clean
-start only the very first time (remembered in the database), a Session Expiry Interval, QoS 1
-subscriptions with ``retain_handling=1``. While the console is away the broker queues what
-rooms publish; when it comes back (its own restart or the broker's) it receives the backlog.
+One paho-mqtt 2 client, MQTT v5, with a **persistent session**: a fixed client id, never a
+clean start (Mosquitto 2.0.11 does not save a session begun clean), a Session Expiry
+Interval, QoS 1 subscriptions with ``retain_handling=1``. While the console is away the broker
+queues what rooms publish; when it comes back (its own restart or the broker's) it receives
+the backlog.
 
 Nothing is acknowledged before it is stored: the client uses manual acknowledgement, so a
 PUBACK goes to the broker only after the message's transaction has committed. A console that
@@ -12,6 +13,19 @@ dies between the two gets the message again and the ``(site, seq)`` constraint d
 Threads: paho's network thread only puts messages on a queue; the *writer* stores them in
 batches (one transaction each) and acknowledges; the *dispatcher* publishes what the service
 queued (schedules retained, commands) and runs the time-based alerts.
+
+**Several recorder processes** (``broker.share_group``, PostgreSQL): each receives a share of
+``events`` and ``replies`` through the MQTT v5 shared subscription
+``$share/<group>/<prefix>/rooms/+/events`` (each message to one of them; each its own
+``client_id`` and persistent session). Shared subscriptions get no retained messages and spread
+one room's messages over several processes, so ``availability``, ``state``, ``info`` and
+``host`` (retained, and only meaningful in order) are subscribed normally by the one
+``primary`` process, which also runs the dispatcher. A member that is down keeps its share
+queued in its session until it is back (Mosquitto 2.0 does not hand it to the others): run
+each under a supervisor that restarts it. Mosquitto 2.0.11 forgets shared subscriptions when
+it restarts (normal ones it keeps): events sent between its restart and the members'
+resubscription are lost, so on that broker record with one process. See
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -45,6 +59,9 @@ PUBLISH_TIMEOUT_S = 10.0
 TICK_S = 5.0
 RETRY_S = 1.0
 HEARTBEAT_KEY = "recorder_alive_at"
+SHARED_KINDS = ("events", "replies")
+"""What several recorder processes share: unique by key (``(site, seq)``, command id), so any
+process may store any of them, in any order."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +91,13 @@ class Recorder:
 
     def __init__(self, cfg: ConsoleConfig, console: Console,
                  clock: Callable[[], float] = time.time, client_id: str | None = None,
-                 tick_s: float = TICK_S) -> None:
+                 tick_s: float = TICK_S, share_group: str | None = None,
+                 primary: bool | None = None) -> None:
         self.cfg = cfg
+        self.share_group = share_group or cfg.broker.share_group
+        """Events and replies through ``$share/<group>/…`` (None: a normal subscription)."""
+        self.primary = cfg.broker.primary if primary is None else primary
+        """Records availability/state/info/host and runs the dispatcher."""
         self.console = console
         self.store = console.store
         self.clock = clock
@@ -119,13 +141,17 @@ class Recorder:
         writer and dispatcher threads."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.broker.session_expiry_s
-        first = self.store.meta_get(self._session_key) is None
-        clean: Any = mqtt.MQTT_CLEAN_START_FIRST_ONLY if first else False
+        # Never a clean start, not even the first time (the broker makes a new session when it
+        # has none): Mosquitto 2.0.11 does not save a session begun clean, so the console's
+        # first session, and what rooms sent while it was away, would not survive the
+        # broker's first restart.
         self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port,
-                                  keepalive=self.cfg.broker.keepalive_s, clean_start=clean,
+                                  keepalive=self.cfg.broker.keepalive_s, clean_start=False,
                                   properties=props)
-        for target, name in ((self._writer, "district-writer"),
-                             (self._dispatcher, "district-dispatcher")):
+        threads = [(self._writer, "district-writer")]
+        if self.primary:
+            threads.append((self._dispatcher, "district-dispatcher"))
+        for target, name in threads:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -149,6 +175,17 @@ class Recorder:
     def _session_key(self) -> str:
         return f"mqtt_session:{self.client_id}"
 
+    def subscriptions(self) -> list[str]:
+        """The topic filters this process subscribes to."""
+        if self.share_group is None:
+            return self.topics.subscriptions()
+        out = [f"$share/{self.share_group}/{self.topics.prefix}/rooms/+/{k}"
+               for k in SHARED_KINDS]
+        if self.primary:
+            out += [self.topics.room("+", k) for k in contract.ROOM_TOPICS
+                    if k not in SHARED_KINDS]
+        return out
+
     def idle(self, timeout: float = 10.0) -> bool:
         """Wait until every message received so far is stored; False on timeout."""
         with self._cv:
@@ -166,7 +203,7 @@ class Recorder:
             present = bool(getattr(flags, "session_present", False))
             self.session_present = present
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            client.subscribe([(t, opts) for t in self.topics.subscriptions()])
+            client.subscribe([(t, opts) for t in self.subscriptions()])
             self._resend_schedules = not present
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()

@@ -17,8 +17,17 @@ from district.config import ConsoleConfig, parse_config
 from district.model import Actor, Change
 from district.recorder import Recorder
 from district.service import Console
-from district.store.sqlite import SqliteStore
+from district.store import is_postgres_url, open_store
 from tests.district.rooms import ScriptedRoom
+
+
+def _sqlite_file(tmp: Path) -> Path | str:
+    return tmp / "console.db"
+
+
+DATABASE: Callable[[Path], Path | str] = _sqlite_file
+"""Where a rig keeps its data: a SQLite file in the test's directory, or (set by
+``tests/district/conftest.py`` for the PostgreSQL runs) a fresh PostgreSQL database's URL."""
 
 T0 = 1_795_000_000.0  # 2026-11-18T...Z; windows start an hour after
 ACTOR = Actor("hung")
@@ -39,7 +48,7 @@ class FakeClock:
         return t
 
 
-def config_yaml(broker_port: int, db: Path, rooms: list[str],
+def config_yaml(broker_port: int, db: Path | str, rooms: list[str],
                 groups: dict[str, str] | None = None, extra: str = "") -> str:
     groups = groups or {}
     lines = [
@@ -47,7 +56,7 @@ def config_yaml(broker_port: int, db: Path, rooms: list[str],
         '  name: {vi: "Trung tâm Thử", en: "Test Centre"}',
         '  level: {vi: "tỉnh", en: "province"}',
         f"broker: {{url: 'mqtt://127.0.0.1:{broker_port}', keepalive_s: 5}}",
-        f"database: {{path: '{db}'}}",
+        f"database: {{url: '{db}'}}" if is_postgres_url(db) else f"database: {{path: '{db}'}}",
         "rooms:",
     ]
     for r in rooms:
@@ -65,10 +74,10 @@ class ConsoleRig:
         self.broker = broker
         self.tmp = tmp
         self.clock = clock or FakeClock()
-        self.db = tmp / "console.db"
+        self.db = DATABASE(tmp)
         self.cfg: ConsoleConfig = parse_config(config_yaml(broker.port, self.db, rooms, groups))
         self.client_id = client_id
-        self.store = SqliteStore(self.db)
+        self.store = open_store(self.cfg.database)
         self.console = Console(self.cfg, self.store, clock=self.clock)
         self._cv = threading.Condition()
         self.changes: list[Change] = []

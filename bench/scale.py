@@ -1,0 +1,692 @@
+"""Scale bench: N simulated rooms, one Mosquitto, one console on PostgreSQL.
+
+Everything is real and on loopback: Mosquitto with the project's local config and the limits
+a district of this size needs (:data:`DISTRICT_LIMITS`), PostgreSQL from Debian's package
+(``fsync`` on, ``track_commit_timestamp`` on: the time each event was stored is its
+transaction's commit time), the console as ``python -m district run`` (its recorder and
+dispatcher; with ``--recorders 2`` a second recorder process sharing events and replies
+through ``$share/diemcau-recorders/…``), and the rooms from ``bench/roomsim.py`` in one or
+two processes. Phases:
+
+1. **connect**: every room connects (its first session), says ``online``, publishes ``info``,
+   ``host``, ``state`` and ``agent_started``;
+2. **window storm**: one window for every room, all starting in the same second: every room
+   applies its schedule, locks and powers up at ``start - lead`` at once, ``window_ready`` at
+   the start, check-ins and refused switch-offs, an operator check to every room (most
+   answered), the completion (commands and schedules), the switch-off after the window;
+3. **reconnect storm**: the broker restarts (SIGTERM, persistence kept); every room
+   reconnects with its back-off and sends ``link_restored`` and its new state.
+
+Figures: events and states stored per second, recorder lag from the room's send (the publish
+that the broker acknowledged) to the commit that stored it (p50/p99), events lost (acknowledged
+by the broker, never stored: must be 0), duplicates stored (must be 0), the time to drain, and
+memory and CPU of each process. The table prints the goal beside ours.
+
+Example::
+
+    .venv/bin/python -m bench.scale --rooms 1000
+    .venv/bin/python -m bench.scale --rooms 10000 --recorders 2 --sims 2
+
+``python -m bench.scale recorder --config FILE`` runs one recorder process (the console's
+``run`` without its signal handling) printing ``stored N`` as it stores events: the
+shared-subscription test uses it to see which process stored what.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bench.localpg import LocalPostgres
+from bench.roomsim import site_names
+from broker.local import find_mosquitto, free_port, render_local_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DISTRICT_LIMITS = {
+    # The console may be behind (a storm) or away (a restart): what rooms publish meanwhile
+    # waits in its session. 1000 (the local config) would drop most of a 10,000-room window.
+    "max_queued_messages": "2000000",
+    "max_queued_bytes": "0",
+    # The console acknowledges a whole transaction (up to 500 messages) at once: let the broker
+    # have that many in flight to it.
+    "max_inflight_messages": "1000",
+    "max_connections": "-1",
+}
+"""Limits raised over ``broker/mosquitto/local.conf.tmpl`` for a district of thousands of rooms
+(the last value of an option wins in Mosquitto's config)."""
+
+SHARE_GROUP = "diemcau-recorders"
+GOAL_LAG_P99_S = 2.0
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+class BenchBroker:
+    """Mosquitto with the project's local config plus :data:`DISTRICT_LIMITS`."""
+
+    def __init__(self, data_dir: Path, limits: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.limits = DISTRICT_LIMITS if limits is None else limits
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def config(self) -> str:
+        text = render_local_config(self.port, self.data_dir, True)
+        return text + "# district limits (bench/scale.py)\n" + "".join(
+            f"{k} {v}\n" for k, v in self.limits.items())
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "mosquitto.conf"
+        conf.write_text(self.config())
+        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: see {self.data_dir}/mosquitto.log")
+            with contextlib.suppress(OSError), socket.create_connection(
+                    (self.host, self.port), timeout=0.2):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("mosquitto did not listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def console_yaml(broker_port: int, db_url: str, sites: list[str], client_id: str,
+                 share_group: str | None, primary: bool, data_dir: Path | None = None) -> str:
+    """A console config for the bench (roster: every simulated room); its dashboard on a
+    free loopback port, its files (the dashboard's secret) in ``data_dir``."""
+    share = f", share_group: {share_group}" if share_group else ""
+    data = Path(data_dir or tempfile.gettempdir())
+    lines = ["organisation:", '  name: {vi: "Trung tâm Thử tải", en: "Load test centre"}',
+             '  level: {vi: "tỉnh", en: "province"}',
+             f"broker: {{url: 'mqtt://127.0.0.1:{broker_port}', client_id: {client_id}, "
+             f"keepalive_s: 60{share}, primary: {'true' if primary else 'false'}}}",
+             f"database: {{url: '{db_url}', path: '{data / (client_id + '.db')}'}}",
+             f"http: {{listen: '127.0.0.1:{free_port()}'}}", "rooms:"]
+    lines += [f"  - {{id: {s}, name: 'Xã {s}'}}" for s in sites]
+    return "\n".join(lines) + "\n"
+
+
+class SimProcess:
+    """One ``bench/roomsim.py`` process and its JSON-lines control channel."""
+
+    def __init__(self, broker_port: int, prefix: str, first: int, count: int,
+                 args: list[str], log: Path) -> None:
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.roomsim", "--port", str(broker_port), "--prefix",
+             prefix, "--first", str(first), "--count", str(count), *args],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            text=True, bufsize=1)
+        self._lock = threading.Lock()
+        ready = self._read(30)
+        if not ready.get("ready"):
+            raise RuntimeError(f"roomsim did not start: {ready}")
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        out: list[str] = []
+        assert self.proc.stdout is not None
+        t = threading.Thread(target=lambda: out.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
+                             daemon=True)
+        t.start()
+        t.join(timeout)
+        if not out or not out[0]:
+            raise RuntimeError("roomsim did not answer")
+        return dict(json.loads(out[0]))
+
+    def ctl(self, op: str, timeout: float = 60, **args: Any) -> dict[str, Any]:
+        with self._lock:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+            self.proc.stdin.flush()
+            return self._read(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self.ctl("stop", timeout=20)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Procs:
+    """CPU and memory of the processes the bench watches (psutil)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.watched: dict[str, list[Any]] = {}
+        self.peak_rss: dict[str, float] = {}
+        self.cpu0: dict[str, float] = {}
+        self.cpu_done: dict[str, float] = {}
+
+    def watch(self, name: str, pid: int, children: bool = False) -> None:
+        p = self.psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)] if children else [p]
+        self.watched.setdefault(name, []).extend(procs)
+
+    def sample(self) -> None:
+        for name, procs in self.watched.items():
+            rss = cpu = 0.0
+            for p in procs:
+                with contextlib.suppress(self.psutil.Error):
+                    rss += p.memory_info().rss
+                    t = p.cpu_times()
+                    cpu += t.user + t.system
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0.0), rss)
+            self.cpu_done[name] = max(self.cpu_done.get(name, 0.0), cpu)
+
+    def forget(self, name: str) -> None:
+        """A process that ends (a broker restarted): keep its figures, watch the new one."""
+        self.sample()
+        self.cpu0[name] = self.cpu0.get(name, 0.0) + self.cpu_done.get(name, 0.0)
+        self.cpu_done[name] = 0.0
+        self.watched[name] = []
+
+    def cpu(self, name: str) -> float:
+        return self.cpu0.get(name, 0.0) + self.cpu_done.get(name, 0.0)
+
+
+@contextlib.contextmanager
+def sampling(procs: Procs, every_s: float = 0.5) -> Iterator[None]:
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every_s):
+            procs.sample()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        procs.sample()
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass
+class Phase:
+    name: str
+    started: float
+    ended: float = 0.0
+    drained: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Figures:
+    rooms: int
+    recorders: int
+    sims: int
+    seconds: float = 0.0
+    phases: list[Phase] = field(default_factory=list)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    made: int = 0
+    acked: int = 0
+    pending: int = 0
+    stored: int = 0
+    lost: int = 0
+    unstored: int = 0  # acknowledged, not stored when the run's time bound came
+    duplicates: int = 0
+    states: int = 0
+    processes: list[tuple[str, float, float, float]] = field(default_factory=list)
+    limits: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicates == 0 and self.unstored == 0
+
+    def table(self) -> str:
+        out = [f"scale bench: {self.rooms} rooms, {self.sims} room process(es), one Mosquitto, "
+               f"console with {self.recorders} recorder process(es) on PostgreSQL "
+               f"({self.seconds:.0f} s)"]
+        out.append(f"  {'':<34}{'connect':>12}{'window':>12}{'reconnect':>12}"
+                   f"{'goal @10k':>12}")
+        keys = [p.name for p in self.phases]
+
+        def row(label: str, what: str, fmt: str, goal: str = "") -> None:
+            vals = []
+            for k in ("connect", "window", "reconnect"):
+                v = self.rows.get(k, {}).get(what) if k in keys else None
+                vals.append("-" if v is None else format(v, fmt))
+            out.append(f"  {label:<34}" + "".join(f"{v:>12}" for v in vals) + f"{goal:>12}")
+
+        row("phase length (s)", "seconds", ".1f")
+        row("events stored", "events", "d")
+        row("events stored per s", "events_per_s", ".0f")
+        row("states stored", "states", "d")
+        row("states stored per s", "states_per_s", ".0f")
+        row("peak events stored in 1 s", "peak_events", "d")
+        row("peak states stored in 1 s", "peak_states", "d")
+        row("recorder lag p50 (s)", "p50", ".3f")
+        row("recorder lag p99 (s)", "p99", ".3f", f"<= {GOAL_LAG_P99_S:g}")
+        row("recorder lag max (s)", "max", ".3f")
+        row("drained after (s)", "drain", ".1f")
+        row("rooms online (console)", "online", "d")
+        out.append(f"  {'events made / acked by broker':<34}{self.made:>12}{self.acked:>12}")
+        out.append(f"  {'events stored':<34}{self.stored:>12}")
+        out.append(f"  {'events lost (must be 0)':<34}{self.lost:>12}{'':>24}{'0':>12}")
+        out.append(f"  {'duplicates stored (must be 0)':<34}{self.duplicates:>12}"
+                   f"{'':>24}{'0':>12}")
+        out.append(f"  {'still in room outboxes':<34}{self.pending:>12}")
+        if self.unstored:
+            out.append(f"  {'not stored within the time bound':<34}{self.unstored:>12}"
+                       "   (queued for the console, not drained)")
+        out.append(f"  {'process':<34}{'peak MiB':>12}{'CPU s':>12}{'CPU %':>12}")
+        for name, rss, cpu, pct in self.processes:
+            out.append(f"  {name:<34}{rss:>12.0f}{cpu:>12.1f}{pct:>12.0f}")
+        out.append("  broker limits raised: " + ", ".join(f"{k} {v}"
+                                                        for k, v in self.limits.items()))
+        for p in self.phases:
+            if p.note:
+                out.append(f"  {p.name}: {p.note}")
+        return "\n".join(out)
+
+
+def peak(times: list[float]) -> int:
+    """The most of ``times`` in one second."""
+    buckets: dict[int, int] = {}
+    for t in times:
+        buckets[int(t)] = buckets.get(int(t), 0) + 1
+    return max(buckets.values(), default=0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Bench:
+    """One bench run (see the module docstring)."""
+
+    def __init__(self, rooms: int, workdir: Path, recorders: int = 1, sims: int | None = None,
+                 lead_s: float = 15.0, max_s: float = 300.0, fsync: bool = True,
+                 quick: bool = False, say: Callable[[str], None] = print) -> None:
+        self.n = rooms
+        self.workdir = Path(workdir)
+        self.recorders = recorders
+        self.n_sims = sims or (1 if rooms <= 2000 else 2)
+        self.lead_s = lead_s
+        self.deadline = time.monotonic() + max_s
+        self.fsync = fsync
+        # Window timeline (s): start after lead + margin; the check at start + check_at (its
+        # timeout check_timeout); the completion at start + complete_at.
+        self.margin, self.check_at, self.check_timeout, self.complete_at = (
+            (3.0, 1.0, 5.0, 8.0) if quick else (8.0, 4.0, 20.0, 28.0))
+        self.say = say
+        self.sites = site_names("sim", 1, rooms)
+        self.procs = Procs()
+        self.figures = Figures(rooms, recorders, self.n_sims, limits=dict(DISTRICT_LIMITS))
+        self.consoles: list[subprocess.Popen[bytes]] = []
+        self.sims: list[SimProcess] = []
+        self._logs: list[IO[bytes]] = []
+
+    def left(self, cap: float) -> float:
+        return max(1.0, min(cap, self.deadline - time.monotonic()))
+
+    # -- set-up --------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pg = LocalPostgres(Path(tempfile.mkdtemp(prefix="dc-pgb-")), fsync=self.fsync,
+                                settings={"track_commit_timestamp": "on",
+                                          "shared_buffers": "'256MB'",
+                                          "max_wal_size": "'2GB'"})
+        self.pg.start()
+        self.db_url = self.pg.new_database("bench")
+        self.broker = BenchBroker(self.workdir / "broker")
+        self.broker.start()
+        self.procs.watch("mosquitto", self.broker.proc.pid)  # type: ignore[union-attr]
+        import psycopg
+
+        from district.config import parse_config
+        from district.service import Console
+        from district.store.postgres import PostgresStore
+
+        self.db = psycopg.connect(self.db_url, autocommit=True)
+        for i in range(self.recorders):
+            primary = i == 0
+            cid = "diemcau-console" if primary else f"diemcau-recorder-{i + 1}"
+            cfg = self.workdir / f"console-{i + 1}.yaml"
+            cfg.write_text(console_yaml(self.broker.port, self.db_url, self.sites, cid,
+                                        SHARE_GROUP if self.recorders > 1 else None, primary,
+                                        self.workdir))
+            if primary:
+                self.cfg = parse_config(cfg.read_text())
+                self.store = PostgresStore(self.db_url)  # makes the schema
+                self.console = Console(self.cfg, self.store)
+            log = (self.workdir / f"console-{i + 1}.log").open("wb")
+            self._logs.append(log)
+            p = subprocess.Popen([sys.executable, "-m", "district", "run", "--config", str(cfg)],
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            self.consoles.append(p)
+            self.procs.watch("console (recorder, dispatcher)" if primary
+                             else f"recorder {i + 1} (shared)", p.pid)
+        # The console's session and subscriptions exist before any room publishes (as in a
+        # district, where the console runs long before a room is installed).
+        self.wait("the console's subscriptions", lambda: int(self.q(
+            "SELECT COUNT(*) FROM console_link WHERE up = 1")[0][0]) >= self.recorders, 60)
+        time.sleep(0.5)
+        with contextlib.suppress(Exception):
+            pg_pid = int((self.pg.data / "postmaster.pid").read_text().split()[0])
+            self.procs.watch("postgresql (all backends)", pg_pid, children=True)
+        per = -(-self.n // self.n_sims)
+        self.t_sims = time.time()
+        sim_args = ["--lead-s", str(self.lead_s), "--check-timeout-s", str(self.check_timeout),
+                    "--off-after-release-s", "5", "--answer", "0.8", "--checkin", "0.5",
+                    "--refuse", "0.1", "--seed", "7", "--hard-cap-s", "3600"]
+        for k in range(self.n_sims):
+            first = 1 + k * per
+            count = min(per, self.n - k * per)
+            s = SimProcess(self.broker.port, "sim", first, count, sim_args,
+                           self.workdir / f"roomsim-{k + 1}.log")
+            self.sims.append(s)
+            self.procs.watch(f"room simulator {k + 1} ({count} rooms)", s.proc.pid)
+
+    # -- queries -------------------------------------------------------------------------
+    def q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return list(self.db.execute(sql, args).fetchall())
+
+    def online(self) -> int:
+        return int(self.q("SELECT COUNT(*) FROM live WHERE availability = 'online'")[0][0])
+
+    def sim_status(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for s in self.sims:
+            st = s.ctl("status")
+            for k in ("connected", "made", "acked", "pending", "states"):
+                total[k] = total.get(k, 0) + int(st[k])
+        return total
+
+    def stored(self) -> int:
+        return int(self.q("SELECT COUNT(*) FROM events")[0][0])
+
+    def wait(self, what: str, pred: Callable[[], bool], cap: float) -> bool:
+        end = time.monotonic() + self.left(cap)
+        while time.monotonic() < end:
+            if pred():
+                return True
+            time.sleep(0.25)
+        self.say(f"  (gave up waiting for {what})")
+        return False
+
+    def drained(self) -> bool:
+        """Every event the rooms made is acknowledged by the broker and stored."""
+        st = self.sim_status()
+        return st["pending"] == 0 and self.stored() >= st["made"]
+
+    # -- phases --------------------------------------------------------------------------
+    def phase(self, name: str) -> Phase:
+        p = Phase(name, time.time())
+        self.figures.phases.append(p)
+        self.say(f"phase {name} …")
+        return p
+
+    def end_phase(self, p: Phase, cap: float = 90.0) -> None:
+        p.ended = time.time()
+        if self.wait(f"{p.name} to drain", self.drained, cap):
+            p.drained = time.time()
+        self.procs.sample()
+
+    def run_connect(self) -> None:
+        p = self.phase("connect")
+        p.started = self.t_sims
+        self.wait("every room connected", lambda: self.sim_status()["connected"] >= self.n, 120)
+        self.wait("the console to see every room online", lambda: self.online() >= self.n, 120)
+        self.end_phase(p)
+
+    def run_window(self) -> None:
+        from district.model import Actor
+
+        p = self.phase("window")
+        actor = Actor("bench")
+        start = float(int(time.time() + self.lead_s + self.margin))
+        w = self.console.create_window(actor, kind="test", title="Thử tải", start=start,
+                                       end=start + 900, rooms="all")
+        p.note = (f"window {w.id}: every room locks at {self.lead_s:g} s before the start, "
+                  "in the same second")
+        digests = list({v.digest for v in self.store.latest_schedules().values()})
+        t0 = time.time()
+
+        def applied() -> int:
+            return int(self.q("SELECT COUNT(*) FROM live WHERE state::json->'schedule'->>"
+                              "'digest' = ANY(%s)", (digests,))[0][0])
+        all_applied = self.wait("every room to apply its schedule",
+                                lambda: applied() >= self.n, 90)
+        p.note += (f"; every room applied its schedule {time.time() - t0:.1f} s after the "
+                   "window was made" if all_applied else
+                   f"; {applied()} of {self.n} rooms had applied their schedule 90 s after")
+        self.wait("the start", lambda: time.time() >= start + self.check_at, self.lead_s + 30)
+        self.console.operator_check(actor, "all", window_id=w.id, timeout_s=self.check_timeout)
+        self.wait("the check to be answered or time out",
+                  lambda: time.time() >= start + self.complete_at, 40)
+        self.console.complete_window(actor, w.id)
+        t1 = time.time()
+
+        def released() -> int:
+            return int(self.q("SELECT COUNT(DISTINCT site) FROM events "
+                              "WHERE kind = 'lock_released'")[0][0])
+        if self.wait("every room to release its lock", lambda: released() >= self.n, 90):
+            p.note += f"; every room released {time.time() - t1:.1f} s after the completion"
+        else:
+            p.note += f"; {released()} of {self.n} rooms released 90 s after the completion"
+        self.wait("every room to switch off after the window", lambda: int(self.q(
+            "SELECT COUNT(*) FROM live WHERE state::json->>'power' = 'off'")[0][0])
+                  >= self.n, 60)
+        self.end_phase(p)
+
+    def run_reconnect(self) -> None:
+        p = self.phase("reconnect")
+        before = int(self.q("SELECT COUNT(*) FROM events WHERE kind = 'link_restored'")[0][0])
+        self.procs.forget("mosquitto")
+        self.broker.stop()
+        time.sleep(2.0)
+        self.broker.start()
+        self.procs.watch("mosquitto", self.broker.proc.pid)  # type: ignore[union-attr]
+        p.started = time.time()
+        self.wait("every room back", lambda: int(self.q(
+            "SELECT COUNT(*) FROM events WHERE kind = 'link_restored'")[0][0]) - before
+                  >= self.n, 150)
+        p.note = "broker stopped (SIGTERM, persistence kept) 2 s, started again"
+        self.end_phase(p)
+
+    # -- figures -------------------------------------------------------------------------
+    def compute(self) -> None:
+        f = self.figures
+        ledger: dict[tuple[str, int], list[Any]] = {}
+        for k, s in enumerate(self.sims):
+            path = self.workdir / f"ledger-{k + 1}.jsonl"
+            s.ctl("ledger", timeout=120, path=str(path))
+            with path.open() as fh:
+                for line in fh:
+                    site, seq, kind, _wid, made, sent, acked, late = json.loads(line)
+                    ledger[(site, seq)] = [kind, made, sent, acked, late]
+        rows = self.q("SELECT site, seq, EXTRACT(EPOCH FROM pg_xact_commit_timestamp(xmin)) "
+                      "FROM events")
+        stored = {(s, q): float(t) for s, q, t in rows}
+        f.stored = sum(1 for key in ledger if key in stored)  # (rows made after the ledger
+        f.duplicates = len(rows) - len(stored)                # was taken are left out)
+        f.made = len(ledger)
+        f.acked = sum(1 for v in ledger.values() if v[3] is not None)
+        f.pending = f.made - f.acked
+        missing = sum(1 for key, v in ledger.items() if v[3] is not None and key not in stored)
+        if all(p.drained is not None for p in f.phases):
+            f.lost = missing
+        else:  # still queued for the console when the bound came: not provably lost
+            f.unstored, f.lost = missing, 0
+        lag = {key: stored[key] - v[2] for key, v in ledger.items()
+               if key in stored and v[2] is not None}
+        snaps = self.q("SELECT received_at FROM snapshots WHERE kind = 'state'")
+        for i, p in enumerate(f.phases):
+            end = f.phases[i + 1].started if i + 1 < len(f.phases) else time.time()
+            keys = [k for k, v in ledger.items() if p.started <= v[1] < end]
+            lags = sorted(lag[k] for k in keys if k in lag)
+            busy = max(p.ended - p.started, 1e-3)
+            states = [t for (t,) in snaps if p.started <= t < end]
+            commits = [stored[k] for k in keys if k in stored]
+            f.rows[p.name] = {
+                "seconds": busy, "events": len(keys), "events_per_s": len(keys) / busy,
+                "states": len(states), "states_per_s": len(states) / busy,
+                "peak_events": peak(commits), "peak_states": peak(states),
+                "p50": percentile(lags, 0.5) if lags else None,
+                "p99": percentile(lags, 0.99) if lags else None,
+                "max": lags[-1] if lags else None,
+                "drain": None if p.drained is None else p.drained - p.ended,
+                "online": self.online() if p.name != "window" else None}
+        wall = max(f.seconds, 1e-3)
+        for name in self.procs.watched:
+            f.processes.append((name, self.procs.peak_rss.get(name, 0) / 2**20,
+                                self.procs.cpu(name), 100 * self.procs.cpu(name) / wall))
+
+    def close(self) -> None:
+        for s in self.sims:
+            s.close()
+        for p in self.consoles:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for log in self._logs:
+            log.close()
+        with contextlib.suppress(Exception):
+            self.store.close()
+        with contextlib.suppress(Exception):
+            self.db.close()
+        with contextlib.suppress(Exception):
+            self.broker.stop()
+        with contextlib.suppress(Exception):
+            self.pg.stop()
+            shutil.rmtree(self.pg.root, ignore_errors=True)
+
+    def run(self, phases: tuple[str, ...] = ("connect", "window", "reconnect")) -> Figures:
+        t0 = time.monotonic()
+        try:
+            self.setup()
+            with sampling(self.procs):
+                for name in phases:
+                    getattr(self, f"run_{name}")()
+            self.figures.seconds = time.monotonic() - t0
+            self.compute()
+        finally:
+            self.close()
+        return self.figures
+
+
+# --------------------------------------------------------------------------- one recorder
+
+
+def run_recorder(config: Path) -> int:
+    """One recorder process (as ``diemcau-district run``), printing ``stored N`` after each
+    event it stored; SIGTERM stops it cleanly."""
+    from district.config import load_config
+    from district.model import Change
+    from district.recorder import Recorder
+    from district.service import Console
+    from district.store import open_store
+
+    cfg = load_config(config)
+    console = Console(cfg, open_store(cfg.database))
+    count = 0
+    lock = threading.Lock()
+
+    def on_change(ch: Change) -> None:
+        nonlocal count
+        if ch.what == "event":
+            with lock:
+                count += 1
+                sys.stdout.write(f"stored {count}\n")
+                sys.stdout.flush()
+
+    console.subscribe(on_change)
+    rec = Recorder(cfg, console)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    rec.start()
+    if not rec.connected.wait(30):
+        return 1
+    sys.stdout.write("connected\n")
+    sys.stdout.flush()
+    stop.wait()
+    rec.stop()
+    console.store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["recorder"]:
+        p = argparse.ArgumentParser(prog="bench.scale recorder")
+        p.add_argument("--config", type=Path, required=True)
+        return run_recorder(p.parse_args(argv[1:]).config)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rooms", type=int, default=1000)
+    p.add_argument("--recorders", type=int, default=1,
+                   help="recorder processes (2 or more: a shared subscription)")
+    p.add_argument("--sims", type=int, default=None, help="room simulator processes")
+    p.add_argument("--lead-s", type=float, default=15.0, help="the rooms' lead time")
+    p.add_argument("--max-s", type=float, default=300.0, help="bound on the whole run")
+    p.add_argument("--workdir", type=Path, default=None)
+    args = p.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dc-scale-"))
+    bench = Bench(args.rooms, workdir, recorders=args.recorders, sims=args.sims,
+                  lead_s=args.lead_s, max_s=args.max_s,
+                  say=lambda m: print(m, file=sys.stderr, flush=True))
+    figures = bench.run()
+    print(figures.table())
+    print(f"(logs and ledgers in {workdir})")
+    return 0 if figures.ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
