@@ -149,12 +149,9 @@ def speaks_v2(source: Path) -> bool:
 
 @pytest.fixture
 def v2_agent() -> Path:
-    """A checkout whose room agent speaks contract 2.0: this one, or ``DIEMCAU_AGENT_SOURCE``.
-    Until the 2.0 link has landed, an expected failure that says so."""
+    """A checkout whose room agent speaks contract 2.0: this one, or ``DIEMCAU_AGENT_SOURCE``."""
     source = Path(os.environ.get("DIEMCAU_AGENT_SOURCE", ROOT))
-    if not speaks_v2(source):
-        pytest.xfail(f"the room agent in {source} speaks contract 1.0: the comparison runs "
-                     "once its 2.0 link is on this branch (or set DIEMCAU_AGENT_SOURCE)")
+    assert speaks_v2(source), f"the room agent in {source} does not speak contract 2.0"
     return source
 
 
