@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from gpiozero import Factory
 
 from agent import __version__, journal, systemd
@@ -597,15 +598,17 @@ class Agent:
     def _harvest_acks(self) -> list[int]:
         """Move what the broker acknowledged out of the in-flight set."""
         mids = self.link.take_published()
-        acked = [seq for seq, info in self._inflight.items()
-                 if info.mid in mids or info.is_published()]
+        acked = [seq for seq, info in self._inflight.items() if _published(info, mids)]
         for seq in acked:
             del self._inflight[seq]
         self._acked.extend(acked)
-        if self._info_pending is not None and (self._info_pending[1].mid in mids
-                                               or self._info_pending[1].is_published()):
-            self._linkfile_set(info_digest=self._info_pending[0])
-            self._info_pending = None
+        if self._info_pending is not None:
+            info = self._info_pending[1]
+            if _published(info, mids):
+                self._linkfile_set(info_digest=self._info_pending[0])
+                self._info_pending = None
+            elif info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+                self._info_pending = None   # it never went out: sent again at the next connect
         return acked
 
     def _save_acks(self) -> None:
@@ -877,3 +880,14 @@ class Agent:
             lkg = now
         if synced != self.state.clock_synced or lkg > self.state.last_known_good:
             self.feed(ClockStatus(synced, lkg))
+
+
+def _published(info: mqtt.MQTTMessageInfo, mids: set[int] | frozenset[int]) -> bool:
+    """Whether the broker acknowledged ``info``'s message. paho's ``is_published()`` raises
+    for a publish that failed (made while the link was going down): that one was not."""
+    if info.mid in mids:
+        return True
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False

@@ -55,3 +55,17 @@ def test_a_deadline_is_kept_while_the_queue_never_empties(tmp_path: Path) -> Non
             agent.queue.put(Stop(), timeout=1)
         loop.join(10)
         agent.close()
+
+
+def test_a_publish_that_failed_as_the_link_went_down_is_not_an_acknowledgement() -> None:
+    # paho's is_published() raises for it; the loop used to fail on every PUBACK after that.
+    import paho.mqtt.client as mqtt
+
+    from agent.runtime import _published
+
+    failed = mqtt.MQTTMessageInfo(7)
+    failed.rc = mqtt.MQTT_ERR_NO_CONN
+    assert _published(failed, set()) is False
+    assert _published(failed, {7}) is True       # acknowledged by packet id all the same
+    pending = mqtt.MQTTMessageInfo(8)
+    assert _published(pending, set()) is False
