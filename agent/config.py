@@ -404,8 +404,9 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each YAML key path to its 1-based line, for error messages."""
+def line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map each YAML key path (list items by index) to its 1-based line, for error messages
+    (the console's config uses it too)."""
     index: dict[tuple[str, ...], int] = {}
 
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
@@ -425,7 +426,8 @@ def _line_index(text: str) -> dict[tuple[str, ...], int]:
     return index
 
 
-def _line_of(path: str, lines: dict[tuple[str, ...], int]) -> str:
+def line_of(path: str, lines: dict[tuple[str, ...], int]) -> str:
+    """`` (line N)`` for the deepest part of the dotted ``path`` that has a line, else ""."""
     parts = path.split(".")
     for n in range(len(parts), 0, -1):
         if tuple(parts[:n]) in lines:
@@ -445,7 +447,7 @@ def _describe(err: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[st
         msg = "required field is missing"
     if not loc and err["type"] == "value_error":
         # Cross-field checks already name their fields, one problem a line.
-        return [f"{m}{_line_of(m.split(':', 1)[0], lines)}" for m in msg.split("\n")]
+        return [f"{m}{line_of(m.split(':', 1)[0], lines)}" for m in msg.split("\n")]
     path = ".".join(loc) or "(file)"
     out = []
     for line in msg.split("\n"):
@@ -453,7 +455,7 @@ def _describe(err: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[st
         m = re.match(r"^([A-Za-z_][\w.]*): (.+)$", line)
         full = f"{path}.{m[1]}" if m and loc else path
         text = m[2] if m and loc else line
-        out.append(f"{full}: {text}{_line_of(full, lines)}")
+        out.append(f"{full}: {text}{line_of(full, lines)}")
     return out
 
 
@@ -461,7 +463,7 @@ def parse_config(text: str, source: str = "<config>") -> SiteConfig:
     """Validate config text; raise ``ConfigError`` listing every problem."""
     try:
         raw = yaml.safe_load(text)
-        lines = _line_index(text)
+        lines = line_index(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -479,7 +481,7 @@ def parse_config(text: str, source: str = "<config>") -> SiteConfig:
         problems = [p for err in e.errors(include_input=False) for p in _describe(dict(err), lines)]
         # Cross-field checks run only on valid fields in pydantic: add them here too.
         for p in cross_check(raw):
-            line = f"{p}{_line_of(p.split(':', 1)[0], lines)}"
+            line = f"{p}{line_of(p.split(':', 1)[0], lines)}"
             if line not in problems:
                 problems.append(line)
         raise ConfigError(problems) from None

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config import line_index, line_of
+
 SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 """Same rule as the room agent's and the broker's site ids (a topic level and a user name)."""
 
@@ -299,35 +301,6 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
-def line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each YAML key path (list items by index) to its 1-based line."""
-    index: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        index.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = (*path, str(k.value))
-                index[key] = k.start_mark.line + 1
-                walk(v, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, str(i)))
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, ())
-    return index
-
-
-def _line_of(path: str, lines: dict[tuple[str, ...], int]) -> str:
-    parts = path.split(".")
-    for n in range(len(parts), 0, -1):
-        if tuple(parts[:n]) in lines:
-            return f" (line {lines[tuple(parts[:n])]})"
-    return ""
-
-
 def _describe(err: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[str]:
     """One pydantic error as ``field.path: message (line N)`` lines; never includes input."""
     loc = [str(p) for p in err["loc"]]
@@ -337,9 +310,9 @@ def _describe(err: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[st
     elif err["type"] == "missing":
         msg = "required field is missing"
     if not loc and err["type"] == "value_error":
-        return [f"{m}{_line_of(m.split(':', 1)[0], lines)}" for m in msg.split("\n")]
+        return [f"{m}{line_of(m.split(':', 1)[0], lines)}" for m in msg.split("\n")]
     path = ".".join(loc) or "(file)"
-    return [f"{path}: {line}{_line_of(path, lines)}" for line in msg.split("\n")]
+    return [f"{path}: {line}{line_of(path, lines)}" for line in msg.split("\n")]
 
 
 def parse_config(text: str, source: str = "<config>") -> ConsoleConfig:
@@ -362,7 +335,7 @@ def parse_config(text: str, source: str = "<config>") -> ConsoleConfig:
     except ValidationError as e:
         problems = [p for err in e.errors(include_input=False) for p in _describe(dict(err), lines)]
         for p in cross_check(raw):
-            line = f"{p}{_line_of(p.split(':', 1)[0], lines)}"
+            line = f"{p}{line_of(p.split(':', 1)[0], lines)}"
             if line not in problems:
                 problems.append(line)
         raise ConfigError(problems) from None
