@@ -288,7 +288,7 @@ class Demo:
         console, wid = self.console, self.window_id
         if not self._at(0):
             return
-        self._say("Cửa sổ kiểm tra bắt đầu / the test window has started")
+        self._say("Khung giờ kiểm tra bắt đầu / the test window has started")
         if not self._at(self.check_after_s):
             return
         running = [c.id for c in self.running()]
@@ -310,7 +310,7 @@ class Demo:
             if not off_done and time.time() >= self.window_start + self.off_after_s:
                 off = next(c for c in self.communes if c.fault == "switch_off")
                 text = self._local("off", off.id)
-                self._say(f"{off.name}: thử tắt trong cửa sổ / tries to switch off → {text}")
+                self._say(f"{off.name}: thử tắt trong khung giờ / tries to switch off → {text}")
                 off_done = True
             return off_done and len(pressed) == len(staffed)
 
@@ -320,7 +320,7 @@ class Demo:
         if not self._at(self.complete_after_s):
             return
         console.complete_window(self.actor, wid)
-        self._say("Đã đánh dấu kết thúc cửa sổ; các phòng được tắt / window marked complete")
+        self._say("Đã đánh dấu kết thúc khung giờ; các phòng được tắt / window marked complete")
 
     def _local(self, op: str, site: str) -> str:
         """``diemcau-agent OP --state-dir`` against a room, as its operator would."""
@@ -364,7 +364,7 @@ def banner(demo: Demo, figures: dict[str, object]) -> str:
     """What the person who started the demo reads first."""
     faults = {c.fault: c for c in demo.communes if c.fault}
     return f"""
-diemcau — toàn huyện trên một máy / the whole district on one machine
+diemcau — trung tâm và các điểm cầu trên một máy / the centre and its rooms on one machine
   {len(demo.communes)} điểm cầu mô phỏng, console {ORGANISATION['vi']}
 
   Mở / open:        {demo.url}
@@ -373,8 +373,8 @@ diemcau — toàn huyện trên một máy / the whole district on one machine
   Sự cố dàn dựng / staged faults:
     {faults['never_powered'].name}: chưa bao giờ bật (never powered: "never connected")
     {faults['unstaffed'].name}: không ai bấm nút khi kiểm tra (unstaffed)
-    {faults['switch_off'].name}: thử tắt trong cửa sổ, bị từ chối (switch-off refused)
-  Cửa sổ kiểm tra {demo.window_id} bắt đầu sau {demo.window_in_s:.0f} s; kết thúc (complete)
+    {faults['switch_off'].name}: thử tắt trong khung giờ, bị từ chối (switch-off refused)
+  Khung giờ kiểm tra {demo.window_id} bắt đầu sau {demo.window_in_s:.0f} s; kết thúc (complete)
   {demo.complete_after_s:.0f} s sau khi bắt đầu.
 
   Khởi động / start-up: {figures['seconds_to_online']} s đến khi mọi phòng trực tuyến
