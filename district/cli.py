@@ -35,6 +35,7 @@ from district.config import ConfigError, ConsoleConfig, json_schema, load_config
 from district.model import Actor
 from district.service import Console, P, ServiceError
 from district.store import StoreError, open_store
+from district.store.postgres import redacted
 from district.timefmt import parse_time, show
 
 DEFAULT_CONFIG = Path("/etc/diemcau-district/console.yaml")
@@ -115,7 +116,8 @@ def cmd_run(args: argparse.Namespace, out: _Out) -> int:
     console.republish()
     rec.start()
     log.info("console running: %d rooms, broker %s, database %s", len(cfg.rooms),
-             cfg.broker.url, cfg.database.url or cfg.database.path)
+             redacted(cfg.broker.url),
+             redacted(cfg.database.url) if cfg.database.url else cfg.database.path)
     stop.wait()
     web.stop()
     rec.stop()

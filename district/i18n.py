@@ -38,6 +38,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "rooms": ("điểm cầu", "rooms"),
     "all_ok": ("Tất cả điểm cầu đều bật đúng giờ, có người trực và giữ kết nối đến khi kết thúc.",
                "Every room was on in time, staffed, and stayed on until the end."),
+    "not_started": ("(chưa bắt đầu: chỉ liệt kê điểm cầu chưa từng kết nối)",
+                    "(not started yet: only rooms never heard from are listed)"),
     "provisional": ("(tạm thời: chưa có thông báo kết thúc)",
                     "(provisional: not yet marked complete)"),
     "late_note": ("Có số liệu gửi muộn (đánh dấu ⧗).", "Some evidence was delivered late (⧗)."),

@@ -108,6 +108,7 @@ class _Room:
         self.cfg, self.w, self.site, self.lang = cfg, w, site, lang
         self.zone = cfg.zone
         self.start = w.start
+        self.begun = now >= w.start
         self.release = w.completed_at if w.completed_at is not None else now
         self.hi = max(self.release, self.start)
         self.events = sorted(store.window_evidence(site, w.id, w.start - LOOKBACK_S,
@@ -345,6 +346,10 @@ class _Room:
             cause_list, cause = "switched_off_early", "power_lost"
         elif link_lost:
             cause_list, cause = "switched_off_early", "link_lost"
+        if not self.begun and cause != "never_connected":
+            # Before the start nothing can have been missed yet: only a room no one has
+            # ever heard from is worth a phone call now.
+            cause_list, cause = None, None
         r = self.result
         room = self.cfg.room(self.site) if self.site in self.cfg.room_ids() else None
         return {
@@ -394,6 +399,7 @@ def build_report(cfg: ConsoleConfig, store: Store, window: Window, now: float,
     summary["ok"] = sum(1 for r in rows if r["list"] is None)
     summary["late_evidence"] = any(r["late_evidence"] for r in rows)
     summary["final"] = w.completed_at is not None
+    summary["started"] = now >= w.start
     win = {"id": w.id, "kind": w.kind, "title": w.title, "start": iso_local(w.start, zone),
            "end": iso_local(w.end, zone), "completed_at": iso_local(w.completed_at, zone),
            "completed_by": w.completed_by, "rooms": len(w.sites), "timezone": cfg.timezone,
@@ -410,7 +416,9 @@ def summary_text(cfg: ConsoleConfig, w: Window, summary: dict[str, Any], lang: L
     when = f"{show(w.start, zone)}–{show(w.end, zone, with_date=False)}"
     head = (f"{org} — {t('report', lang)} {t(w.kind, lang)} «{w.title}», {when} "
             f"({cfg.timezone}): {summary['rooms']} {t('rooms', lang)}.")
-    if not summary["final"]:
+    if not summary["started"]:
+        head += " " + t("not_started", lang)
+    elif not summary["final"]:
         head += " " + t("provisional", lang)
     lines = [head]
     for n, key in enumerate(LISTS, 1):

@@ -120,12 +120,14 @@ _PLACEHOLDER = re.compile(r"\?")
 
 
 def redacted(url: str) -> str:
-    """The URL without any password (for messages and repr)."""
+    """The URL without any password, in the user part or a ``password=`` parameter (for
+    messages, logs and repr)."""
     u = urlparse(url)
-    if u.password is None:
-        return url
-    netloc = u.netloc.replace(f":{u.password}@", ":***@")
-    return u._replace(netloc=netloc).geturl()
+    if u.password is not None:
+        u = u._replace(netloc=u.netloc.replace(f":{u.password}@", ":***@"))
+    if u.query:
+        u = u._replace(query=re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", u.query))
+    return u.geturl()
 
 
 class _Connection:

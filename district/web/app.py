@@ -141,7 +141,8 @@ class Dashboard:
         session = self.sessions.read(request.cookies.get(SESSION_COOKIE))
         user = None
         if session is not None:
-            user = next((u for u in self.console.users() if u.name == session.user), None)
+            found = self.console.store.user(session.user)  # one row, not the whole table
+            user = found[0] if found is not None else None
             if user is None:
                 session = None
         csrf = self.sessions.csrf(session.nonce) if session else ""

@@ -108,7 +108,7 @@ def result_form(form: Any, lang: Lang) -> ResultForm:
         setattr(f, key, v or None)
     a = values["attendance"]
     if a:
-        if not a.isdigit():
+        if not (a.isascii() and a.isdigit()):   # "²" is a digit int() refuses
             f.errors.setdefault("attendance", []).append(word("bad_whole", lang))
         else:
             f.attendance = int(a)

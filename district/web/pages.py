@@ -166,7 +166,8 @@ def hours_of(params: Any) -> int:
     from district.web.timeline import HOURS
 
     raw = params.get("hours", "24")
-    return int(raw) if raw.isdigit() and int(raw) in HOURS else 24
+    # isdigit() is also true of "²" and other digits int() refuses: ASCII only.
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) in HOURS else 24
 
 
 def room_data(d: Dashboard, site: str, lang: Any, window_id: str | None = None,

@@ -198,3 +198,11 @@ def test_the_store_survives_a_database_restart(short_tmp: Path) -> None:
         store.close()
     finally:
         pg.stop()
+
+
+def test_a_password_never_reaches_a_message_in_either_place_of_a_url() -> None:
+    from district.store.postgres import redacted
+
+    assert redacted("mqtt://console:s3cret@127.0.0.1:1883") == "mqtt://console:***@127.0.0.1:1883"
+    assert "s3cret" not in redacted("postgresql://db.local/diemcau?sslmode=require&password=s3cret")
+    assert redacted("postgresql://db.local/diemcau") == "postgresql://db.local/diemcau"

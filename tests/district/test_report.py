@@ -398,3 +398,14 @@ def test_cli_report_formats(played: Played, tmp_path: Path) -> None:
     out = subprocess.run([*base, "--format", "html"], capture_output=True, timeout=60,
                          check=True)
     assert out.stdout.startswith(b"<!DOCTYPE html>")
+
+
+def test_before_the_start_only_rooms_never_heard_from_are_listed(played: Played) -> None:
+    rig = played.rig
+    w = rig.console.window(played.window_id)
+    early = build_report(rig.cfg, rig.store, w, now=w.start - 60)
+    assert not early["summary"]["started"]
+    listed = [i for key in ("not_switched_on", "unstaffed", "switched_off_early")
+              for i in early["summary"][key]]
+    assert listed and all(i["cause"] == "never_connected" for i in listed)
+    assert "chưa bắt đầu" in early["summary"]["text"]

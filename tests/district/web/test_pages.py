@@ -290,3 +290,11 @@ def test_static_files_and_security_headers(tmp_path: Path) -> None:
         js = c.get("/static/htmx-2.0.11.min.js")
         assert js.status_code == 200 and "htmx" in js.text[:2000]
         assert c.get("/static/dashboard.css").status_code == 200
+
+
+def test_unicode_digits_in_numbers_are_refused_not_a_crash() -> None:
+    # "²".isdigit() is true, but int("²") raises: a span or a count like that is just wrong.
+    from district.web.pages import hours_of
+
+    assert hours_of({"hours": "²"}) == 24
+    assert hours_of({"hours": "٣"}) == 24
