@@ -78,7 +78,13 @@ def test_a_client_that_hangs_up_costs_nothing(server: ControlServer) -> None:
     for _ in range(10):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(str(server.path))
-    assert request(server.path, "status") == {"ok": True, "op": "status"}
+    # While the server is still closing those (a loaded machine), "busy, try again" is the
+    # designed answer; once they are closed they must have cost nothing.
+    deadline = time.monotonic() + 10
+    reply = request(server.path, "status")
+    while reply.get("error", "").startswith("busy") and time.monotonic() < deadline:
+        reply = request(server.path, "status")
+    assert reply == {"ok": True, "op": "status"}
 
 
 def test_silent_clients_time_out_and_do_not_block_others(server: ControlServer) -> None:
