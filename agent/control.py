@@ -154,7 +154,11 @@ def request(path: Path, op: str, timeout: float = 15.0) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))
-        s.sendall(json.dumps({"op": op}).encode() + b"\n")
+        # A busy server answers and hangs up before reading: its answer is still there.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(json.dumps({"op": op}).encode() + b"\n")
         data = s.makefile("rb").readline()
+    if not data:
+        raise ConnectionError(f"{path}: the agent hung up without an answer")
     reply = json.loads(data)
     return reply if isinstance(reply, dict) else {"ok": False, "error": "bad reply"}
