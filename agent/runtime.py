@@ -750,7 +750,8 @@ class Agent:
         topics): the same core command a district one makes, or ``ha_command_refused``."""
         assert self.ha is not None  # the link subscribes to these topics only when enabled
         try:
-            cmd = ha.command_from(msg.topic, msg.payload, self.cfg, self.ha)
+            cmd = ha.command_from(msg.topic, msg.payload, self.cfg, self.ha,
+                                  retained=msg.retained)
         except ha.Refused as e:
             self.emit(ev.HaCommandRefused(topic=msg.topic, payload=ha.quoted(msg.payload),
                                           reason=str(e)))

@@ -174,13 +174,18 @@ def quoted(payload: bytes) -> str:
 
 
 def command_from(topic: str, payload: bytes, cfg: SiteConfig, topics: HaTopics,
-                 new_id: str | None = None) -> Command:
+                 new_id: str | None = None, retained: bool = False) -> Command:
     """The core command a Home Assistant message on ``topic`` asks for, or :class:`Refused`.
 
     ``power/<device>/set`` with ``ON``/``OFF`` is a district ``power`` command for that one
     device; ``operator_check/set`` with ``PRESS`` an ``operator_check`` with the room's
     default timeout. Each gets a new id (``ha-…``): a QoS-1 redelivery is a second command,
-    harmless since switching a device to where it is does nothing."""
+    harmless since switching a device to where it is does nothing. A ``retained`` message
+    (kept by the broker from some time ago, sent on a new subscription) is refused: a switch
+    is pressed now or not at all."""
+    if retained:
+        raise Refused("retained: a command kept by the broker from before is not taken "
+                      "(Home Assistant sends its commands unretained)")
     allowed = cfg.homeassistant.commands
     rest = topic.removeprefix(topics.base + "/") if topic.startswith(topics.base + "/") else None
     parts = rest.split("/") if rest is not None else []

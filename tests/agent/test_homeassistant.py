@@ -395,6 +395,19 @@ def test_bad_payloads_are_refused_with_an_event_and_change_nothing(
         assert not any(e["kind"] == "operator_check_requested" for e in w.events())
 
 
+def test_a_retained_command_from_before_is_not_taken(broker: LocalBroker,
+                                                    short_tmp: Path) -> None:
+    """A switch-off someone left retained is old news: a room subscribing afresh refuses it."""
+    with room_watcher(broker) as w:
+        w.publish("ha/power/camera/set", b"OFF", retain=True)
+        with running(parse_config(ha_yaml(broker)), short_tmp / "state") as room:
+            refused = w.event("ha_command_refused")
+            assert refused["data"]["reason"].startswith("retained: ")
+            w.command("probe", "request_state")
+            assert w.latest("state")["devices"]["camera"]["power"] == "on"
+            assert room.factory.pin(20).state is True
+
+
 def test_switched_off_later_the_device_leaves_home_assistant(broker: LocalBroker,
                                                              short_tmp: Path) -> None:
     """A device dropped from the config is retired (its platform alone, once); with the
