@@ -300,6 +300,28 @@ def test_discovery_retained_on_connect_and_again_after_birth(broker: LocalBroker
             assert sum(1 for t, _, _ in hass.messages[mark:] if t == DISCOVERY) == 1
 
 
+def test_discovery_sent_again_on_every_reconnect(tmp_path: Path, short_tmp: Path) -> None:
+    """A broker restarted without its retained messages gets the discovery message back from
+    the room as soon as the room reconnects."""
+    broker = LocalBroker(tmp_path / "broker", persistence=False)
+    broker.start()
+    try:
+        with running(parse_config(ha_yaml(broker)), short_tmp / "state"):
+            with home_assistant(broker) as hass:
+                hass.wait(DISCOVERY)
+            broker.stop()
+            broker.start()   # same port, nothing retained
+            with room_watcher(broker) as w:
+                w.availability("online", timeout=90)   # the room is back (back-off 1-3 s)
+                w.wait("state")   # sent after the discovery message on connect
+                with home_assistant(broker) as hass:
+                    msg = hass.wait(DISCOVERY)
+                    assert [r for t, _, r in hass.messages if t == DISCOVERY] == [True]
+                    assert discovery_problems(msg) == []
+    finally:
+        broker.stop()
+
+
 def test_switch_off_outside_a_window_switches_the_pin(broker: LocalBroker,
                                                       short_tmp: Path) -> None:
     cfg = parse_config(ha_yaml(broker))
