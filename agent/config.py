@@ -300,6 +300,36 @@ class Contact(Strict):
     phone: str = Field(pattern=r"^\+?[0-9 ().-]{6,20}$")
 
 
+HA_COMMANDS = ("power", "operator_check")
+"""What Home Assistant may ask a room to do (``homeassistant.commands``)."""
+
+
+class HomeAssistant(Strict):
+    """Home Assistant MQTT discovery: the room appears in a province's Home Assistant as one
+    device (``docs/homeassistant.md``)."""
+
+    enabled: bool = Field(False, description="Publish the discovery message and take commands "
+                                             "from Home Assistant")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+                                  description="Home Assistant's discovery prefix (its MQTT "
+                                              "options; the broker's ACL must name the same)")
+    commands: list[Literal["power", "operator_check"]] = Field(
+        default_factory=lambda: list(HA_COMMANDS),
+        description="What Home Assistant may do here: 'power' (a switch per device) and "
+                    "'operator_check' (a button); [] shows the room read-only")
+    language: Literal["vi", "en"] = Field("vi", description="Language of the names Home "
+                                                            "Assistant shows that the config "
+                                                            "does not give (one at a time)")
+
+    @field_validator("commands")
+    @classmethod
+    def _once(cls, v: list[str]) -> list[str]:
+        twice = sorted({c for c in v if v.count(c) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} named more than once")
+        return v
+
+
 class SiteConfig(Strict):
     """One room's whole configuration."""
 
@@ -310,6 +340,9 @@ class SiteConfig(Strict):
     button: ButtonCfg | None = None
     timing: Timing = Timing()
     support: list[Contact] = Field(default_factory=list)
+    homeassistant: HomeAssistant = Field(default_factory=HomeAssistant,
+                                         description="Home Assistant discovery (off unless "
+                                                     "enabled)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
         None, description="The agent's log level (overrides --log-level); a reload "
                           "(systemctl reload diemcau-agent) applies a new one")

@@ -289,6 +289,8 @@ EVENTS: dict[str, Entry] = {
                                "{last_seq}"),
     "outbox_reset": Entry(ERR, "event store reset ({reason}: {error}); old file moved to "
                              "{moved_to}; on disk: {durable}"),
+    "ha_command_refused": Entry(WARN, "Home Assistant command on {topic} refused ({reason}); "
+                                   "nothing changed"),
     # -- log lines only, never events ------------------------------------------------------
     "broker_connected": Entry(INFO, "connected to the broker {broker}"),
     "broker_lost": Entry(WARN, "lost the broker {broker}; events wait in the outbox"),

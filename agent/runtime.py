@@ -39,6 +39,7 @@ from agent.core.events import (
     ButtonHeld,
     ButtonPressed,
     ClockStatus,
+    Command,
     Event,
     HelpRequested,
     LocalPowerRequest,
@@ -49,6 +50,7 @@ from agent.devices import EmulatedRoom, SerialDevices
 from agent.hardware.board import Board, RelayError, released_power
 from agent.inhibit import ShutdownInhibitor
 from agent.journal import BacklogWatch, log_event
+from agent.link import homeassistant as ha
 from agent.link.host import HostReporter
 from agent.link.info import centre_names, info_digest, info_message
 from agent.link.mqtt import Incoming, Link, Published
@@ -249,8 +251,10 @@ class Agent:
         self.stop_reason = "signal"
         """What :meth:`close` says stopped the agent (``agent_stopping``), unless told."""
         self._connect = connect
+        self.ha = ha.ha_topics(cfg, self.topics)
+        """The Home Assistant topics, None unless ``homeassistant.enabled``."""
         self.link = Link(cfg.broker, self.topics, self._offer, broker_host, broker_port,
-                         use_files=connect, clock=clock)
+                         use_files=connect, clock=clock, ha=self.ha)
         self.started = threading.Event()
         self.watchdog = Watchdog.from_env()
         self.sim_clock: Any = None  # a simulated room's movable clock (agent/simclock.py)
@@ -419,6 +423,12 @@ class Agent:
                 self._command(msg)
             case Incoming(kind="schedule"):
                 self._schedule(msg)
+            case Incoming(kind="ha"):
+                self._ha_command(msg)
+            case Incoming(kind="ha_status"):
+                if msg.payload.strip() == ha.BIRTH:
+                    self._publish_discovery()   # Home Assistant (re)started: tell it again
+                self.link.ack(msg)
             case Published() | Tick():
                 self._collect_acks()
                 if isinstance(msg, Tick):
@@ -538,6 +548,7 @@ class Agent:
         self.emit(ev.ConfigReloaded(config_hash=self.config_hash, applied=tuple(applied)))
         self.feed(Tick())  # the core decides with the new timings
         self._publish_info_if_changed()   # a name, label or contact may have changed
+        self._publish_discovery()         # names Home Assistant shows, too
         systemd.ready(f"room {self.cfg.site.id} running")
         return True
 
@@ -658,6 +669,7 @@ class Agent:
                                           reconnects=self._reconnects))
         self._was_connected = True
         self._publish_info_if_changed()
+        self._publish_discovery()
         self._publish_host(time.monotonic())
         self._publish_state_if_changed()
         self._flush_outbox()
@@ -711,6 +723,10 @@ class Agent:
             return
         if os.environ.get(DIE_BEFORE_HANDLING) == cmd.id:
             os.kill(os.getpid(), signal.SIGKILL)
+        self._decide(cmd, msg)
+
+    def _decide(self, cmd: Command, msg: Incoming) -> None:
+        """Feed a parsed command to the core: its decision and reply on disk, then PUBACK."""
         self._command_id, self._command_reply = cmd.id, None
         self._correlation = msg.correlation  # the core's reply carries it too (API contract)
         try:
@@ -728,6 +744,37 @@ class Agent:
             self.outbox.record_command(cmd.id, reply)
             self.link.publish_reply(reply, msg.correlation)
         self.link.ack(msg)
+
+    def _ha_command(self, msg: Incoming) -> None:
+        """A Home Assistant command (plain payload on one of the room's ``ha/.../set``
+        topics): the same core command a district one makes, or ``ha_command_refused``."""
+        assert self.ha is not None  # the link subscribes to these topics only when enabled
+        try:
+            cmd = ha.command_from(msg.topic, msg.payload, self.cfg, self.ha,
+                                  retained=msg.retained)
+        except ha.Refused as e:
+            self.emit(ev.HaCommandRefused(topic=msg.topic, payload=ha.quoted(msg.payload),
+                                          reason=str(e)))
+            self.link.ack(msg)
+            return
+        self._decide(cmd, msg)
+
+    def _publish_discovery(self) -> None:
+        """Send the Home Assistant discovery message (retained), retiring the components the
+        config dropped since the last one; with Home Assistant switched off, remove the
+        device a former discovery message made (an empty retained message)."""
+        if not self.link.connected:
+            return
+        last = self._linkfile.get("ha_discovery") or {}
+        if self.ha is None:
+            if last.get("topic") and self.link.publish_retained(last["topic"], b"") is not None:
+                self._linkfile_set(ha_discovery=None)
+            return
+        retired = last.get("components") if last.get("topic") == self.ha.discovery else None
+        msg = ha.discovery_message(self.cfg, self.ha, __version__, retired or {})
+        if self.link.publish_retained(self.ha.discovery, dumps(msg)) is not None:
+            self._linkfile_set(ha_discovery={"topic": self.ha.discovery,
+                                             "components": ha.components(msg)})
 
     def _rejected(self, e: ScheduleError) -> None:
         """An unusable schedule: ``schedule_rejected`` once per digest (remembered on disk),

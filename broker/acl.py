@@ -9,7 +9,15 @@ The topic contract 2.0 (``docs/mqtt-api.md``) under ``diemcau/v2``:
   patterns only ever give a staff user the topics of a room that cannot exist;
 * ``console`` reads everything and commands/schedules any room and owns ``district/#``;
   ``viewer`` only reads; ``province`` reads rooms' availability/info/state/host/events and,
-  only when configured (``allow_commands``), writes commands and reads replies.
+  only when configured (``allow_commands``), writes commands and reads replies;
+  ``homeassistant`` (a province's Home Assistant, ``docs/homeassistant.md``) reads rooms'
+  availability/info/state/host and their discovery messages, writes its own birth message and
+  only the Home Assistant command topics it is granted (``power``, ``operator_check``): never
+  ``commands`` or ``schedule``;
+* Home Assistant discovery: a room writes only its own discovery topic
+  ``homeassistant/device/diemcau_<site>/config`` and reads ``homeassistant/status`` and its
+  own ``rooms/<site>/ha/#``. A staff user matches these patterns only with a ``.`` in the
+  object id, which Home Assistant does not accept as a discovery topic;
 
 While rooms are upgraded one by one, the same grants stand under the 1.0 prefix
 ``diemcau/v1`` (:data:`LEGACY_PREFIX`, whose rooms have no ``info``/``host``): a room still on
@@ -32,7 +40,13 @@ ROOM_READS = ("commands", "schedule")
 PROVINCE_READS = ("availability", "info", "state", "host", "events")
 LEGACY_KINDS = ("availability", "state", "events", "replies", "commands", "schedule")
 """The 1.0 topics (no ``info``, no ``host``)."""
-ROLES = ("console", "viewer", "province")
+HA_PREFIX = "homeassistant"
+"""Home Assistant's discovery prefix (its default; a room's ``homeassistant.discovery_prefix``
+must be the same for these grants to let its discovery message through)."""
+HA_COMMANDS = ("power", "operator_check")
+"""What a ``homeassistant`` account may be granted (the room's ``homeassistant.commands``)."""
+HA_READS = ("availability", "info", "state", "host")
+ROLES = ("console", "viewer", "province", "homeassistant")
 
 
 def _kinds(prefix: str, kinds: tuple[str, ...]) -> tuple[str, ...]:
@@ -46,6 +60,8 @@ class StaffGrant:
     username: str
     role: str
     allow_commands: bool = False
+    commands: tuple[str, ...] = ()
+    """For ``homeassistant``: the Home Assistant commands it may send (:data:`HA_COMMANDS`)."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +73,31 @@ class DistrictGrant:
     allow_commands: bool = False
 
 
-def staff_topics(role: str, allow_commands: bool) -> list[tuple[str, str]]:
-    """``(access, topic)`` pairs a staff role gets on a district broker."""
+def ha_topics(commands: Iterable[str]) -> list[tuple[str, str]]:
+    """``(access, topic)`` pairs of a Home Assistant account granted ``commands``."""
+    commands = tuple(commands)
+    unknown = sorted(set(commands) - set(HA_COMMANDS))
+    if unknown:
+        raise ValueError(f"unknown Home Assistant command {', '.join(unknown)}; choose from "
+                         f"{', '.join(HA_COMMANDS)}")
+    rooms = f"{PREFIX}/rooms"
+    pairs = [("read", f"{rooms}/+/{kind}") for kind in HA_READS]
+    pairs += [("read", f"{HA_PREFIX}/device/+/config"), ("readwrite", f"{HA_PREFIX}/status")]
+    if "power" in commands:
+        pairs.append(("write", f"{rooms}/+/ha/power/+/set"))
+    if "operator_check" in commands:
+        pairs.append(("write", f"{rooms}/+/ha/operator_check/set"))
+    return pairs
+
+
+def staff_topics(role: str, allow_commands: bool,
+                 commands: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``(access, topic)`` pairs a staff role gets on a district broker (``commands``: what a
+    ``homeassistant`` account may send)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if role == "homeassistant":
+        return ha_topics(commands)
     pairs: list[tuple[str, str]] = []
     for prefix in (PREFIX, LEGACY_PREFIX):
         rooms = f"{prefix}/rooms"
@@ -93,13 +130,21 @@ def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
            f"# Rooms not yet on contract 2.0 ({LEGACY_PREFIX}).",
            *[f"pattern write {LEGACY_PREFIX}/rooms/%u/{kind}"
              for kind in _kinds(LEGACY_PREFIX, ROOM_WRITES)],
-           *[f"pattern read {LEGACY_PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS]]
+           *[f"pattern read {LEGACY_PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS],
+           "# Home Assistant discovery (docs/homeassistant.md): its own discovery message, Home",
+           "# Assistant's birth message and its own Home Assistant command topics.",
+           f"pattern write {HA_PREFIX}/device/diemcau_%u/config",
+           f"pattern read {HA_PREFIX}/status",
+           f"pattern read {PREFIX}/rooms/%u/ha/#"]
     for s in sorted(staff, key=lambda g: g.username):
-        out += ["", f"# {s.role}" + (" (may command rooms)" if s.role == "province"
-                                     and s.allow_commands else ""),
-                f"user {s.username}"]
+        note = ""
+        if s.role == "province" and s.allow_commands:
+            note = " (may command rooms)"
+        elif s.role == "homeassistant":
+            note = f" (may send: {', '.join(s.commands) or 'nothing'})"
+        out += ["", f"# {s.role}{note}", f"user {s.username}"]
         out += [f"topic {access} {topic}" for access, topic in
-                staff_topics(s.role, s.allow_commands)]
+                staff_topics(s.role, s.allow_commands, s.commands)]
     return "\n".join(out) + "\n"
 
 

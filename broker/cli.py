@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broker import provision as p
+from broker.acl import HA_COMMANDS, ROLES
 from broker.pki import CERT_DAYS, PkiError
 
 
@@ -97,9 +98,20 @@ def cmd_revoke_room(args: argparse.Namespace, site: p.Site) -> int:
     return 0
 
 
+def _ha_commands(text: str) -> list[str]:
+    """``power,operator_check`` → the list (argparse type: an unknown name is a usage error)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in names if c not in HA_COMMANDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from "
+                                         f"{', '.join(HA_COMMANDS)}")
+    return names
+
+
 def cmd_add_staff(args: argparse.Namespace, site: p.Site) -> int:
     with site.locked():
-        b = p.add_staff(site, args.name, args.role, args.allow_commands, days=args.days)
+        b = p.add_staff(site, args.name, args.role, args.allow_commands, days=args.days,
+                        commands=args.commands)
         s = site.load()
     print(f"Staff account staff.{args.name} ({args.role}) created.")
     _print_bundle(b, f"staff.{args.name}",
@@ -174,6 +186,8 @@ def cmd_list(args: argparse.Namespace, site: p.Site) -> int:
         print(f"  room   {k:<24} {'REVOKED' if r.revoked else 'active':<8} until {r.not_after}")
     for k, st in sorted(s.staff.items()):
         extra = " +commands" if st.allow_commands else ""
+        if st.commands:
+            extra = f" +{','.join(st.commands)}"
         print(f"  staff  staff.{k:<18} {st.role}{extra}")
     for k, d in sorted(s.districts.items()):
         print(f"  district {k:<22} {'+commands' if d.allow_commands else ''}")
@@ -234,9 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = add("add-staff", "create a staff account (user staff.<name>)")
     a.add_argument("name")
-    a.add_argument("--role", required=True, choices=["console", "viewer", "province"])
+    a.add_argument("--role", required=True, choices=list(ROLES))
     a.add_argument("--allow-commands", action="store_true",
                    help="province role: may command rooms")
+    a.add_argument("--commands", type=_ha_commands, default=[],
+                   help="homeassistant role: what Home Assistant may send, comma-separated "
+                        f"({', '.join(HA_COMMANDS)}); none: it only shows the rooms")
     a.add_argument("--days", type=int, default=CERT_DAYS)
     a.set_defaults(func=cmd_add_staff)
 

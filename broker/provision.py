@@ -45,7 +45,15 @@ from typing import Any, Literal
 
 import yaml
 
-from broker.acl import PREFIX, ROLES, DistrictGrant, StaffGrant, district_acl, province_acl
+from broker.acl import (
+    HA_COMMANDS,
+    PREFIX,
+    ROLES,
+    DistrictGrant,
+    StaffGrant,
+    district_acl,
+    province_acl,
+)
 from broker.pki import CERT_DAYS, CertAuthority, PkiError, cert_field
 
 DEFAULT_DIR = Path("/etc/diemcau-broker")
@@ -80,6 +88,8 @@ class Staff:
     serial: str
     not_after: str
     allow_commands: bool = False
+    commands: list[str] = field(default_factory=list)
+    """Role ``homeassistant``: the Home Assistant commands it may send."""
 
 
 @dataclass
@@ -359,7 +369,8 @@ def render(site: Site, s: Settings | None = None) -> list[Path]:
     """Write the ACL, the standalone ``mosquitto.conf`` and the Debian ``conf.d`` fragment."""
     s = s or site.load()
     gid = _broker_gid(s)
-    staff = [StaffGrant(f"staff.{n}", st.role, st.allow_commands) for n, st in s.staff.items()]
+    staff = [StaffGrant(f"staff.{n}", st.role, st.allow_commands, tuple(st.commands))
+             for n, st in s.staff.items()]
     if s.kind == "district":
         acl = district_acl(s.name, staff)
     else:
@@ -541,11 +552,13 @@ def revoke_room(site: Site, site_id: str) -> None:
 
 
 def add_staff(site: Site, name: str, role: str, allow_commands: bool = False,
-              days: int = CERT_DAYS) -> Bundle:
+              days: int = CERT_DAYS, commands: list[str] | None = None) -> Bundle:
     """Account ``staff.<name>`` with ``role``: password, client certificate, bundle.
 
     The certificate is needed only to connect over TLS from another machine; on the broker's
-    own machine the loopback listener takes the password alone.
+    own machine the loopback listener takes the password alone. ``commands``: for a
+    ``homeassistant`` account, the Home Assistant commands it may send (``power``,
+    ``operator_check``; none: Home Assistant only shows the rooms).
     """
     s = site.load()
     if not NAME.fullmatch(name):
@@ -556,6 +569,13 @@ def add_staff(site: Site, name: str, role: str, allow_commands: bool = False,
     if allow_commands and role != "province":
         raise ProvisionError("--allow-commands is for the province role (a console always "
                              "commands; a viewer never does)")
+    commands = list(commands or [])
+    if commands and role != "homeassistant":
+        raise ProvisionError("--commands is for the homeassistant role")
+    unknown = sorted(set(commands) - set(HA_COMMANDS))
+    if unknown:
+        raise ProvisionError(f"--commands: unknown {', '.join(unknown)}; choose from "
+                             f"{', '.join(HA_COMMANDS)}")
     if name in s.staff:
         raise ProvisionError(f"staff {name} already exists: remove-staff first")
     username = f"staff.{name}"
@@ -564,7 +584,8 @@ def add_staff(site: Site, name: str, role: str, allow_commands: bool = False,
                                         days)
     set_password(site, s, username, password)
     s.staff[name] = Staff(role=role, serial=serial, not_after=not_after,
-                          allow_commands=allow_commands)
+                          allow_commands=allow_commands,
+                          commands=[c for c in HA_COMMANDS if c in commands])
     site.save(s)
     render(site, s)
     return bundle

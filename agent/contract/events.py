@@ -419,6 +419,17 @@ class OutboxReset:
     durable: bool
 
 
+@dataclass(frozen=True)
+class HaCommandRefused:
+    """A message on a Home Assistant command topic was not taken (unknown payload, device or
+    topic, or a command the room does not allow Home Assistant); nothing changed."""
+
+    KIND: ClassVar[str] = "ha_command_refused"
+    topic: str
+    payload: str
+    reason: str
+
+
 CORE_EVENTS: tuple[type, ...] = (
     PowerRequested, ShutdownRefused, HelpRequested, PowerSequenceStarted, PowerStep,
     PowerSequenceFinished, PowerSequenceCancelled, WindowPowerUp, WindowReady, LockEngaged,
@@ -432,6 +443,7 @@ CORE_EVENTS: tuple[type, ...] = (
 SHELL_EVENTS: tuple[type, ...] = (
     AgentStarted, AgentStopping, LinkRestored, ScheduleRejected, ScheduleCacheFailed,
     RelayFailed, ConfigReloaded, ConfigReloadRefused, EventsDropped, OutboxReset,
+    HaCommandRefused,
 )
 """The kinds the agent shell (:mod:`agent.runtime`, the outbox) makes."""
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter
 from agent.contract import messages
 from agent.contract.events import EVENT_TYPES
 from agent.link import payloads
-from agent.link.topics import API_VERSION
+from agent.link.topics import API_VERSION, HA_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "mqtt-api.md"
@@ -184,6 +184,15 @@ def commands_table() -> str:
     return "\n".join(rows)
 
 
+def ha_topics_table() -> str:
+    """The Home Assistant topics (``agent.link.topics.HA_TOPICS``)."""
+    rows = ["| topic | direction | QoS | retained | what |", "|---|---|---|---|---|"]
+    for t in HA_TOPICS:
+        rows.append(f"| `{t.topic}` | {t.direction} | {t.qos} | "
+                    f"{'yes' if t.retained else 'no'} | {t.what} |")
+    return "\n".join(rows)
+
+
 def schema_list() -> str:
     return "\n".join(f"- [`{n}`](schema/{n})" for n in sorted(schemas()))
 
@@ -197,6 +206,7 @@ SECTIONS = {
     "reply_fields": lambda: fields_table(messages.Reply),
     "events": events_table,
     "commands": commands_table,
+    "ha_topics": ha_topics_table,
     "schemas": schema_list,
 }
 

@@ -43,7 +43,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import Broker
 from agent.core.events import BrokerConnection
-from agent.link.topics import RoomTopics
+from agent.link.topics import HaTopics, RoomTopics
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,11 @@ RECONNECT_MAX_S = 60.0
 
 @dataclass(frozen=True)
 class Incoming:
-    """A message for this room (``kind`` is ``command`` or ``schedule``).
+    """A message for this room (``kind`` is ``command`` or ``schedule``; with Home Assistant
+    on, also ``ha`` for its command topics and ``ha_status`` for its birth message).
 
     ``mid``/``qos``/``generation`` identify it to :meth:`Link.ack` (None/0 when it did not come
-    from the broker, e.g. in tests)."""
+    from the broker, e.g. in tests); ``topic`` is where it came (for ``ha``)."""
 
     kind: str
     payload: bytes
@@ -73,6 +74,7 @@ class Incoming:
     mid: int | None = None
     qos: int = 0
     generation: int = 0
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,15 +131,17 @@ def parse_broker_url(url: str) -> tuple[str, int]:
 class Link:
     """One MQTT v5 connection to the centre's broker, reconnecting by itself.
 
-    ``clock`` gives wall-clock seconds for the link times the state and events report.
+    ``clock`` gives wall-clock seconds for the link times the state and events report;
+    ``ha`` (when Home Assistant is enabled) adds its status and command topics.
     """
 
     def __init__(self, cfg: Broker, topics: RoomTopics, put: Callable[[Any], None],
                  host: str | None = None, port: int | None = None,
                  use_files: bool = True, *, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, ha: HaTopics | None = None) -> None:
         self.cfg = cfg
         self.topics = topics
+        self.ha = ha
         self.host = host or cfg.host
         self.port = port or cfg.port
         self._put = put
@@ -241,6 +245,11 @@ class Link:
     def publish_host(self, payload: bytes) -> mqtt.MQTTMessageInfo | None:
         return self._publish(self.topics.host, payload, retain=True)
 
+    def publish_retained(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo | None:
+        """A retained message outside the room's base (the Home Assistant discovery message;
+        an empty payload clears it)."""
+        return self._publish(topic, payload, retain=True)
+
     def publish_event(self, payload: bytes) -> mqtt.MQTTMessageInfo | None:
         """Send one event (QoS 1); its info reports ``is_published()`` after the PUBACK.
 
@@ -273,7 +282,10 @@ class Link:
             self._heard = time.monotonic()
             nodelay(client)
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            client.subscribe([(self.topics.commands, opts), (self.topics.schedule, opts)])
+            subs = [(self.topics.commands, opts), (self.topics.schedule, opts)]
+            if self.ha is not None:
+                subs += [(self.ha.commands, opts), (self.ha.status, opts)]
+            client.subscribe(subs)
             client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
             self.session_present = bool(getattr(flags, "session_present", False))
             self.backoff.reset()
@@ -312,13 +324,18 @@ class Link:
         try:
             kind = {self.topics.commands: "command", self.topics.schedule: "schedule"}.get(
                 msg.topic)
+            if kind is None and self.ha is not None:
+                if msg.topic == self.ha.status:
+                    kind = "ha_status"
+                elif msg.topic.startswith(self.ha.base + "/"):
+                    kind = "ha"
             if kind is None:
                 if msg.qos:
                     client.ack(msg.mid, msg.qos)  # not ours to keep
                 return
             corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
             self._put(Incoming(kind, bytes(msg.payload), bool(msg.retain), corr, msg.mid,
-                               msg.qos, self.generation))
+                               msg.qos, self.generation, msg.topic))
         except Exception:  # pragma: no cover
             log.exception("on_message failed")
 

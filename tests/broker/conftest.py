@@ -92,14 +92,18 @@ def start(d: District) -> BrokerProcess:
 
 @pytest.fixture(scope="session")
 def district(tmp_path_factory: pytest.TempPathFactory) -> District:
-    """District 'testdist': rooms room-a and room-b; every staff role; plus certificates that
-    must be refused (expired, revoked, from another CA) for room-a, whose password is valid."""
+    """District 'testdist': rooms room-a and room-b (room-ha for a real agent with Home
+    Assistant); every staff role (Home Assistant granted power only, and power and the
+    operator check); plus certificates that must be refused (expired, revoked, from another
+    CA) for room-a, whose password is valid."""
     root = tmp_path_factory.mktemp("district")
-    d = make_district(root / "d", "testdist", ["room-a", "room-b"], {
+    d = make_district(root / "d", "testdist", ["room-a", "room-b", "room-ha"], {
         "console": ["--role", "console"],
         "viewer": ["--role", "viewer"],
         "prov": ["--role", "province"],
         "provcmd": ["--role", "province", "--allow-commands"],
+        "ha": ["--role", "homeassistant", "--commands", "power"],
+        "ha-all": ["--role", "homeassistant", "--commands", "power,operator_check"],
     })
     ca = d.site.ca
     extra = root / "extra"

@@ -24,6 +24,7 @@ SPEC_SHELL = {
     "agent_started", "agent_stopping", "link_restored", "schedule_rejected",
     "schedule_cache_failed", "relay_failed", "config_reloaded", "config_reload_refused",
     "events_dropped", "outbox_reset",
+    "ha_command_refused",   # an addition: Home Assistant's commands (docs/homeassistant.md)
 }
 
 
