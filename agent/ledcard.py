@@ -19,18 +19,19 @@ from agent.operator_text import LANGS, Lang
 
 STRIP_S = 6.0
 """Seconds of a blinking pattern's rhythm drawn on its strip."""
+DARK = "#444"
+"""The LED off, on a strip."""
 
 WORDS: dict[str, tuple[str, str]] = {
     "title": ("Đèn báo của điểm cầu", "The room's status light"),
     "room": ("Điểm cầu: {name}", "Room: {name}"),
     "intro": ("Đèn cạnh nút bấm cho biết phòng đang thế nào. Tìm kiểu đèn giống nhất trong bảng "
-              "dưới đây.",
+              "dưới đây; dải bên cạnh vẽ nhịp sáng/tắt trong {s} giây.",
               "The light next to the button shows how the room is. Find the pattern that looks "
-              "the same in the table below."),
+              "the same in the table below; the strip beside it draws {s} seconds of its "
+              "on/off rhythm."),
     "light": ("Đèn", "Light"),
     "meaning": ("Ý nghĩa — việc cần làm", "Meaning — what to do"),
-    "steady": ("sáng liên tục", "steady"),
-    "rhythm": ("nhịp sáng/tắt trong {s} giây", "on/off rhythm over {s} seconds"),
     "button": ("Nút bấm: bấm một lần để điểm danh hoặc trả lời {centre}; bấm hai lần liền để "
                "nhờ hỗ trợ; giữ để bật hoặc tắt phòng (không tắt được khi đang khoá).",
                "Button: press once to check in or answer {centre}; press twice quickly to ask "
@@ -41,27 +42,31 @@ WORDS: dict[str, tuple[str, str]] = {
 }
 
 CSS = """
-@page { size: A5 portrait; margin: 10mm; }
+@page { size: A5 portrait; margin: 7mm; }
 * { box-sizing: border-box; }
-body { font-family: "Noto Sans", "DejaVu Sans", Arial, sans-serif; font-size: 11pt;
+body { font-family: "Noto Sans", "DejaVu Sans", Arial, sans-serif; font-size: 9.5pt;
        color: #111; margin: 0; }
-.page { padding: 6mm; page-break-after: always; break-after: page; }
+.page { padding: 0; page-break-after: always; break-after: page; }
 .page:last-child { page-break-after: auto; break-after: auto; }
-h1 { font-size: 16pt; margin: 0 0 2mm; }
-p { margin: 1mm 0 3mm; }
+h1 { font-size: 14pt; margin: 0 0 1mm; }
+h2 { font-size: 11pt; margin: 2mm 0 1mm; }
+p { margin: 1mm 0 2mm; }
+ul { margin: 0; padding-left: 5mm; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border: 0.3mm solid #999; padding: 2mm; vertical-align: top; text-align: left; }
-td.light { width: 34mm; }
-.swatch { display: inline-block; width: 9mm; height: 9mm; border-radius: 50%;
+td.light { width: 40mm; }
+th, td { font-size: 9pt; padding: 1mm 1.5mm; }
+.swatch { display: inline-block; width: 6mm; height: 6mm; border-radius: 50%;
           border: 0.4mm solid #333; vertical-align: middle;
           -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-.strip { display: block; width: 30mm; height: 2.5mm; margin-top: 1.5mm;
+.strip { display: inline-block; width: 22mm; height: 3mm; margin-left: 2mm;
+         vertical-align: middle;
          border: 0.2mm solid #333;
          -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-.colour { display: block; font-size: 9pt; margin-top: 1mm; }
+.colour { display: block; font-size: 8pt; margin-top: 0.5mm; }
 .contacts li { margin: 1mm 0; }
 @media screen {
-  .page { max-width: 148mm; margin: 8mm auto; border: 1px solid #ccc; }
+  .page { max-width: 148mm; margin: 8mm auto; padding: 6mm; border: 1px solid #ccc; }
   .swatch.blink { animation-iteration-count: infinite;
                   animation-timing-function: steps(1, end); }
 }
@@ -88,12 +93,12 @@ def swatch(p: LedPattern) -> str:
     on_pct = round(100 * p.on_s / period, 2)
     # One period of the strip as a share of its width: the rhythm over STRIP_S seconds.
     size = round(100 * period / STRIP_S, 3)
-    keyframes = f"animation-duration: {period:g}s;"
+    lit = f"{size * on_pct / 100:.3f}%"
+    # Lit in the pattern's colour, dark (the LED off) in between.
     strip = (f'<span class="strip" style="background: repeating-linear-gradient(to right, '
-             f'{colour} 0, {colour} {size * on_pct / 100:.3f}%, #fff '
-             f'{size * on_pct / 100:.3f}%, #fff {size:.3f}%);"></span>')
+             f'{colour} 0, {colour} {lit}, {DARK} {lit}, {DARK} {size:.3f}%);"></span>')
     return (f'<span class="swatch blink" data-pattern="{p.name}" '
-            f'style="background: {colour}; {keyframes} '
+            f'style="background: {colour}; animation-duration: {period:g}s; '
             f'animation-name: blink-{p.name};"></span>{strip}')
 
 
@@ -110,15 +115,13 @@ def _page(lang: Lang, cfg: SiteConfig | None) -> str:
            f"<h1>{escape(_t('title', lang))}</h1>"]
     if cfg is not None:
         out.append(f"<p><strong>{escape(_t('room', lang, name=cfg.site.name))}</strong></p>")
-    out.append(f"<p>{escape(_t('intro', lang))}</p>")
+    out.append(f"<p>{escape(_t('intro', lang, s=f'{STRIP_S:g}'))}</p>")
     out.append(f"<table><thead><tr><th>{escape(_t('light', lang))}</th>"
                f"<th>{escape(_t('meaning', lang))}</th></tr></thead><tbody>")
     for p in patterns(centre).values():
         colour, meaning = (p.colour_vi, p.vi) if lang == "vi" else (p.colour_en, p.en)
-        rhythm = _t("steady", lang) if p.steady else _t("rhythm", lang, s=f"{STRIP_S:g}")
         out.append(f'<tr data-pattern="{p.name}"><td class="light">{swatch(p)}'
-                   f'<span class="colour">{escape(colour)}</span>'
-                   f'<span class="colour">({escape(rhythm)})</span></td>'
+                   f'<span class="colour">{escape(colour)}</span></td>'
                    f"<td>{escape(meaning)}</td></tr>")
     out.append("</tbody></table>")
     out.append(f"<p>{escape(_t('button', lang, centre=centre[LANGS.index(lang)]))}</p>")
