@@ -111,6 +111,8 @@ WORDS: dict[str, tuple[str, str]] = {
                          "switch-off not confirmed (no answer over RS-232)"),
     "st.on.no_answer": ("không trả lời qua RS-232 sau khi bật lại",
                         "no answer over RS-232 after switching back on"),
+    "st.off.relay_failed": ("rơ-le không ngắt điện (chân rơ-le đọc lại vẫn đóng)",
+                            "its relay did not cut the power (the pin still reads closed)"),
     "st.off.not_done": ("chưa tắt xong thì bị dừng", "stopped before it was switched off"),
     "st.on.not_done": ("chưa bật lại xong thì bị dừng", "stopped before it was back on"),
     "st.relay_open": ("rơ-le không đóng lại", "its relay did not close again"),

@@ -25,7 +25,8 @@ ReleaseReason = Literal["completed", "hard_cap", "window_removed", "clock_moved_
 ReadyState = Literal["confirmed", "on_silent", "on", "off"]
 UseWhat = Literal["in_call", "awake"]
 Via = Literal["command", "schedule"]
-SelftestOutcome = Literal["confirmed", "no_answer", "relay_only", "already_off", "not_done"]
+SelftestOutcome = Literal["confirmed", "no_answer", "relay_only", "already_off", "relay_failed",
+                          "not_done"]
 SelftestRefusal = Literal["locked", "busy", "running"]
 
 
@@ -447,7 +448,8 @@ class SelftestRefused:
 class SelftestDevice:
     """One device of a self-test is done: how its switch-off and its switch-on were
     confirmed (``confirmed`` by its driver's power query, ``relay_only`` for a device without
-    a serial link, ``no_answer``), and whether its relay is closed at the end."""
+    a serial link, ``no_answer``, ``relay_failed`` when its relay pin did not open), and
+    whether its relay is closed at the end."""
 
     KIND: ClassVar[str] = "selftest_device"
     device: str

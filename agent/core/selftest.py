@@ -7,9 +7,11 @@ outside every lock, with no power sequence running: otherwise it is refused
 1. **off**: the ordinary switch-off step (:mod:`agent.core.sequence`, reason
    ``selftest:<device>``): standby sent and confirmed by the driver's power query, then the
    relay opens; a device already off is ``already_off``;
-2. **hold**: the device stays without power for ``settings.selftest_off_s``;
+2. **hold**: the device stays without power for ``settings.selftest_off_s``; then its relay
+   pin must read open (the shell puts what the pin reads back into the state when a relay did
+   not switch), else ``relay_failed``;
 3. **on**: the ordinary switch-on step: the relay closes and the driver's power query must
-   answer.
+   answer; then (**settle**, the next step) the relay pin must read closed.
 
 A device without a serial link is confirmed by its relay pin only (``relay_only``). Each
 device ends with ``selftest_device`` (how each phase was confirmed) and the test with
@@ -122,9 +124,15 @@ def progress(s: _Step) -> None:
         if t.phase == "hold":
             if t.hold_until is not None and s.mono < t.hold_until:
                 return
+            if s.relays[t.current or ""]:
+                t = replace(t, off="relay_failed")   # the pin reads closed: still powered
             s.set(selftest=replace(t, phase="on"))
             s.power.start(True, _reason(t), (t.current or "",))
             continue
+        if t.phase == "on":
+            # The relay's read-back comes after the step that closed it: look at the next.
+            s.set(selftest=replace(t, phase="settle", hold_until=s.mono))
+            return
         _device_done(s, t)
         _next_device(s)
 
@@ -152,7 +160,7 @@ def _interrupted(s: _Step, by: str) -> None:
 
 
 def deadline(t: SelfTest | None) -> float | None:
-    """When a self-test's hold without power ends (monotonic), or None."""
-    if t is None or t.phase != "hold":
+    """When a self-test's hold without power, or its settle, ends (monotonic), or None."""
+    if t is None or t.phase not in ("hold", "settle"):
         return None
     return t.hold_until

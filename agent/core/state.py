@@ -65,7 +65,8 @@ class AfterWindow:
 @dataclass(frozen=True)
 class SelfTest:
     """A running self-test (``agent.core.selftest``): the device being tested, the phase it
-    is in (``off``, ``hold`` without power until ``hold_until``, ``on``), what its phases gave,
+    is in (``off``, ``hold`` without power until ``hold_until``, ``on``, ``settle`` until its
+    relay's read-back is in), what its phases gave,
     and the devices still to come. Not saved: a restart ends it (its sequence goes on)."""
 
     source: str

@@ -4,6 +4,7 @@ lock; a device that does not answer fails."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from agent.core import room as core
@@ -85,8 +86,26 @@ def test_the_pause_is_a_deadline_the_loop_wakes_for() -> None:
     pause = room.settings.selftest_off_s
     assert core.next_deadline(room.settings, room.state, 10, 10) == pause
     assert relays(room.feed(Tick(), 10 + pause - 0.1)) == []
-    # Codec on again; done at once (no driver, the last of its own sequence), camera next.
-    assert relays(room.feed(Tick(), 10 + pause)) == [("codec", True), ("camera", False)]
+    assert relays(room.feed(Tick(), 10 + pause)) == [("codec", True)]
+    # Its relay's read-back is in after that step: the next one (due at once) judges it and
+    # goes on with the camera.
+    assert core.next_deadline(room.settings, room.state, 10 + pause, 10 + pause) == 0
+    out = room.feed(Tick(), 10 + pause)
+    assert kinds(out)[0] == "selftest_device" and relays(out) == [("camera", False)]
+
+
+def test_a_relay_that_does_not_open_fails_the_device() -> None:
+    room = Room(settings(confirm=False), relays=ON)
+    room.feed(SelfTestRequested("cli"), 0)
+    assert relays(room.feed(Tick(), 10)) == [("codec", False)]
+    # The pin read back closed: the shell puts what it reads into the state (relay_failed).
+    room.state = replace(room.state, relays={**room.state.relays, "codec": True})
+    events, _ = run_to_end(room, 10)
+    done = {d["device"]: d for k, d in events if k == "selftest_device"}
+    assert done["codec"]["ok"] is False and done["codec"]["off"] == "relay_failed"
+    assert done["camera"]["ok"] and done["amplifier"]["ok"]
+    finished = next(d for k, d in events if k == "selftest_finished")
+    assert finished["failed"] == ["codec"]
 
 
 def test_relay_only_devices_and_a_device_already_off() -> None:
