@@ -366,29 +366,37 @@ def _socket_for(args: argparse.Namespace) -> Path:
     return StateDir(Path(args.state_dir) if args.state_dir else DEFAULT_STATE).socket_path
 
 
-def _asked_lang(args: argparse.Namespace) -> text.Lang | None:
-    """The language asked for: ``--lang``, else the ``--config`` file's ``site.language``."""
-    if getattr(args, "lang", None):
-        return args.lang  # type: ignore[no-any-return]
-    if getattr(args, "config", None):
-        try:
-            return load_config(Path(args.config)).site.language
-        except ConfigError:
-            return None
-    return None
+SITE_FILE = Path("/etc/diemcau/site.yaml")
+"""The room's site file on its Pi: read (if there) only when the agent cannot be reached."""
+
+
+def _site_file(args: argparse.Namespace) -> SiteConfig | None:
+    """The ``--config`` file, else the Pi's own site file if readable; None if neither."""
+    path = Path(args.config) if getattr(args, "config", None) else SITE_FILE
+    try:
+        return load_config(path)
+    except (ConfigError, OSError):
+        return None
 
 
 def cmd_local(args: argparse.Namespace, now: datetime | None = None) -> int:
     """Send an operator command to the running agent and print its answer in one language:
-    ``--lang``, else the room's own (``site.language``, in the agent's reply), else
-    Vietnamese. ``now`` (default: the clock) is what times are said relative to."""
+    ``--lang``, else the room's own (``site.language``, in the agent's reply; the site file's
+    when the agent cannot be reached), else Vietnamese. ``now`` (default: the clock) is what
+    times are said relative to."""
     path = _socket_for(args)
     op = LOCAL_OPS[args.cmd]
-    lang = _asked_lang(args)
+    lang: text.Lang | None = args.lang
     try:
         reply = request(path, op, timeout=SELFTEST_WAIT_S if op == "selftest" else 15.0)
     except (OSError, ValueError):
-        print(text.t("unreachable", lang or text.DEFAULT_LANG, path=path), file=sys.stderr)
+        # Who to call matters most now: from the site file, if this machine has it.
+        cfg = _site_file(args)
+        lang = lang or (cfg.site.language if cfg else text.DEFAULT_LANG)
+        print(text.t("unreachable", lang, path=path), file=sys.stderr)
+        if cfg is not None:
+            room = text.Room(support=[c.model_dump() for c in cfg.support])
+            print("\n".join(text.contacts(room, lang)), file=sys.stderr)
         return 3
     if lang is None:
         lang = reply.get("language") if reply.get("language") in text.LANGS \
@@ -482,8 +490,9 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--state-dir", help=f"the agent's state directory ({DEFAULT_STATE})")
         q.add_argument("--lang", choices=text.LANGS,
                        help="vi or en (default: the room's site.language, else vi)")
-        q.add_argument("--config", help="site config, for its language when the agent cannot "
-                                        "be reached (not needed otherwise)")
+        q.add_argument("--config", help=f"site config, for its language and support contacts "
+                                        f"when the agent cannot be reached (default {SITE_FILE}"
+                                        "; not needed otherwise)")
         q.add_argument("--json", action="store_true", help="the agent's reply as it is")
         q.set_defaults(func=cmd_local)
 

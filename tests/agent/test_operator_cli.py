@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent import cli as cli_module
 from agent import operator_text as text
 from agent.cli import cmd_local, main, serve
 from agent.config import parse_config
@@ -337,13 +338,20 @@ def test_selftest_reports_a_device_that_does_not_answer(
 # --------------------------------------------------------------------------- errors
 
 
-def test_errors_in_the_chosen_language(short_tmp: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_in_the_chosen_language(short_tmp: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "SITE_FILE", short_tmp / "no-site.yaml")
     rc, _, err = cli(capsys, short_tmp / "nobody", "status")
     assert rc == 3 and "Không liên lạc được với trợ lý điểm cầu" in err
     assert_vietnamese_only(err.replace("sudo systemctl status diemcau-agent", ""))
     rc, _, err = cli(capsys, short_tmp / "nobody", "status", "en")
     assert rc == 3 and "Cannot reach the room agent" in err
+    # The agent is down: who to call comes from the site file, in its language.
+    (short_tmp / "site.yaml").write_text(site(LocalBroker(short_tmp / "b"), language="en"))
+    monkeypatch.setattr(cli_module, "SITE_FILE", short_tmp / "site.yaml")
+    rc, _, err = cli(capsys, short_tmp / "nobody", "request-off")
+    assert rc == 3 and "Cannot reach the room agent" in err and PHONE in err
+    assert_english_only(err)
     # A real room (not simulated) has no simulated button: said in words, not raw.
     from tests.agent.harness import offline_config
 
