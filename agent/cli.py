@@ -21,15 +21,15 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent import __version__, journal, systemd
+from agent import operator_text as text
 from agent.config import ConfigError, SiteConfig, json_schema, load_config
 from agent.control import ControlServer, request
 from agent.core.events import Tick
-from agent.core.led import patterns
-from agent.link.info import CENTRE_FALLBACK
 from agent.link.mqtt import parse_broker_url
 from agent.runtime import Agent, LocalCall, Reload, Stop
 from agent.store import StateDir
@@ -218,7 +218,8 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None,
     def submit(op: str, respond: Callable[[dict[str, Any]], None]) -> None:
         if op in ("press", "hold"):
             respond(_simulated_button(agent, op) if simulate else
-                    {"ok": False, "error": "press/hold only in a simulated room (--simulate)"})
+                    {"ok": False, "error": "press/hold only in a simulated room (--simulate)",
+                     "code": "simulate_only"})
         elif ":" in op:
             respond(_simulated_serial(agent, op))
         else:
@@ -226,7 +227,8 @@ def serve(agent: Agent, simulate: bool, stop: threading.Event | None = None,
 
     control: ControlServer | None = None
     try:
-        control = ControlServer(agent.store.socket_path, submit)
+        control = ControlServer(agent.store.socket_path, submit,
+                                answer_within={"selftest": agent.selftest_budget_s()})
         control.start()
     except OSError as e:
         # Without the socket the room still works; only `diemcau-agent status|on|off` do not.
@@ -266,7 +268,7 @@ def _simulated_button(agent: Agent, op: str) -> dict[str, Any]:
     say what the room did with it (the events its decision made)."""
     cfg = agent.cfg.button
     if cfg is None:
-        return {"ok": False, "error": "this room has no button"}
+        return {"ok": False, "error": "this room has no button", "code": "no_button"}
     pin = agent.board.factory.pin(cfg.pin)
     down, up = (pin.drive_low, pin.drive_high) if cfg.pull_up else (pin.drive_high,
                                                                      pin.drive_low)
@@ -277,15 +279,15 @@ def _simulated_button(agent: Agent, op: str) -> dict[str, Any]:
     up()
     did = agent.wait_button(mark, timeout=5)
     if did is None:
-        return {"ok": False, "error": "the room did not take the button in 5 s"}
-    return {"ok": True, "did": did, "centre": _centre_of(agent.cfg)}
+        return {"ok": False, "error": "the room did not take the button in 5 s",
+                "code": "button_timeout"}
+    # (Not the whole state message: this runs on the control thread. The room's state is
+    # immutable, so the window locking it, for "until when", can be read here.)
+    from agent.core.view import window_json
 
-
-def _centre_of(cfg: SiteConfig) -> dict[str, str]:
-    from agent.link.info import centre_names
-
-    vi, en = centre_names(cfg)
-    return {"vi": vi, "en": en}
+    st = agent.state
+    return {"ok": True, "did": did, "state": {"window": window_json(st.window(st.locked_by))},
+            **agent.operator_facts()}
 
 
 def _simulated_serial(agent: Agent, op: str) -> dict[str, Any]:
@@ -354,146 +356,92 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-POWER_VI = {"on": "bật", "off": "tắt", "partial": "bật một phần", "powering_on": "đang bật",
-            "powering_off": "đang tắt"}
-HEALTH_VI = {"ok": "tốt", "degraded": "suy giảm", "fault": "lỗi", "unknown": "chưa rõ"}
-KIND_VI = {"session": "phiên họp", "test": "kiểm tra kết nối"}
-KIND_EN = {"session": "session", "test": "connection test"}
-
-
-def _centre(centre: dict[str, str] | None) -> tuple[str, str]:
-    c = centre or {}
-    return c.get("vi") or CENTRE_FALLBACK[0], c.get("en") or CENTRE_FALLBACK[1]
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def describe(state: dict[str, Any], support: list[dict[str, str]] | None = None,
-             info: dict[str, Any] | None = None, centre: dict[str, str] | None = None) -> str:
-    """The operator's status text, Vietnamese first then English.
-
-    ``state`` and ``info`` are the room's retained messages (contract 2.0); ``centre`` the
-    centre's name for operators (``{vi, en}``, from the site config); ``support`` the contacts
-    to show (default: those in ``info``)."""
-    vi_c, en_c = _centre(centre)
-    name = (info or {}).get("name") or state["site"]
-    lines = [f"Điểm cầu / Room: {name} ({state['site']})"]
-    p = state["power"]
-    lines.append(f"Nguồn / Power: {POWER_VI.get(p, p)} / {p.replace('_', ' ')}")
-    devices = (info or {}).get("devices", {})
-    for dev, d in state["devices"].items():
-        health = HEALTH_VI.get(d["health"], d["health"])
-        reason = f" — {d['reason']}" if d.get("reason") else ""
-        label = devices.get(dev, {}).get("label") or dev
-        lines.append(f"  • {label}: {POWER_VI.get(d['power'], d['power'])} "
-                     f"({d['power']}), tình trạng / health: {health} ({d['health']}){reason}")
-    lock = state["lock"]
-    if lock["locked"]:
-        w = state["window"] or {}
-        kind = lock.get("kind") or w.get("kind") or "test"
-        lines.append(f"Đang khoá / Locked: {KIND_VI.get(kind, kind)} "
-                     f"«{w.get('title') or lock.get('window_id')}» — không được tắt cho đến khi "
-                     f"{vi_c} báo kết thúc / do not switch off until {en_c} marks it complete")
-    nxt = state.get("next_window")
-    if nxt:
-        lines.append(f"Lịch tiếp theo / Next: {nxt['kind']} «{nxt['title'] or nxt['id']}» "
-                     f"{nxt['start']}")
-    op = state["operator"]
-    if op["check"]:
-        lines.append(f"{_cap(vi_c)} đang hỏi có người trực: bấm nút một lần / {_cap(en_c)} is "
-                     "checking that someone is there: press the button once")
-    if op.get("help_requested"):
-        lines.append(f"Đã nhờ {vi_c} hỗ trợ ({op['help_requested']}), đang chờ trả lời / "
-                     f"help asked of {en_c}, waiting for an answer")
-    since = state["link"]["since"]
-    link = f"có từ {since} / connected since {since}" if since else "mất / not connected"
-    lines.append(f"Kết nối {vi_c} / Link to {en_c}: {link}")
-    rejected = state["schedule"].get("rejected")
-    if rejected:
-        lines.append(f"Lịch mới bị từ chối / New schedule rejected: "
-                     f"{rejected.get('version') or rejected['digest']} (vẫn theo lịch cũ / the "
-                     "previous one stays)")
-    led = patterns((vi_c, en_c)).get(state["led"])
-    if led:
-        lines.append(f"Đèn / LED: {led.colour_vi} — {led.vi}")
-        lines.append(f"           {led.colour_en} — {led.en}")
-    contacts = support if support is not None else (info or {}).get("support")
-    if contacts:
-        lines.append("Hỗ trợ / Support:")
-        lines.extend(f"  • {c['name']} — {c.get('role', '')} — {c['phone']}" for c in contacts)
-    return "\n".join(lines)
-
-
-def describe_outcome(did: list[dict[str, Any]], centre: dict[str, str] | None = None) -> str:
-    """What the room did with a local request (the events its decision made), Vietnamese
-    first then English, one line each."""
-    vi_c, en_c = _centre(centre)
-    lines: list[str] = []
-    sequence = any(e["kind"] == "power_sequence_started" for e in did)
-    for e in did:
-        k, d = e["kind"], e.get("data", {})
-        what = d.get("title") or e.get("window_id") or ""
-        kind = d.get("kind", "test")
-        if k == "shutdown_refused":
-            lines.append(f"KHÔNG ĐƯỢC TẮT: phòng đang khoá bởi {KIND_VI.get(kind, kind)} «{what}» "
-                         f"cho đến khi {vi_c} báo kết thúc.")
-            lines.append(f"Refused: the room is locked by the {KIND_EN.get(kind, kind)} "
-                         f"«{what}» until {en_c} marks it complete.")
-        elif k == "check_in":
-            lines.append(f"Đã điểm danh: {KIND_VI.get(kind, kind)} «{what}» / Checked in for "
-                         f"the {KIND_EN.get(kind, kind)} «{what}»")
-        elif k == "operator_check_acknowledged":
-            lines.append(f"Đã trả lời {vi_c}: có người trực (sau {d.get('latency_s')} giây) / "
-                         f"Answered {en_c}'s check: someone is here (after "
-                         f"{d.get('latency_s')} s)")
-        elif k == "power_sequence_started":
-            order = ", ".join(d.get("devices", []))
-            lines.append(f"Đang bật theo thứ tự: {order} / Switching on in order: {order}"
-                         if d.get("on") else
-                         f"Đang tắt theo thứ tự: {order} / Switching off in order: {order}")
-        elif k == "power_requested" and not sequence:
-            lines.append("Phòng đã bật sẵn / The room is already on" if d.get("on") else
-                         "Phòng đã tắt sẵn / The room is already off")
-        elif k == "help_requested":
-            lines.append(f"Đã báo {vi_c} cần hỗ trợ / {_cap(en_c)} has been asked for help")
-    if not lines:
-        lines.append("Không có gì thay đổi (không có lịch, không có yêu cầu) / Nothing to do: "
-                     "no window, no check waiting")
-    return "\n".join(lines)
+LOCAL_OPS = {"status": "status", "on": "on", "off": "off", "request-off": "off", "help": "help",
+             "selftest": "selftest", "press": "press", "hold": "hold"}
+"""The operator's commands and the control socket's request each sends (``request-off`` is
+the operator's word for ``off``)."""
 
 
 def _socket_for(args: argparse.Namespace) -> Path:
     return StateDir(Path(args.state_dir) if args.state_dir else DEFAULT_STATE).socket_path
 
 
-def cmd_local(args: argparse.Namespace) -> int:
-    path = _socket_for(args)
+SITE_FILE = Path("/etc/diemcau/site.yaml")
+"""The room's site file on its Pi: read (if there) only when the agent cannot be reached."""
+
+
+def _site_file(args: argparse.Namespace) -> SiteConfig | None:
+    """The ``--config`` file, else the Pi's own site file if readable; None if neither."""
+    path = Path(args.config) if getattr(args, "config", None) else SITE_FILE
     try:
-        reply = request(path, args.cmd)
-    except (OSError, ValueError) as e:
-        print(f"Không liên lạc được với trợ lý / cannot reach the agent at {path}: {e}",
-              file=sys.stderr)
+        return load_config(path)
+    except (ConfigError, OSError):
+        return None
+
+
+def cmd_local(args: argparse.Namespace, now: datetime | None = None) -> int:
+    """Send an operator command to the running agent and print its answer in one language:
+    ``--lang``, else the room's own (``site.language``, in the agent's reply; the site file's
+    when the agent cannot be reached), else Vietnamese. ``now`` (default: the clock) is what
+    times are said relative to."""
+    path = _socket_for(args)
+    op = LOCAL_OPS[args.cmd]
+    lang: text.Lang | None = args.lang
+    try:
+        reply = request(path, op, timeout=SELFTEST_WAIT_S if op == "selftest" else 15.0)
+    except (OSError, ValueError):
+        # Who to call matters most now: from the site file, if this machine has it.
+        cfg = _site_file(args)
+        lang = lang or (cfg.site.language if cfg else text.DEFAULT_LANG)
+        print(text.t("unreachable", lang, path=path), file=sys.stderr)
+        if cfg is not None:
+            room = text.Room(support=[c.model_dump() for c in cfg.support])
+            print("\n".join(text.contacts(room, lang)), file=sys.stderr)
         return 3
-    centre = reply.get("centre")
+    if lang is None:
+        lang = reply.get("language") if reply.get("language") in text.LANGS \
+            else text.DEFAULT_LANG
+    assert lang is not None
+    now = now or datetime.now(UTC)
+    room = text.Room.from_reply(reply)
+    state = reply.get("state")
+    ok = bool(reply.get("ok"))
     if args.json:
         print(json.dumps(reply, ensure_ascii=False, indent=2))
     elif reply.get("refused"):
-        print(describe_outcome([reply["refused"]], centre))
-    elif reply.get("ok") and "did" in reply:
-        print(describe_outcome(reply["did"], centre))
-    elif reply.get("ok") and "state" in reply:
-        support = None
-        if args.config:
-            cfg = _load(args.config)
-            support = [c.model_dump() for c in cfg.support] if cfg else None
-        print(describe(reply["state"], support, reply.get("info"), centre))
-    elif reply.get("ok"):
-        print("OK")
+        refused = reply["refused"]
+        print(text.selftest_refused(refused, state, room, lang, now)
+              if refused.get("kind") == "selftest_refused" else
+              text.outcome([refused], room, lang, now, state))
+    elif ok and "selftest" in reply:
+        print(text.selftest(reply["selftest"], room, lang, state))
+        ok = bool(reply["selftest"].get("finished", {}).get("ok"))
+    elif ok and "did" in reply:
+        print(text.outcome(reply["did"], room, lang, now, state))
+    elif ok and state is not None:
+        print(text.status(state, room, lang, now))
+    elif ok:
+        print(text.t("done", lang))
     else:
-        print(reply.get("error", "error"), file=sys.stderr)
-    return 0 if reply.get("ok") else 1
+        print(text.error(reply, lang), file=sys.stderr)
+    return 0 if ok else 1
+
+
+SELFTEST_WAIT_S = 3600.0
+"""How long ``selftest`` waits for the agent (which answers when the test ends, or says it
+ran out of its own time first)."""
+
+
+def cmd_led_card(args: argparse.Namespace) -> int:
+    from agent.ledcard import render
+
+    cfg = None
+    if args.config:
+        cfg = _load(args.config)
+        if cfg is None:
+            return 2
+    sys.stdout.write(render(cfg))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -528,17 +476,30 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the site config JSON Schema")
     s.set_defaults(func=cmd_schema)
 
-    for name, text in (("status", "show the room's status (Vietnamese / English)"),
-                       ("on", "switch the room on, in order"),
-                       ("off", "switch the room off (refused while a window locks it)"),
-                       ("help", "ask the centre for help (as a double press of the button)"),
-                       ("press", "simulated room: a short press of the button"),
-                       ("hold", "simulated room: hold the button past its hold time")):
-        q = sub.add_parser(name, help=text)
+    for name, about in (("status", "show the room's status"),
+                        ("on", "switch the room on, in order"),
+                        ("request-off", "ask to switch the room off, in order (refused while "
+                                        "a test or meeting locks it, saying until when)"),
+                        ("off", "the same as request-off"),
+                        ("help", "ask the centre for help (as a double press of the button)"),
+                        ("selftest", "outside any test or meeting: switch each device off and "
+                                     "on again, in order, and report how each was confirmed"),
+                        ("press", "simulated room: a short press of the button"),
+                        ("hold", "simulated room: hold the button past its hold time")):
+        q = sub.add_parser(name, help=about)
         q.add_argument("--state-dir", help=f"the agent's state directory ({DEFAULT_STATE})")
-        q.add_argument("--config", help="site config, to show support contacts")
-        q.add_argument("--json", action="store_true")
+        q.add_argument("--lang", choices=text.LANGS,
+                       help="vi or en (default: the room's site.language, else vi)")
+        q.add_argument("--config", help=f"site config, for its language and support contacts "
+                                        f"when the agent cannot be reached (default {SITE_FILE}"
+                                        "; not needed otherwise)")
+        q.add_argument("--json", action="store_true", help="the agent's reply as it is")
         q.set_defaults(func=cmd_local)
+
+    lc = sub.add_parser("led-card", help="print the LED card (HTML, Vietnamese then English) "
+                                         "to print and put next to the light")
+    lc.add_argument("--config", help="site config: the centre's name and support contacts")
+    lc.set_defaults(func=cmd_led_card)
 
     d = sub.add_parser("demo", help="a local broker and a simulated room, with a sample schedule")
     d.add_argument("--config", default="firmware_config/sites/sim-room.yaml")

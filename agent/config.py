@@ -56,6 +56,9 @@ class Site(Strict):
     timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA zone the schedule is shown in")
     centre: Centre = Field(default_factory=Centre,
                            description="Who the room answers to: named in the LED texts")
+    language: Literal["vi", "en"] = Field(
+        "vi", description="Language of the operator's command line (diemcau-agent status …) "
+                          "when --lang does not say: vi or en")
 
     @field_validator("id")
     @classmethod

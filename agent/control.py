@@ -25,24 +25,34 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-OPS = ("status", "on", "off", "help", "press", "hold", "unplug", "replug", "silence", "speak",
-       "garbage", "clock", "sync")
+OPS = ("status", "on", "off", "help", "selftest", "press", "hold", "unplug", "replug",
+       "silence", "speak", "garbage", "clock", "sync")
 """``press``/``hold`` (the button) and ``unplug|replug|silence|speak|garbage:<device>`` (a
-serial device's emulator) work only in a simulated room."""
+serial device's emulator) work only in a simulated room. ``selftest`` is answered when the
+test ends (see ``ControlServer``'s ``answer_within``)."""
+
+ANSWER_S = 10.0
+"""How long a request waits for the agent's answer, unless ``answer_within`` says more."""
 
 ACCEPT_RETRY_S = 0.1
 """Pause after a failed ``accept`` (EMFILE would otherwise spin: the client stays queued)."""
 
 
 class ControlServer:
-    """Accepts local requests and hands each to ``submit(op, respond)`` (the agent's queue)."""
+    """Accepts local requests and hands each to ``submit(op, respond)`` (the agent's queue).
+
+    ``answer_within`` gives an op a longer wait for its answer than :data:`ANSWER_S` (a
+    self-test takes minutes). Every error reply carries a ``code`` the command line words in
+    the operator's language: ``busy``, ``bad_request``, ``no_answer``, ``internal``."""
 
     def __init__(self, path: Path,
                  submit: Callable[[str, Callable[[dict[str, Any]], None]], None],
-                 client_timeout_s: float = 10.0, max_clients: int = 8) -> None:
+                 client_timeout_s: float = 10.0, max_clients: int = 8,
+                 answer_within: dict[str, float] | None = None) -> None:
         self.path = Path(path)
         self._submit = submit
         self._timeout = client_timeout_s
+        self._answer_within = dict(answer_within or {})
         self._slots = threading.BoundedSemaphore(max_clients)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -92,7 +102,7 @@ class ControlServer:
 
     def _dispatch(self, conn: socket.socket) -> None:
         if not self._slots.acquire(blocking=False):
-            self._refuse(conn, "busy: too many local requests at once, try again")
+            self._refuse(conn, "busy: too many local requests at once, try again", "busy")
             return
         try:
             threading.Thread(target=self._one, args=(conn,), name="control-client",
@@ -100,12 +110,12 @@ class ControlServer:
         except RuntimeError as e:  # "can't start new thread"
             self._slots.release()
             log.error("control socket: cannot start a handler: %s", e)
-            self._refuse(conn, f"busy: {e}")
+            self._refuse(conn, f"busy: {e}", "busy")
 
-    def _refuse(self, conn: socket.socket, error: str) -> None:
+    def _refuse(self, conn: socket.socket, error: str, code: str) -> None:
         with conn:
             conn.settimeout(1)
-            self._send(conn, {"ok": False, "error": error})
+            self._send(conn, {"ok": False, "error": error, "code": code})
 
     def _one(self, conn: socket.socket) -> None:
         try:
@@ -125,7 +135,8 @@ class ControlServer:
         except (OSError, ValueError, RecursionError):
             op = None
         if not isinstance(op, str) or op.split(":", 1)[0] not in OPS:
-            return {"ok": False, "error": f"expected one of {', '.join(OPS)}"}
+            return {"ok": False, "error": f"expected one of {', '.join(OPS)}",
+                    "code": "bad_request"}
         done = threading.Event()
         answer: dict[str, Any] = {}
 
@@ -137,9 +148,11 @@ class ControlServer:
             self._submit(op, respond)
         except Exception as e:
             log.exception("control request %r failed", op)
-            return {"ok": False, "error": f"internal error: {e}"}
-        if not done.wait(10):
-            return {"ok": False, "error": "the agent did not answer in 10 s"}
+            return {"ok": False, "error": f"internal error: {e}", "code": "internal"}
+        wait = self._answer_within.get(op, ANSWER_S)
+        if not done.wait(wait):
+            return {"ok": False, "error": f"the agent did not answer in {wait:g} s",
+                    "code": "no_answer"}
         return answer
 
     @staticmethod

@@ -265,6 +265,13 @@ EVENTS: dict[str, Entry] = {
     "unscheduled_use": Entry(INFO, "{device} used outside any window ({what})"),
     "unscheduled_use_ended": Entry(INFO, "{device} no longer used outside a window ({what}, "
                                       "{duration_s} s)"),
+    "selftest_started": Entry(INFO, "self-test started by {source}: {devices}"),
+    "selftest_refused": Entry(WARN, "self-test by {source} refused ({reason}) {kind} «{title}»"),
+    "selftest_device": Entry(lambda d: INFO if d.get("ok") else WARN,
+                             "self-test {device}: off {off}, on {on}, relay closed {relay}"),
+    "selftest_finished": Entry(lambda d: INFO if d.get("ok") else WARN,
+                               "self-test finished in {elapsed_s} s: ok {ok}, failed {failed}, "
+                               "interrupted by {interrupted_by}"),
     # -- the shell's own events ------------------------------------------------------------
     "agent_started": Entry(lambda d: WARN if d.get("previous_stop") in ("crash",
                                                                      "power_loss_or_reboot")

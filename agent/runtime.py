@@ -44,6 +44,7 @@ from agent.core.events import (
     HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
+    SelfTestRequested,
     Tick,
 )
 from agent.devices import EmulatedRoom, SerialDevices
@@ -247,6 +248,9 @@ class Agent:
         self._was_connected = False
         self._button_cv = threading.Condition()
         self._button_results: deque[tuple[int, list[dict[str, Any]]]] = deque(maxlen=16)
+        # A local self-test's callers and what its devices did so far (answered at its end).
+        self._selftest_waiting: list[Callable[[dict[str, Any]], None]] = []
+        self._selftest_devices: list[dict[str, Any]] = []
         self._button_count = 0
         self.stop_reason = "signal"
         """What :meth:`close` says stopped the agent (``agent_stopping``), unless told."""
@@ -477,6 +481,7 @@ class Agent:
         self.board.show(out.led)
         self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
                                                  for a in out.actions))
+        self._selftest_progress(out)
         return out
 
     def _do(self, action: core.Action) -> None:
@@ -812,28 +817,84 @@ class Agent:
         self.link.ack(msg)
 
     # ------------------------------------------------------------------ local control
-    def _local(self, call: LocalCall) -> None:
+    def operator_facts(self) -> dict[str, Any]:
+        """What the operator's command line needs to speak for this room, in every local
+        reply: the centre's name, the room's name, language and time zone, the devices'
+        labels, who to call."""
         vi, en = centre_names(self.cfg)
-        centre = {"vi": vi, "en": en}
+        return {"centre": {"vi": vi, "en": en}, "language": self.cfg.site.language,
+                "timezone": self.cfg.site.timezone, "name": self.cfg.site.name,
+                "labels": {n: d.label or n for n, d in self.cfg.devices.items()},
+                "support": [c.model_dump() for c in self.cfg.support]}
+
+    def _local(self, call: LocalCall) -> None:
+        room = self.operator_facts()
         if call.op == "status":
             call.respond({"ok": True, "state": self.state_message(), "info": self.info(),
-                          "centre": centre})
+                          **room})
             return
         if call.op in ("on", "off"):
             out = self.feed(LocalPowerRequest(call.op == "on", "cli"))
             did = self.outcome(out)
             refused = [e for e in did if e["kind"] == "shutdown_refused"]
             if refused:
-                call.respond({"ok": False, "refused": refused[0], "centre": centre})
+                call.respond({"ok": False, "refused": refused[0], "state": self.state_message(),
+                              **room})
             else:
-                call.respond({"ok": True, "state": self.state_message(), "did": did,
-                              "centre": centre})
+                call.respond({"ok": True, "state": self.state_message(), "did": did, **room})
             return
         if call.op == "help":
             call.respond({"ok": True, "did": self.outcome(self.feed(HelpRequested("cli"))),
-                          "centre": centre})
+                          **room})
             return
-        call.respond({"ok": False, "error": f"unknown request '{call.op}'"})
+        if call.op == "selftest":
+            self._selftest(call, room)
+            return
+        call.respond({"ok": False, "error": f"unknown request '{call.op}'", "code": "unknown",
+                      **room})
+
+    def _selftest(self, call: LocalCall, room: dict[str, Any]) -> None:
+        """Start a self-test; answered when it ends (:meth:`_selftest_progress`) or at once
+        when refused."""
+        did = self.outcome(self.feed(SelfTestRequested("cli")))
+        refused = [e for e in did if e["kind"] == "selftest_refused"]
+        if refused:
+            call.respond({"ok": False, "refused": refused[0], "state": self.state_message(),
+                          **room})
+            return
+        done = [e for e in did if e["kind"] == "selftest_finished"]
+        if done:
+            call.respond(self._selftest_result(done[0], room))
+            return
+        self._selftest_waiting.append(
+            lambda finished: call.respond(self._selftest_result(finished, room)))
+
+    def _selftest_result(self, finished: dict[str, Any], room: dict[str, Any]
+                         ) -> dict[str, Any]:
+        devices = {n: d.driver is not None for n, d in self.cfg.devices.items()}
+        return {"ok": True, "selftest": {
+            "devices": [{**d, "serial": devices.get(d["device"], False)}
+                        for d in self._selftest_devices],
+            "finished": finished["data"]}, "state": self.state_message(), "info": self.info(),
+            **room}
+
+    def _selftest_progress(self, out: core.Outcome) -> None:
+        """Keep what a self-test's devices did; at its end, answer whoever asked for it."""
+        for e in self.outcome(out):
+            if e["kind"] == "selftest_started":
+                self._selftest_devices = []
+            elif e["kind"] == "selftest_device":
+                self._selftest_devices.append(e["data"])
+            elif e["kind"] == "selftest_finished":
+                waiting, self._selftest_waiting = self._selftest_waiting, []
+                for respond in waiting:
+                    respond(e)
+
+    def selftest_budget_s(self) -> float:
+        """The longest a self-test of this room can take: each device's switch-off grace,
+        time without power and longest wait to answer, plus a margin."""
+        return 30.0 + sum(max(d.off_grace_s, 1.0) + self.settings.selftest_off_s
+                          + d.ready_timeout_s + d.on_delay_s for d in self.cfg.devices.values())
 
     @staticmethod
     def outcome(out: core.Outcome) -> list[dict[str, Any]]:

@@ -25,6 +25,9 @@ ReleaseReason = Literal["completed", "hard_cap", "window_removed", "clock_moved_
 ReadyState = Literal["confirmed", "on_silent", "on", "off"]
 UseWhat = Literal["in_call", "awake"]
 Via = Literal["command", "schedule"]
+SelftestOutcome = Literal["confirmed", "no_answer", "relay_only", "already_off", "relay_failed",
+                          "not_done"]
+SelftestRefusal = Literal["locked", "busy", "running"]
 
 
 # --------------------------------------------------------------------------- core decisions
@@ -430,6 +433,55 @@ class HaCommandRefused:
     reason: str
 
 
+@dataclass(frozen=True)
+class SelftestStarted:
+    """An operator started the room's self-test outside any window: each device in
+    ``devices`` is switched off and on again, in order, and its driver asked to confirm each."""
+
+    KIND: ClassVar[str] = "selftest_started"
+    source: LocalSource
+    devices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SelftestRefused:
+    """A self-test was refused: a window locks the room (``kind``, ``title``), a power
+    sequence is running, or a self-test already is."""
+
+    KIND: ClassVar[str] = "selftest_refused"
+    source: LocalSource
+    reason: SelftestRefusal
+    kind: WindowKind | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class SelftestDevice:
+    """One device of a self-test is done: how its switch-off and its switch-on were
+    confirmed (``confirmed`` by its driver's power query, ``relay_only`` for a device without
+    a serial link, ``no_answer``, ``relay_failed`` when its relay pin did not open), and
+    whether its relay is closed at the end."""
+
+    KIND: ClassVar[str] = "selftest_device"
+    device: str
+    ok: bool
+    off: SelftestOutcome
+    on: SelftestOutcome
+    relay: bool
+
+
+@dataclass(frozen=True)
+class SelftestFinished:
+    """A self-test ended: ``failed`` names the devices that did not pass; ``interrupted_by``
+    the request or window that stopped it early (``elapsed_s`` on the monotonic clock)."""
+
+    KIND: ClassVar[str] = "selftest_finished"
+    ok: bool
+    failed: tuple[str, ...]
+    elapsed_s: float
+    interrupted_by: str | None = None
+
+
 CORE_EVENTS: tuple[type, ...] = (
     PowerRequested, ShutdownRefused, HelpRequested, PowerSequenceStarted, PowerStep,
     PowerSequenceFinished, PowerSequenceCancelled, WindowPowerUp, WindowReady, LockEngaged,
@@ -437,6 +489,7 @@ CORE_EVENTS: tuple[type, ...] = (
     AfterWindowPowerOff, CheckIn, OperatorCheckRequested, OperatorCheckAcknowledged,
     OperatorCheckUnanswered, ScheduleApplied, DeviceHealth, DeviceIdentityChanged,
     SelfHelpPowerCycle, SelfHelpWithheld, UnscheduledUse, UnscheduledUseEnded,
+    SelftestStarted, SelftestRefused, SelftestDevice, SelftestFinished,
 )
 """The kinds the decision core (:mod:`agent.core`) makes."""
 

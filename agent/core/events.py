@@ -80,6 +80,14 @@ class LocalPowerRequest:
 
 
 @dataclass(frozen=True)
+class SelfTestRequested:
+    """Someone at the room asked for a self-test: every device switched off and on again,
+    in order, each confirmed by its driver (``diemcau-agent selftest``)."""
+
+    source: LocalSource
+
+
+@dataclass(frozen=True)
 class Command:
     """A validated command from the district; ``name`` picks the action, ``args`` its fields."""
 
@@ -131,5 +139,5 @@ class DeviceHealthChanged:
 
 
 Event = (Tick | ScheduleReceived | ClockStatus | ButtonPressed | ButtonHeld | HelpRequested
-         | LocalPowerRequest | Command | BrokerConnection | DeviceReady | DeviceStandby
-         | DeviceHealthChanged)
+         | LocalPowerRequest | SelfTestRequested | Command | BrokerConnection | DeviceReady
+         | DeviceStandby | DeviceHealthChanged)

@@ -37,6 +37,7 @@ class RoomSettings:
     off_after_release_s: float | None = None  # switch off this long after a lock ends; None: never
     centre: tuple[str, str] = DEFAULT_CENTRE  # who the room answers to (vi, en), for the LED
     plausible_after: float = MIN_PLAUSIBLE_TIME  # no clock reading before this is real
+    selftest_off_s: float = 2.0  # a self-test leaves each device without power this long
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.devices, key=lambda d: d.order))

@@ -63,6 +63,25 @@ class AfterWindow:
 
 
 @dataclass(frozen=True)
+class SelfTest:
+    """A running self-test (``agent.core.selftest``): the device being tested, the phase it
+    is in (``off``, ``hold`` without power until ``hold_until``, ``on``, ``settle`` until its
+    relay's read-back is in), what its phases gave,
+    and the devices still to come. Not saved: a restart ends it (its sequence goes on)."""
+
+    source: str
+    devices: tuple[str, ...]
+    remaining: tuple[str, ...]
+    started_mono: float
+    current: str | None = None
+    phase: str = "off"
+    hold_until: float | None = None
+    off: str = "not_done"
+    on: str = "not_done"
+    failed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeviceHealth:
     """A device's health as its driver's poller last reported it."""
 
@@ -109,6 +128,7 @@ class RoomState:
     cycled: frozenset[str] = frozenset()  # power-cycled by self-help since last healthy
     unscheduled: Mapping[tuple[str, str], float] = field(default_factory=dict)  # wall since
     after_window: AfterWindow | None = None
+    selftest: SelfTest | None = None
     # When the last step ran (None: none yet): bookkeeping for Outcome.changed, not part of
     # what the room is, so not compared.
     stepped_at: float | None = field(default=None, compare=False)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agent.contract import events as ev
-from agent.core import commands, devices
+from agent.core import commands, devices, selftest
 from agent.core.actions import Action, Emit, Reply
 from agent.core.events import (
     BrokerConnection,
@@ -39,6 +39,7 @@ from agent.core.events import (
     LocalPowerRequest,
     LocalSource,
     ScheduleReceived,
+    SelfTestRequested,
     Window,
 )
 from agent.core.led import LedPattern
@@ -229,6 +230,8 @@ class _Step:
                     self.local_on(source)
                 else:
                     self.local_off(source)
+            case SelfTestRequested(source=source):
+                selftest.request(self, source)
             case HelpRequested(source=source):
                 self.emit(ev.HelpRequested(source))
                 self.set(help_requested_at=self.now,
@@ -305,6 +308,7 @@ class _Step:
             self.power.start(True, f"window:{w.id}")
         self.window_ready()
         self.after_window()
+        selftest.progress(self)
         devices.track_unscheduled(self)
 
     def window_ready(self) -> None:
@@ -357,7 +361,8 @@ class _Step:
 def _uses_the_room(event: Event) -> bool:
     """Whether ``event`` is someone at the room using it (a district ``power`` command
     counts too: :func:`agent.core.commands.power`)."""
-    return isinstance(event, ButtonPressed | ButtonHeld | HelpRequested | LocalPowerRequest)
+    return isinstance(event, ButtonPressed | ButtonHeld | HelpRequested | LocalPowerRequest
+                      | SelfTestRequested)
 
 
 def step(settings: RoomSettings, state: RoomState, event: Event, now: float,
@@ -391,7 +396,8 @@ def next_deadline(settings: RoomSettings, state: RoomState, now: float,
     if chk is not None:
         mono_due.append((chk.requested_mono if chk.requested_mono is not None else mono)
                         + chk.timeout_s)
-    mono_due += [t for t in (state.refusal_until, state.help_until) if t is not None]
+    mono_due += [t for t in (state.refusal_until, state.help_until,
+                             selftest.deadline(state.selftest)) if t is not None]
     aw = state.after_window
     if (aw is not None and (due := aw.due(mono)) is not None
             and not devices.in_call(state, state.relays)):
