@@ -19,8 +19,8 @@ from typing import Any
 
 from agent.config import SiteConfig
 
-LIVE = ("site.name", "site.district", "timing.**", "devices.*.label", "devices.*.on_delay_s",
-        "devices.*.self_help", "support.**", "log_level")
+LIVE = ("site.name", "site.district", "site.language", "timing.**", "devices.*.label",
+        "devices.*.on_delay_s", "devices.*.self_help", "support.**", "log_level")
 """Fields a reload applies (``*`` one path segment, ``**`` any number): what the core and the
 state message read afresh every time. Everything else is built into drivers, pins and the
 link when the agent starts."""

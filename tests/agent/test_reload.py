@@ -93,14 +93,14 @@ def test_what_can_change_live(yaml: str) -> None:
     old = parse_config(yaml)
     new = parse_config(
         yaml.replace("heartbeat_s: 30", "heartbeat_s: 40, check_timeout_s: 60")
-        .replace('name: "Xã Thử"', 'name: "UBND xã Thử", district: "Văn Quan"')
+        .replace('name: "Xã Thử"', 'name: "UBND xã Thử", district: "Văn Quan", language: en')
         .replace("+84 205 3830 000", "+84 205 3830 111")
         .replace("on_delay_s: 0, off_grace_s: 0}", "on_delay_s: 5, off_grace_s: 0, "
                                                    "self_help: true}"))
     assert reload_problems(old, new) == []
     assert changed_fields(old, new) == [
-        "devices.codec.on_delay_s", "devices.codec.self_help", "site.district", "site.name",
-        "support", "timing.check_timeout_s", "timing.heartbeat_s"]
+        "devices.codec.on_delay_s", "devices.codec.self_help", "site.district",
+        "site.language", "site.name", "support", "timing.check_timeout_s", "timing.heartbeat_s"]
     assert changed_fields(old, old) == []
 
 
