@@ -18,7 +18,7 @@ from typing import Any
 from district.model import EventRow, Reply, Window
 from district.timefmt import iso_ms, wire_time
 
-API = "2.0"
+API = "2.1"
 ROOM_TOPICS = ("availability", "state", "info", "host", "events", "replies")
 TO_ROOM = ("commands", "schedule")
 

@@ -1,4 +1,4 @@
-"""The messages a room publishes under contract 2.0, as pydantic models.
+"""The messages a room publishes under contract 2.x, as pydantic models.
 
 The agent builds its payloads as plain dicts (``agent/link/state.py``, ``agent/link/info.py``,
 ``agent/link/host.py``, :meth:`agent.outbox.Record.to_json`); these models say what those
@@ -17,7 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-API_VERSION = "2.0"
+ApiVersion = Annotated[str, Field(
+    pattern=r"^2\.\d+$",
+    description="The contract version the room speaks: any 2.x (a reader of 2.x reads every "
+                "minor version: a minor version only adds)")]
 
 Iso = Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$",
                            examples=["2026-11-29T02:00:00.000Z"])]
@@ -88,7 +91,7 @@ class SupportContact(_Msg):
 class Info(_Msg):
     """Retained ``info``: the room's static facts, published when they change."""
 
-    api: Literal["2.0"]
+    api: ApiVersion
     site: str
     name: str
     centre: str = Field(description="The centre the room reports to, as operators name it")
@@ -202,7 +205,7 @@ class ClockState(_Msg):
 class State(_Msg):
     """Retained ``state``: published when it changes, never as a heartbeat."""
 
-    api: Literal["2.0"]
+    api: ApiVersion
     site: str
     power: Power
     devices: dict[str, DeviceState]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-API_VERSION = "2.0"
+API_VERSION = "2.1"
+"""The contract version a room speaks: the minor rises with each addition (docs/mqtt-api.md)."""
 PREFIX = "diemcau/v2"
 
 

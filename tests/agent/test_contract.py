@@ -36,3 +36,21 @@ def test_every_command_is_documented_and_has_a_schema() -> None:
     doc = (ROOT / "docs" / "mqtt-api.md").read_text()
     assert set(ARGS) == set(COMMAND_NAMES)   # every command on the wire has a core handler
     assert all(f"`{name}`" in doc for name in COMMAND_NAMES)
+
+
+def test_a_2x_reader_reads_every_minor_version_and_no_other_major() -> None:
+    """The ``api`` field: the room sends the version it speaks (the minor rises with each
+    addition); the schema a 2.x reader holds takes any 2.x and refuses another major."""
+    import json
+
+    from agent.contract.validate import problems
+    from agent.link.topics import API_VERSION
+
+    assert API_VERSION == "2.1"
+    doc = json.loads((Path(__file__).parents[2] / "docs" / "mqtt-api.md.in").read_text()
+                     .split("## state", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    topic = "state"
+    for api in ("2.0", "2.1", "2.17"):
+        assert problems(topic, json.dumps({**doc, "api": api}).encode()) == [], api
+    for api in ("3.0", "1.0", "2", "2.x"):
+        assert problems(topic, json.dumps({**doc, "api": api}).encode()), api

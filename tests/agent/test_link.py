@@ -31,7 +31,7 @@ def test_online_then_offline_after_sigkill(broker: LocalBroker, short_tmp: Path)
         try:
             w.availability("online", timeout=20)
             state = w.wait("state")
-            assert state["site"] == SITE and state["api"] == "2.0"
+            assert state["site"] == SITE and state["api"] == "2.1"
             assert w.wait("info")["agent_version"]
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)

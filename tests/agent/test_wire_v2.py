@@ -103,7 +103,7 @@ def test_state_goes_out_on_change_only_with_the_v2_shape(broker: LocalBroker,
         for gone in ("host", "name", "agent_version", "config_hash", "broker_connected",
                      "schedule_version"):
             assert gone not in first
-        assert first["api"] == "2.0" and first["link"]["since"] is not None
+        assert first["api"] == "2.1" and first["link"]["since"] is not None
         assert first["lock"] == {"locked": False}
         assert first["schedule"] == {"version": "", "digest": None, "rejected": None}
         # Each request_state publishes the state once, right after its reply. Between the
