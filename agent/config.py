@@ -298,8 +298,12 @@ class Timing(Strict):
 
 
 class Contact(Strict):
+    """Someone an operator can call: shown by ``status``, on the LED card and in ``info``."""
+
     name: str = Field(min_length=1)
-    role: str = Field(min_length=1)
+    role: str = Field(min_length=1, description="What they do, in Vietnamese")
+    role_en: str | None = Field(default=None, min_length=1,
+                                description="The same in English (else ``role`` is shown)")
     phone: str = Field(pattern=r"^\+?[0-9 ().-]{6,20}$")
 
 

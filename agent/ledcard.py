@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.config import SiteConfig
 from agent.core.led import DEFAULT_CENTRE, LedPattern, patterns
-from agent.operator_text import LANGS, Lang
+from agent.operator_text import LANGS, Lang, role_of
 
 STRIP_S = 6.0
 """Seconds of a blinking pattern's rhythm drawn on its strip."""
@@ -128,7 +128,8 @@ def _page(lang: Lang, cfg: SiteConfig | None) -> str:
     out.append(f"<h2>{escape(_t('support', lang))}</h2>")
     if cfg is not None and cfg.support:
         out.append('<ul class="contacts">')
-        out.extend(f"<li><strong>{escape(c.name)}</strong> ({escape(c.role)}): "
+        out.extend(f"<li><strong>{escape(c.name)}</strong> "
+                   f"({escape(role_of(c.model_dump(), lang))}): "
                    f"<strong>{escape(c.phone)}</strong></li>" for c in cfg.support)
         out.append("</ul>")
     else:

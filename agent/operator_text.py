@@ -270,12 +270,20 @@ def _until(state: Mapping[str, Any] | None, room: Room, lang: Lang, now: datetim
     return when(end, now, room.timezone, lang, bare_today=True)
 
 
+def role_of(contact: Mapping[str, Any], lang: Lang) -> str:
+    """A contact's role in ``lang``: ``role`` is Vietnamese, ``role_en`` English (when the
+    site file gives one)."""
+    if lang == "en" and contact.get("role_en"):
+        return str(contact["role_en"])
+    return str(contact.get("role", ""))
+
+
 def contacts(room: Room, lang: Lang) -> list[str]:
     """The support lines: a heading and one line per contact (or a line saying none)."""
     if not room.support:
         return [t("support.none", lang)]
     return [t("support", lang)] + [t("contact", lang, name=c.get("name", ""),
-                                     role=c.get("role", ""), phone=c.get("phone", ""))
+                                     role=role_of(c, lang), phone=c.get("phone", ""))
                                    for c in room.support]
 
 

@@ -84,7 +84,8 @@ class DeviceInfo(_Msg):
 
 class SupportContact(_Msg):
     name: str
-    role: str
+    role: str = Field(description="What they do, in Vietnamese")
+    role_en: str | None = Field(default=None, description="The same in English (2.1), or null")
     phone: str
 
 

@@ -35,7 +35,8 @@ def info_message(cfg: SiteConfig, agent_version: str, config_hash: str) -> dict[
         "config_hash": config_hash,
         "devices": {n: {"role": d.role, "label": d.label or n, "driver": d.driver}
                     for n, d in cfg.devices.items()},
-        "support": [{"name": c.name, "role": c.role, "phone": c.phone} for c in cfg.support],
+        "support": [{"name": c.name, "role": c.role, "role_en": c.role_en, "phone": c.phone}
+                    for c in cfg.support],
     }
 
 

@@ -78,12 +78,14 @@ devices:
 button: {{pin: 16, hold_s: 0.5, bounce_s: 0}}
 timing: {{lead_min: 15, heartbeat_s: 30}}
 support:
-  - {{name: "Tổ kỹ thuật", role: "Hỗ trợ kỹ thuật", phone: "{PHONE}"}}
+  - {{name: "Tổ kỹ thuật", role: "Hỗ trợ kỹ thuật", role_en: "Technical support",
+     phone: "{PHONE}"}}
 """
 
 
 # Names that come from the config (or the schedule) may be in either language.
 CONFIG_NAMES = ("Xã Thử", CENTRE_VI, CENTRE_EN, "Codec Cisco", "Camera", "Ampli", "Tổ kỹ thuật",
+                "Technical support",
                 "Hỗ trợ kỹ thuật", "Kiểm tra kết nối", "Họp giao ban")
 ENGLISH_RAW = re.compile(r"\b(session|ok|on|off|done|locked|power|support|room|window|health|"
                          r"standby|today|tomorrow|next|link|light|test|fault|degraded|unknown|"
@@ -179,6 +181,8 @@ def test_status_speaks_one_language_with_times_in_words_and_support(
         assert rc == 0
         assert f"Next: meeting «Họp giao ban», {en}" in out_en
         assert PHONE in out_en and "Room: Xã Thử" in out_en and CENTRE_EN in out_en
+        assert "Tổ kỹ thuật (Technical support)" in out_en   # the role in English
+        assert "Technical support" not in out_vi
         assert "s-42" not in out_en
         assert_english_only(out_en)
     # Devices by their labels, in words; the LED in the chosen language only.
@@ -454,6 +458,9 @@ def test_led_card_has_one_swatch_per_pattern_in_each_language(
         assert swatches == names, lang   # one per pattern, in priority order
         body = " ".join(words)
         assert PHONE in body and "Tổ kỹ thuật" in body
+        role, other = (("Hỗ trợ kỹ thuật", "Technical support") if lang == "vi" else
+                       ("Technical support", "Hỗ trợ kỹ thuật"))
+        assert role in body and other not in body, lang
         centre = CENTRE_VI if lang == "vi" else CENTRE_EN
         assert centre in body
         for p in patterns((CENTRE_VI, CENTRE_EN)).values():
