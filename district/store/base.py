@@ -96,6 +96,13 @@ class Store(Protocol):
                              ) -> list[AvailabilityRow]:
         """The room's availability changes in receive order (up to ``until``)."""
 
+    def last_availability_ids(self) -> dict[str, int]:
+        """Site → the id of its latest availability change (rooms ever heard from)."""
+
+    def seq_summaries(self) -> dict[str, tuple[int, int, int]]:
+        """Site → ``(lowest seq, highest seq, events held)`` for every room with events (what
+        :meth:`seq_gaps` counts, for every room in one query)."""
+
     def states(self, site: str, since: float | None = None, until: float | None = None
                ) -> list[tuple[float, dict[str, Any]]]:
         """``(received_at, state)`` for each state change the console received."""
@@ -141,8 +148,14 @@ class Store(Protocol):
     def latest_schedules(self) -> dict[str, SchedulePublication]:
         """:meth:`latest_schedule` for every room that has one."""
 
+    def unpublished_schedules(self) -> dict[str, SchedulePublication]:
+        """The rooms whose newest schedule is not yet published: site → that schedule."""
+
     def mark_schedule_published(self, schedule_id: int, at: float) -> None:
         """The broker acknowledged this schedule."""
+
+    def mark_schedules_published(self, schedule_ids: Sequence[int], at: float) -> None:
+        """The broker acknowledged these schedules (one transaction)."""
 
     def schedule_count(self, site: str) -> int:
         """How many schedules were ever made for the room (for version numbers)."""
@@ -156,6 +169,9 @@ class Store(Protocol):
 
     def mark_command_sent(self, command_id: str, at: float) -> None:
         """The broker acknowledged this command."""
+
+    def mark_commands_sent(self, command_ids: Sequence[str], at: float) -> None:
+        """The broker acknowledged these commands (one transaction)."""
 
     def command(self, command_id: str) -> CommandRow | None:
         """One command with its reply (if any)."""
@@ -180,6 +196,9 @@ class Store(Protocol):
                     detail: dict[str, Any], window_id: str | None = None,
                     late: bool = False) -> Alert | None:
         """Raise an alert once per ``key``; None if that key was raised before."""
+
+    def alert_keys(self, window_ids: Sequence[str]) -> set[str]:
+        """The keys of every alert raised for these windows (taken or not)."""
 
     def take_alert(self, alert_id: int, by: str, at: float, note: str = "") -> Alert | None:
         """A staff member takes the alert; None if there is no such alert. Taking a taken

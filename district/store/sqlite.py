@@ -301,6 +301,14 @@ class SqliteStore:
         return [AvailabilityRow(s, v, at, bool(ret), i)
                 for s, v, at, ret, i in self._q(sql + " ORDER BY received_at, id", args)]
 
+    def last_availability_ids(self) -> dict[str, int]:
+        return {site: int(i) for site, i in self._q(
+            "SELECT site, MAX(id) FROM availability GROUP BY site")}
+
+    def seq_summaries(self) -> dict[str, tuple[int, int, int]]:
+        return {site: (int(lo), int(hi), int(n)) for site, lo, hi, n in self._q(
+            "SELECT site, MIN(seq), MAX(seq), COUNT(*) FROM events GROUP BY site")}
+
     def states(self, site: str, since: float | None = None, until: float | None = None
                ) -> list[tuple[float, dict[str, Any]]]:
         sql = "SELECT received_at, payload FROM snapshots WHERE site = ? AND kind = 'state'"
@@ -455,9 +463,21 @@ class SqliteStore:
                        "GROUP BY site)")
         return {r[1]: self._sched(r) for r in rows}
 
+    def unpublished_schedules(self) -> dict[str, SchedulePublication]:
+        rows = self._q(f"{self._SCHED} WHERE id IN (SELECT MAX(id) FROM schedules "
+                       "GROUP BY site) AND published_at IS NULL")
+        return {r[1]: self._sched(r) for r in rows}
+
     def mark_schedule_published(self, schedule_id: int, at: float) -> None:
-        self._x("UPDATE schedules SET published_at = ? WHERE id = ? AND published_at IS NULL",
-                (at, schedule_id))
+        self.mark_schedules_published([schedule_id], at)
+
+    def mark_schedules_published(self, schedule_ids: Sequence[int], at: float) -> None:
+        if not schedule_ids:
+            return
+        with self.transaction():
+            self._db.executemany("UPDATE schedules SET published_at = ? "
+                                 "WHERE id = ? AND published_at IS NULL",
+                                 [(at, i) for i in schedule_ids])
 
     def schedule_count(self, site: str) -> int:
         return int(self._q("SELECT COUNT(*) FROM schedules WHERE site = ?", (site,))[0][0])
@@ -485,8 +505,15 @@ class SqliteStore:
             f"{self._CMD} WHERE c.sent_at IS NULL ORDER BY c.created_at, c.id")]
 
     def mark_command_sent(self, command_id: str, at: float) -> None:
-        self._x("UPDATE commands SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
-                (at, command_id))
+        self.mark_commands_sent([command_id], at)
+
+    def mark_commands_sent(self, command_ids: Sequence[str], at: float) -> None:
+        if not command_ids:
+            return
+        with self.transaction():
+            self._db.executemany("UPDATE commands SET sent_at = ? "
+                                 "WHERE id = ? AND sent_at IS NULL",
+                                 [(at, i) for i in command_ids])
 
     def command(self, command_id: str) -> CommandRow | None:
         rows = self._q(f"{self._CMD} WHERE c.id = ?", (command_id,))
@@ -556,6 +583,12 @@ class SqliteStore:
                 return None
             rows = self._q(f"SELECT {ALERT_COLS} FROM alerts WHERE akey = ?", (key,))
         return self._alert(rows[0])
+
+    def alert_keys(self, window_ids: Sequence[str]) -> set[str]:
+        if not window_ids:
+            return set()
+        return {r[0] for r in self._q(
+            f"SELECT akey FROM alerts WHERE window_id IN {_in(window_ids)}", window_ids)}
 
     def take_alert(self, alert_id: int, by: str, at: float, note: str = "") -> Alert | None:
         with self.transaction():
