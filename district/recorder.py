@@ -49,7 +49,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from district import contract
 from district.alerts import event_alerts
 from district.config import ConsoleConfig
-from district.model import Change
+from district.model import Change, Incoming
 from district.service import Console
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ class Recorder:
         fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
         try:
             with self.store.transaction():
-                return [ch for it in batch for ch in self._store(it)], batch
+                return self._store_many(batch), batch
         except Exception:
             log.exception("could not store a batch of %d messages; one by one", len(batch))
         changes: list[Change] = []
@@ -295,6 +295,61 @@ class Recorder:
                 if self._stop.wait(RETRY_S):
                     return changes, stored  # stopping: the rest comes again next time
         return changes, stored
+
+    def _store_many(self, batch: list[_Message | _Link]) -> list[Change]:
+        """The batch in the caller's transaction: each message parsed (a bad one kept aside),
+        all of them stored with :meth:`~district.store.base.Store.record_batch` (a few
+        statements for the batch), then the changes and event alerts in the batch's order."""
+        parsed: list[Incoming | None] = []
+        for it in batch:
+            parsed.append(None)
+            if isinstance(it, _Link):
+                self._store(it)
+                continue
+            where = self.topics.parse(it.topic)
+            if where is None:
+                self._store(it)
+                continue
+            site, kind = where
+            try:
+                parsed[-1] = self._incoming(site, kind, it)
+            except contract.BadPayload as e:
+                self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+        todo = [x for x in parsed if x is not None]
+        new = iter(self.store.record_batch(todo))
+        changes: list[Change] = []
+        for x in parsed:
+            if x is None or not next(new):
+                continue
+            if x.kind == "events":
+                ev = x.value
+                changes.append(Change("event", site=x.site, window_id=ev.window_id, ref=ev.seq))
+                for a in event_alerts(self.store, ev, x.received_at):
+                    changes.append(Change("alert", site=x.site, window_id=a.window_id,
+                                          ref=a.id))
+            elif x.kind == "replies":
+                changes.append(Change("reply", site=x.site, ref=x.value.command_id))
+            else:
+                changes.append(Change(x.kind, site=x.site))
+        return changes
+
+    def _incoming(self, site: str, kind: str, it: _Message) -> Incoming:
+        """A room message parsed for the store; :class:`contract.BadPayload` if it is not one
+        (the same checks as :meth:`_store_room`)."""
+        at = it.received_at
+        if kind == "availability":
+            value = it.payload.decode("utf-8", "replace")
+            if value not in ("online", "offline"):
+                raise contract.BadPayload("availability must be online or offline")
+            return Incoming(kind, site, at, it.payload, value, it.retain)
+        if kind in ("state", "info", "host"):
+            if not it.payload:
+                raise contract.BadPayload("empty (a retained message was cleared)")
+            return Incoming(kind, site, at, it.payload, contract.parse_object(it.payload))
+        if kind == "events":
+            return Incoming(kind, site, at, it.payload, contract.parse_event(site, it.payload, at))
+        return Incoming("replies", site, at, it.payload,
+                        contract.parse_reply(site, it.payload, at))
 
     def _reject(self, it: _Message | _Link, error: Exception) -> bool:
         if not isinstance(it, _Message):

@@ -26,6 +26,7 @@ from district.model import (
     AvailabilityRow,
     CommandRow,
     EventRow,
+    Incoming,
     LiveRoom,
     Reply,
     Result,
@@ -74,6 +75,12 @@ class Store(Protocol):
 
     def record_reply(self, reply: Reply, raw: bytes) -> bool:
         """Store a room's reply (the first per command id); True if it was new."""
+
+    def record_batch(self, items: Sequence[Incoming]) -> list[bool]:
+        """Store many room messages in one transaction, with the same rules and answers as
+        the ``record_*`` call for each, in order (a second ``online`` in the batch is no
+        change, an event's second copy no new event); True for each that was new. A few
+        statements per batch, not one or two per message."""
 
     def record_rejected(self, site: str | None, topic: str, raw: bytes, received_at: float,
                         problem: str) -> None:

@@ -268,6 +268,18 @@ class PostgresStore(SqliteStore):
         if at >= self._seen.get(site, at):
             self._seen[site] = at
 
+    def _touch_many(self, seen: dict[str, float]) -> None:
+        for site, at in seen.items():
+            self._touch(site, at)
+
+    def _live_texts(self, sites: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not sites:
+            return {}
+        return {site: {"availability": av, "state": st, "info": info, "host": host}
+                for site, av, st, info, host in self._q(
+                    "SELECT site, availability, state, info, host FROM live "
+                    "WHERE site = ANY(?)", (list(sites),))}
+
     def record_availability(self, site: str, value: str, received_at: float,
                             retained: bool) -> bool:
         with self.transaction():

@@ -30,6 +30,7 @@ from district.model import (
     AvailabilityRow,
     CommandRow,
     EventRow,
+    Incoming,
     LiveRoom,
     Reply,
     Result,
@@ -255,6 +256,111 @@ class SqliteStore:
                 "payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
                 (r.command_id, r.site, r.status, r.reason, _j(r.data), r.received_at,
                  raw.decode("utf-8", errors="replace"))).rowcount == 1
+
+    # -- many at once -------------------------------------------------------------------
+    ROWS_PER_INSERT = 250
+    """Rows per multi-row ``INSERT … RETURNING`` (12 values an event: well under SQLite's
+    32,766 and PostgreSQL's 65,535 parameters)."""
+
+    def _touch_many(self, seen: dict[str, float]) -> None:
+        self._db.executemany(
+            "INSERT INTO live (site, last_seen_at) VALUES (?, ?) ON CONFLICT (site) DO UPDATE "
+            "SET last_seen_at = excluded.last_seen_at", sorted(seen.items()))
+
+    def _live_texts(self, sites: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(sites), 500):
+            part = sites[i:i + 500]
+            for site, av, st, info, host in self._q(
+                    f"SELECT site, availability, state, info, host FROM live WHERE site IN "
+                    f"{_in(part)}", part):
+                out[site] = {"availability": av, "state": st, "info": info, "host": host}
+        return out
+
+    def _insert_returning(self, head: str, cols: int, rows: list[tuple[Any, ...]],
+                          tail: str) -> list[tuple[Any, ...]]:
+        """``head VALUES (…), (…) tail`` in chunks; the rows ``tail``'s RETURNING gave."""
+        got: list[tuple[Any, ...]] = []
+        one = "(" + ",".join("?" * cols) + ")"
+        for i in range(0, len(rows), self.ROWS_PER_INSERT):
+            part = rows[i:i + self.ROWS_PER_INSERT]
+            sql = f"{head} VALUES {','.join([one] * len(part))} {tail}"
+            got += self._db.execute(sql, tuple(v for r in part for v in r)).fetchall()
+        return got
+
+    def record_batch(self, items: Sequence[Incoming]) -> list[bool]:
+        out = [False] * len(items)
+        if not items:
+            return out
+        with self.transaction():
+            seen: dict[str, float] = {}
+            for it in items:
+                if it.received_at >= seen.get(it.site, it.received_at):
+                    seen[it.site] = it.received_at
+            self._touch_many(seen)
+            held = self._live_texts(sorted({it.site for it in items
+                                            if it.kind == "availability" or it.kind in RETAINED}))
+            avail: list[tuple[Any, ...]] = []
+            snaps: list[tuple[Any, ...]] = []
+            latest: dict[tuple[str, str], tuple[Any, float]] = {}
+            events: dict[tuple[str, int], int] = {}
+            replies: dict[str, int] = {}
+            for i, it in enumerate(items):
+                if it.kind == "availability" or it.kind in RETAINED:
+                    text = it.value if it.kind == "availability" else it.raw.decode("utf-8")
+                    cur = held.setdefault(it.site, {})
+                    if cur.get(it.kind) == text:
+                        continue
+                    cur[it.kind] = text
+                    latest[(it.site, it.kind)] = (text, it.received_at)
+                    if it.kind == "availability":
+                        avail.append((it.site, text, it.received_at, int(it.retained)))
+                    else:
+                        snaps.append((it.site, it.kind, it.received_at, text))
+                    out[i] = True
+                elif it.kind == "events":
+                    events.setdefault((it.site, it.value.seq), i)
+                elif it.kind == "replies":
+                    replies.setdefault(it.value.command_id, i)
+                else:
+                    raise ValueError(f"cannot record a {it.kind!r} message")
+            if avail:
+                self._db.executemany("INSERT INTO availability (site, value, received_at, "
+                                     "retained) VALUES (?, ?, ?, ?)", avail)
+            if snaps:
+                self._db.executemany("INSERT INTO snapshots (site, kind, received_at, payload) "
+                                     "VALUES (?, ?, ?, ?)", snaps)
+            for col in ("availability", *RETAINED):
+                rows = sorted((site, v, at) for (site, k), (v, at) in latest.items() if k == col)
+                if rows:
+                    self._db.executemany(
+                        f"INSERT INTO live (site, {col}, {col}_at) VALUES (?, ?, ?) "
+                        f"ON CONFLICT (site) DO UPDATE SET {col} = excluded.{col}, "
+                        f"{col}_at = excluded.{col}_at", rows)
+            if events:
+                rows = []
+                for i in events.values():
+                    e = items[i].value
+                    rows.append((e.site, e.seq, e.kind, e.ts, e.received_at, e.window_id,
+                                 None if e.clock_trusted is None else int(e.clock_trusted),
+                                 int(e.late), e.first_due, e.event_id, _j(e.data),
+                                 items[i].raw.decode("utf-8")))
+                for site, seq in self._insert_returning(
+                        f"INSERT INTO events ({EVENT_COLS}, payload)", 12, rows,
+                        "ON CONFLICT (site, seq) DO NOTHING RETURNING site, seq"):
+                    out[events[(site, int(seq))]] = True
+            if replies:
+                rows = []
+                for i in replies.values():
+                    r = items[i].value
+                    rows.append((r.command_id, r.site, r.status, r.reason, _j(r.data),
+                                 r.received_at, items[i].raw.decode("utf-8", errors="replace")))
+                for (cid,) in self._insert_returning(
+                        "INSERT INTO replies (command_id, site, status, reason, data, "
+                        "received_at, payload)", 7, rows,
+                        "ON CONFLICT (command_id) DO NOTHING RETURNING command_id"):
+                    out[replies[cid]] = True
+        return out
 
     def record_rejected(self, site: str | None, topic: str, raw: bytes, received_at: float,
                         problem: str) -> None:
