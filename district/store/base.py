@@ -99,6 +99,9 @@ class Store(Protocol):
     def live_all(self) -> dict[str, LiveRoom]:
         """:meth:`live` for every room ever heard from."""
 
+    def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
+        """:meth:`live` for these rooms (those ever heard from), in one query per 500."""
+
     def availability_history(self, site: str, until: float | None = None
                              ) -> list[AvailabilityRow]:
         """The room's availability changes in receive order (up to ``until``)."""
@@ -106,9 +109,10 @@ class Store(Protocol):
     def last_availability_ids(self) -> dict[str, int]:
         """Site → the id of its latest availability change (rooms ever heard from)."""
 
-    def seq_summaries(self) -> dict[str, tuple[int, int, int]]:
-        """Site → ``(lowest seq, highest seq, events held)`` for every room with events (what
-        :meth:`seq_gaps` counts, for every room in one query)."""
+    def seq_summaries(self, sites: Sequence[str] | None = None
+                      ) -> dict[str, tuple[int, int, int]]:
+        """Site → ``(lowest seq, highest seq, events held)`` for every room (or these) with
+        events: what :meth:`seq_gaps` counts, for many rooms in one query."""
 
     def states(self, site: str, since: float | None = None, until: float | None = None
                ) -> list[tuple[float, dict[str, Any]]]:
@@ -152,8 +156,12 @@ class Store(Protocol):
     def latest_schedule(self, site: str) -> SchedulePublication | None:
         """The newest schedule made for the room, published or not."""
 
-    def latest_schedules(self) -> dict[str, SchedulePublication]:
-        """:meth:`latest_schedule` for every room that has one."""
+    def latest_schedules(self, payload: bool = True) -> dict[str, SchedulePublication]:
+        """:meth:`latest_schedule` for every room that has one (``payload=False``: without
+        the bytes, an empty payload, for a status of every room)."""
+
+    def schedule_counts(self) -> dict[str, int]:
+        """:meth:`schedule_count` for every room that has schedules."""
 
     def unpublished_schedules(self) -> dict[str, SchedulePublication]:
         """The rooms whose newest schedule is not yet published: site → that schedule."""
@@ -203,6 +211,9 @@ class Store(Protocol):
                     detail: dict[str, Any], window_id: str | None = None,
                     late: bool = False) -> Alert | None:
         """Raise an alert once per ``key``; None if that key was raised before."""
+
+    def open_alert_counts(self) -> dict[str, int]:
+        """Site → how many of its alerts are open (rooms with any)."""
 
     def alert_keys(self, window_ids: Sequence[str]) -> set[str]:
         """The keys of every alert raised for these windows (taken or not)."""

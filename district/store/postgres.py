@@ -321,6 +321,8 @@ class PostgresStore(SqliteStore):
              "l.state_at, l.info, l.info_at, l.host, l.host_at, s.last_seen_at "
              "FROM live l FULL JOIN seen s ON s.site = l.site")
 
+    _SITE = "COALESCE(l.site, s.site)"
+
     def live(self, site: str) -> LiveRoom:
         rows = self._q(f"{self._LIVE} WHERE COALESCE(l.site, s.site) = ?", (site,))
         return self._live(rows[0]) if rows else LiveRoom(site)

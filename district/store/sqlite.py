@@ -397,6 +397,18 @@ class SqliteStore:
     def live_all(self) -> dict[str, LiveRoom]:
         return {r[0]: self._live(r) for r in self._q(self._LIVE)}
 
+    _SITE = "site"
+    """How :data:`_LIVE` names a row's site in a WHERE."""
+
+    def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
+        out: dict[str, LiveRoom] = {}
+        sites = list(sites)
+        for i in range(0, len(sites), 500):
+            part = sites[i:i + 500]
+            for r in self._q(f"{self._LIVE} WHERE {self._SITE} IN {_in(part)}", part):
+                out[r[0]] = self._live(r)
+        return out
+
     def availability_history(self, site: str, until: float | None = None
                              ) -> list[AvailabilityRow]:
         sql = "SELECT site, value, received_at, retained, id FROM availability WHERE site = ?"
@@ -411,9 +423,20 @@ class SqliteStore:
         return {site: int(i) for site, i in self._q(
             "SELECT site, MAX(id) FROM availability GROUP BY site")}
 
-    def seq_summaries(self) -> dict[str, tuple[int, int, int]]:
-        return {site: (int(lo), int(hi), int(n)) for site, lo, hi, n in self._q(
-            "SELECT site, MIN(seq), MAX(seq), COUNT(*) FROM events GROUP BY site")}
+    def seq_summaries(self, sites: Sequence[str] | None = None
+                      ) -> dict[str, tuple[int, int, int]]:
+        sql = "SELECT site, MIN(seq), MAX(seq), COUNT(*) FROM events"
+        if sites is None:
+            parts: list[list[str]] = [[]]
+        else:
+            sites = list(sites)
+            parts = [sites[i:i + 500] for i in range(0, len(sites), 500)]
+        out = {}
+        for part in parts:
+            where = f" WHERE site IN {_in(part)}" if sites is not None else ""
+            for site, lo, hi, n in self._q(f"{sql}{where} GROUP BY site", part):
+                out[site] = (int(lo), int(hi), int(n))
+        return out
 
     def states(self, site: str, since: float | None = None, until: float | None = None
                ) -> list[tuple[float, dict[str, Any]]]:
@@ -546,7 +569,8 @@ class SqliteStore:
     @staticmethod
     def _sched(r: tuple[Any, ...]) -> SchedulePublication:
         i, site, version, dig, payload, cat, pat = r
-        return SchedulePublication(i, site, version, dig, bytes(payload), cat, pat)
+        return SchedulePublication(i, site, version, dig, b"" if payload is None
+                                   else bytes(payload), cat, pat)
 
     _SCHED = "SELECT id, site, version, digest, payload, created_at, published_at FROM schedules"
 
@@ -564,10 +588,14 @@ class SqliteStore:
         rows = self._q(f"{self._SCHED} WHERE site = ? ORDER BY id DESC LIMIT 1", (site,))
         return self._sched(rows[0]) if rows else None
 
-    def latest_schedules(self) -> dict[str, SchedulePublication]:
-        rows = self._q(f"{self._SCHED} WHERE id IN (SELECT MAX(id) FROM schedules "
-                       "GROUP BY site)")
+    def latest_schedules(self, payload: bool = True) -> dict[str, SchedulePublication]:
+        head = self._SCHED if payload else self._SCHED.replace("payload", "NULL")
+        rows = self._q(f"{head} WHERE id IN (SELECT MAX(id) FROM schedules GROUP BY site)")
         return {r[1]: self._sched(r) for r in rows}
+
+    def schedule_counts(self) -> dict[str, int]:
+        return {site: int(n) for site, n in self._q(
+            "SELECT site, COUNT(*) FROM schedules GROUP BY site")}
 
     def unpublished_schedules(self) -> dict[str, SchedulePublication]:
         rows = self._q(f"{self._SCHED} WHERE id IN (SELECT MAX(id) FROM schedules "
@@ -689,6 +717,10 @@ class SqliteStore:
                 return None
             rows = self._q(f"SELECT {ALERT_COLS} FROM alerts WHERE akey = ?", (key,))
         return self._alert(rows[0])
+
+    def open_alert_counts(self) -> dict[str, int]:
+        return {site: int(n) for site, n in self._q(
+            "SELECT site, COUNT(*) FROM alerts WHERE taken_at IS NULL GROUP BY site")}
 
     def alert_keys(self, window_ids: Sequence[str]) -> set[str]:
         if not window_ids:
