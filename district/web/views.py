@@ -16,7 +16,9 @@ from district.service import Console, missing_count
 from district.timefmt import iso_local, wire_time
 
 PROBLEMS = ("problems", "offline", "alerts", "fault", "help", "schedule", "locked")
-SORTS = ("roster", "name", "problems", "last_seen")
+SORTS = ("problems", "roster", "name", "last_seen")
+DEFAULT_SORT = "problems"
+"""What a technician of a province looks at first: the rooms with problems, the most first."""
 PER_PAGE = 100
 MAX_PER_PAGE = 500
 CHECK_KINDS = ("check_in", "operator_check_acknowledged")
@@ -181,7 +183,7 @@ class Query:
     group: str = ""
     problem: str = ""
     q: str = ""
-    sort: str = "roster"
+    sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = PER_PAGE
 
@@ -190,7 +192,7 @@ class Query:
         """From query parameters; unknown values fall back to the defaults."""
         group = params.get("group", "")
         problem = params.get("problem", "")
-        sort = params.get("sort", "roster")
+        sort = params.get("sort", DEFAULT_SORT)
         try:
             page = max(1, int(params.get("page", "1")))
         except ValueError:
@@ -202,14 +204,15 @@ class Query:
         return cls(group=group if group in roster.groups else "",
                    problem=problem if problem in PROBLEMS else "",
                    q=str(params.get("q", ""))[:100].strip(),
-                   sort=sort if sort in SORTS else "roster", page=page, per_page=per_page)
+                   sort=sort if sort in SORTS else DEFAULT_SORT, page=page,
+                   per_page=per_page)
 
     def params(self, **change: Any) -> dict[str, str]:
         """The query as URL parameters (defaults left out), with ``change`` applied."""
         values = {"group": self.group, "problem": self.problem, "q": self.q, "sort": self.sort,
                   "page": self.page, "per_page": self.per_page}
         values.update(change)
-        defaults = {"sort": "roster", "page": 1, "per_page": PER_PAGE}
+        defaults = {"sort": DEFAULT_SORT, "page": 1, "per_page": PER_PAGE}
         return {k: str(v) for k, v in values.items() if v not in ("", None, defaults.get(k))}
 
 

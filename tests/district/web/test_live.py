@@ -195,7 +195,8 @@ def test_ten_thousand_rooms_one_page_at_a_time_and_small_batches(tmp_path: Path)
         assert j["matched"] == sum(1 for i in range(10_000) if i % 7 == 0 or i % 5 == 0)
     d = app.state.dashboard
     user = console.users()[0]
-    render = fragments.renderer(d, Ctx("vi", None, user, ""), {"view": "rooms"})
+    render = fragments.renderer(d, Ctx("vi", None, user, ""), {"view": "rooms",
+                                                               "sort": "roster"})
     changed = {"xa-00001", "xa-00002", "xa-00050", "xa-05000", "xa-09999"}
     t = time.monotonic()
     out = render(Batch(sites=changed))
@@ -244,7 +245,8 @@ def test_a_batch_is_computed_once_for_every_open_tab(tmp_path: Path) -> None:
         reads.append(1)
         return real(*a, **kw)
 
-    tabs = [fragments.renderer(d, Ctx(lang, None, user, ""), {"view": "rooms", "page": page})
+    tabs = [fragments.renderer(d, Ctx(lang, None, user, ""),
+                               {"view": "rooms", "page": page, "sort": "roster"})
             for lang, page in (("vi", "1"), ("vi", "1"), ("en", "1"), ("vi", "2"),
                                ("vi", "20"))]
     console.rooms = counted  # type: ignore[method-assign]
