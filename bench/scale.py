@@ -487,10 +487,12 @@ class Bench:
                 self.console = Console(self.cfg, self.store)
             log = (self.workdir / f"console-{i + 1}.log").open("wb")
             self._logs.append(log)
-            prof = ([] if self.profile is None or not primary else
-                    ["-m", "cProfile", "-o", str(self.profile)])
-            p = subprocess.Popen([sys.executable, *prof, "-m", "district", "run", "--config",
-                                  str(cfg)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            run = (["-m", "district", "run", "--config", str(cfg)]
+                   if self.profile is None or not primary else
+                   ["-m", "bench.scale", "console", "--config", str(cfg), "--profile-dir",
+                    str(self.profile)])
+            p = subprocess.Popen([sys.executable, *run], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=log)
             self.consoles.append(p)
             self.procs.watch("console (recorder, dispatcher)" if primary
                              else f"recorder {i + 1} (shared)", p.pid)
@@ -821,8 +823,38 @@ def run_recorder(config: Path) -> int:
     return 0
 
 
+def run_console_profiled(config: Path, out_dir: Path) -> int:
+    """``diemcau-district run`` with each of its threads under cProfile (the recorder's
+    writer, the dispatcher, paho's network thread, the web server's): each thread's figures
+    go to ``out_dir/<thread name>.prof`` when it ends (the console's stop ends them)."""
+    import cProfile
+
+    from district.cli import main as district_main
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain = threading.Thread.run
+
+    def profiled(self: threading.Thread) -> None:
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            plain(self)
+        finally:
+            prof.disable()
+            prof.dump_stats(str(out_dir / f"{self.name}.prof"))
+
+    threading.Thread.run = profiled  # type: ignore[method-assign]
+    return district_main(["run", "--config", str(config)])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["console"]:
+        p = argparse.ArgumentParser(prog="bench.scale console")
+        p.add_argument("--config", type=Path, required=True)
+        p.add_argument("--profile-dir", type=Path, required=True)
+        a = p.parse_args(argv[1:])
+        return run_console_profiled(a.config, a.profile_dir)
     if argv[:1] == ["recorder"]:
         p = argparse.ArgumentParser(prog="bench.scale recorder")
         p.add_argument("--config", type=Path, required=True)
@@ -838,7 +870,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-dashboard", action="store_true",
                    help="leave out the Chromium phase (first load, live delay)")
     p.add_argument("--profile", type=Path, default=None,
-                   help="run the console under cProfile, its statistics to this file")
+                   help="run the console with each thread under cProfile, one file per "
+                        "thread in this directory")
     args = p.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dc-scale-"))
     bench = Bench(args.rooms, workdir, recorders=args.recorders, sims=args.sims,

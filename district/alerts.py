@@ -51,8 +51,8 @@ def timed_alerts(console: Console, now: float) -> list[Alert]:
     if not windows:
         return raised
     with store.transaction():
-        lives = store.live_all()
-        schedules = store.latest_schedules()
+        lives = store.live_all(info=False)
+        schedules = store.latest_schedules(payload=False)
         known = store.alert_keys([w.id for w in windows])
         marks: dict[str, int] | None = None
 

@@ -201,16 +201,16 @@ class Console:
         chosen = set(wanted)
         return [i for i in ids if i in chosen]
 
-    def rooms(self, sites: Sequence[str] | None = None, *,
-              gaps: bool = True) -> list[RoomView]:
+    def rooms(self, sites: Sequence[str] | None = None, *, gaps: bool = True,
+              info: bool = True) -> list[RoomView]:
         """Every roster room (or those of ``sites`` in the roster) with its live view, in
         roster order. A few queries for all of them, whatever their number: every room's
-        live view, the open alerts counted by room, the newest schedule's digest of each
-        room, and (``gaps``) the seqs held by room for ``missing_events`` (without ``gaps``
-        it is 0)."""
+        live view (``info=False``: without its ``info`` and ``host``), the open alerts
+        counted by room, the newest schedule's digest of each room, and (``gaps``) the seqs
+        held by room for ``missing_events`` (without ``gaps`` it is 0)."""
         if sites is None:
             ids = self.roster()
-            lives = self.store.live_all()
+            lives = self.store.live_all(info=info)
         else:
             wanted = set(sites)
             ids = [s for s in self.roster() if s in wanted]

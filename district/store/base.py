@@ -96,8 +96,9 @@ class Store(Protocol):
     def live(self, site: str) -> LiveRoom:
         """The latest of everything the room published (empty if never heard from)."""
 
-    def live_all(self) -> dict[str, LiveRoom]:
-        """:meth:`live` for every room ever heard from."""
+    def live_all(self, info: bool = True) -> dict[str, LiveRoom]:
+        """:meth:`live` for every room ever heard from (``info=False``: without ``info`` and
+        ``host``, for a status of every room)."""
 
     def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
         """:meth:`live` for these rooms (those ever heard from), in one query per 500."""

@@ -114,6 +114,11 @@ WINDOW_COLS = ("id, kind, title, start_at, end_at, created_by, created_at, compl
                "completed_by")
 COMMAND_COLS = ("c.id, c.site, c.name, c.args, c.sender, c.created_at, c.window_id, c.note, "
                 "c.sent_at, r.status, r.reason, r.data, r.received_at")
+EVENT_TYPES = (("site", "text"), ("seq", "int8"), ("kind", "text"), ("ts", "float8"),
+               ("received_at", "float8"), ("window_id", "text"), ("clock_trusted", "int"),
+               ("late", "int"), ("first_due", "float8"), ("event_id", "text"),
+               ("data", "text"), ("payload", "text"))
+"""The events' columns as :meth:`SqliteStore.record_batch` writes them, with their types."""
 ALERT_COLS = "id, site, kind, raised_at, detail, window_id, late, taken_by, taken_at, note"
 RETAINED = ("state", "info", "host")
 
@@ -277,14 +282,23 @@ class SqliteStore:
                 out[site] = {"availability": av, "state": st, "info": info, "host": host}
         return out
 
-    def _insert_returning(self, head: str, cols: int, rows: list[tuple[Any, ...]],
-                          tail: str) -> list[tuple[Any, ...]]:
-        """``head VALUES (…), (…) tail`` in chunks; the rows ``tail``'s RETURNING gave."""
+    def _insert(self, table: str, cols: Sequence[tuple[str, str]],
+                rows: Sequence[tuple[Any, ...]], tail: str = "") -> list[tuple[Any, ...]]:
+        """``INSERT INTO table (cols) VALUES … tail`` for many rows (``cols``: name and SQL
+        type, for a backend that sends columns as arrays); the rows of ``tail``'s RETURNING.
+        Here: one statement per row (``executemany``), or multi-row statements in chunks when
+        something is returned."""
+        if not rows:
+            return []
+        names = ", ".join(c for c, _t in cols)
+        one = "(" + ",".join("?" * len(cols)) + ")"
+        if "RETURNING" not in tail:
+            self._db.executemany(f"INSERT INTO {table} ({names}) VALUES {one} {tail}", rows)
+            return []
         got: list[tuple[Any, ...]] = []
-        one = "(" + ",".join("?" * cols) + ")"
         for i in range(0, len(rows), self.ROWS_PER_INSERT):
             part = rows[i:i + self.ROWS_PER_INSERT]
-            sql = f"{head} VALUES {','.join([one] * len(part))} {tail}"
+            sql = f"INSERT INTO {table} ({names}) VALUES {','.join([one] * len(part))} {tail}"
             got += self._db.execute(sql, tuple(v for r in part for v in r)).fetchall()
         return got
 
@@ -324,19 +338,16 @@ class SqliteStore:
                     replies.setdefault(it.value.command_id, i)
                 else:
                     raise ValueError(f"cannot record a {it.kind!r} message")
-            if avail:
-                self._db.executemany("INSERT INTO availability (site, value, received_at, "
-                                     "retained) VALUES (?, ?, ?, ?)", avail)
-            if snaps:
-                self._db.executemany("INSERT INTO snapshots (site, kind, received_at, payload) "
-                                     "VALUES (?, ?, ?, ?)", snaps)
+            self._insert("availability", (("site", "text"), ("value", "text"),
+                                          ("received_at", "float8"), ("retained", "int")),
+                         avail)
+            self._insert("snapshots", (("site", "text"), ("kind", "text"),
+                                       ("received_at", "float8"), ("payload", "text")), snaps)
             for col in ("availability", *RETAINED):
                 rows = sorted((site, v, at) for (site, k), (v, at) in latest.items() if k == col)
-                if rows:
-                    self._db.executemany(
-                        f"INSERT INTO live (site, {col}, {col}_at) VALUES (?, ?, ?) "
-                        f"ON CONFLICT (site) DO UPDATE SET {col} = excluded.{col}, "
-                        f"{col}_at = excluded.{col}_at", rows)
+                self._insert("live", (("site", "text"), (col, "text"), (f"{col}_at", "float8")),
+                             rows, f"ON CONFLICT (site) DO UPDATE SET {col} = excluded.{col}, "
+                             f"{col}_at = excluded.{col}_at")
             if events:
                 rows = []
                 for i in events.values():
@@ -345,8 +356,8 @@ class SqliteStore:
                                  None if e.clock_trusted is None else int(e.clock_trusted),
                                  int(e.late), e.first_due, e.event_id, _j(e.data),
                                  items[i].raw.decode("utf-8")))
-                for site, seq in self._insert_returning(
-                        f"INSERT INTO events ({EVENT_COLS}, payload)", 12, rows,
+                for site, seq in self._insert(
+                        "events", EVENT_TYPES, rows,
                         "ON CONFLICT (site, seq) DO NOTHING RETURNING site, seq"):
                     out[events[(site, int(seq))]] = True
             if replies:
@@ -355,9 +366,10 @@ class SqliteStore:
                     r = items[i].value
                     rows.append((r.command_id, r.site, r.status, r.reason, _j(r.data),
                                  r.received_at, items[i].raw.decode("utf-8", errors="replace")))
-                for (cid,) in self._insert_returning(
-                        "INSERT INTO replies (command_id, site, status, reason, data, "
-                        "received_at, payload)", 7, rows,
+                for (cid,) in self._insert(
+                        "replies", (("command_id", "text"), ("site", "text"),
+                                    ("status", "text"), ("reason", "text"), ("data", "text"),
+                                    ("received_at", "float8"), ("payload", "text")), rows,
                         "ON CONFLICT (command_id) DO NOTHING RETURNING command_id"):
                     out[replies[cid]] = True
         return out
@@ -389,13 +401,16 @@ class SqliteStore:
 
     _LIVE = ("SELECT site, availability, availability_at, state, state_at, info, info_at, "
              "host, host_at, last_seen_at FROM live")
+    _LIVE_LIGHT = ("SELECT site, availability, availability_at, state, state_at, NULL, NULL, "
+                   "NULL, NULL, last_seen_at FROM live")
 
     def live(self, site: str) -> LiveRoom:
         rows = self._q(f"{self._LIVE} WHERE site = ?", (site,))
         return self._live(rows[0]) if rows else LiveRoom(site)
 
-    def live_all(self) -> dict[str, LiveRoom]:
-        return {r[0]: self._live(r) for r in self._q(self._LIVE)}
+    def live_all(self, info: bool = True) -> dict[str, LiveRoom]:
+        sql = self._LIVE if info else self._LIVE_LIGHT
+        return {r[0]: self._live(r) for r in self._q(sql)}
 
     _SITE = "site"
     """How :data:`_LIVE` names a row's site in a WHERE."""

@@ -157,7 +157,8 @@ def tiles(roster: Roster, sites: Iterable[str] | None = None,
           gaps: bool = False) -> list[Tile]:
     """Tiles of ``sites`` (default: the whole roster), in roster order, from one
     :meth:`~district.service.Console.rooms` (``gaps``: with each room's missing events)."""
-    views = roster.console.rooms(None if sites is None else list(sites), gaps=gaps)
+    views = roster.console.rooms(None if sites is None else list(sites), gaps=gaps,
+                                 info=False)
     return [tile_of(roster, v, gaps) for v in views]
 
 
