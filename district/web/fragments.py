@@ -27,8 +27,8 @@ def renderer(d: Dashboard, ctx: Ctx, params: Mapping[str, str]) -> Callable[[Bat
     view = params.get("view", "other")
     if view == "rooms":
         q = views.Query.parse(params, d.roster)
-        shown = [t.site for t in views.rooms_page(d.roster, q).items]
-        return _rooms(d, ctx, shown)
+        page = views.rooms_page(d.roster, q)
+        return _rooms(d, ctx, [t.site for t in page.items], page)
     if view == "room" and params.get("site") in d.roster.rooms:
         from district.web.pages import hours_of
 
@@ -69,10 +69,20 @@ def _common(d: Dashboard, ctx: Ctx) -> Callable[[Batch], str]:
     return render
 
 
-def _rooms(d: Dashboard, ctx: Ctx, shown: list[str]) -> Callable[[Batch], str]:
+def _rooms(d: Dashboard, ctx: Ctx, shown: list[str],
+           opened: views.Page | None = None) -> Callable[[Batch], str]:
+    """``opened``: the page read as the stream opened, used for its first full render (the
+    same moment: every room's tiles are not built a second time)."""
+    first = [opened]
+
     def render(batch: Batch) -> str:
         parts = _banner(d, ctx, batch)
-        if batch.full:  # this tab's own refresh (it opened, or fell behind)
+        page, first[0] = first[0], None
+        if batch.full and page is not None:  # the stream's first message: what it read
+            parts += [d.fragment(ctx, "web/_tile.html", t=t, oob=True) for t in page.items]
+            parts.append(d.fragment(ctx, "web/_summary.html", counts=page.counts, oob=True))
+            return "\n".join(parts)
+        if batch.full:  # this tab's own refresh (it fell behind)
             ts = views.with_gaps(d.roster, views.tiles(d.roster, shown))
             parts += [d.fragment(ctx, "web/_tile.html", t=t, oob=True) for t in ts]
         else:
