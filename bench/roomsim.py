@@ -194,6 +194,7 @@ class Room:
     inflight: dict[int, int] = field(default_factory=dict)  # mid -> seq
     timer: asyncio.TimerHandle | None = None
     planned: set[str] = field(default_factory=set)  # windows whose people are planned
+    schedules_at: list[float] = field(default_factory=list)  # wall time of each schedule
 
     def __post_init__(self) -> None:
         self.base = f"{PREFIX}/rooms/{self.site}"
@@ -795,6 +796,7 @@ class Room:
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             if msg.topic.endswith("/schedule"):
+                self.schedules_at.append(self.now())
                 self.on_schedule(bytes(msg.payload))
             elif msg.topic.endswith("/commands"):
                 self.on_command(bytes(msg.payload))
@@ -886,8 +888,9 @@ class Sim:
             self.rooms[s] for s in sites if s in self.rooms]
 
     async def control(self, req: dict[str, Any]) -> dict[str, Any]:
-        """One control request: ``status``; ``burst`` ({events, kind}: each room makes
-        ``events`` events now); ``press`` / ``hold`` / ``help`` ({sites?}); ``outage``
+        """One control request: ``status``; ``schedules`` ({since}: how many rooms received a
+        schedule since then, and when the last of them did); ``burst`` ({events, kind}: each
+        room makes ``events`` events now); ``press`` / ``hold`` / ``help`` ({sites?}); ``outage``
         ({sites?, seconds}); ``ledger`` ({path}); ``stop``."""
         op = req.get("op")
         if op == "status":
@@ -898,6 +901,13 @@ class Sim:
                 for _ in range(n):
                     r.emit(kind, {"kind": "burst"})
             return {"ok": True, **self.status()}
+        if op == "schedules":
+            # Rooms that received a schedule since ``since`` (wall time), and when the last
+            # of them received its first one since then.
+            since = float(req.get("since", 0.0))
+            firsts = [min(t for t in r.schedules_at if t >= since) for r in self.rooms.values()
+                      if r.schedules_at and r.schedules_at[-1] >= since]
+            return {"ok": True, "rooms": len(firsts), "last": max(firsts, default=None)}
         if op in ("press", "hold", "help"):
             for r in self._sites(req):
                 getattr(r, op)()

@@ -73,6 +73,17 @@ DISTRICT_LIMITS = {
 
 SHARE_GROUP = "diemcau-recorders"
 GOAL_LAG_P99_S = 2.0
+GOAL_FIRST_LOAD_S = 2.0
+GOAL_LIVE_S = 2.0
+GOAL_DISPATCH_S = 30.0
+"""Every room has a new window's schedule within this: what a technician who made the window
+waits for on the page (ours; the brief gives no figure: the rooms need it before their lead)."""
+BENCH_USER = ("bench", "bench-password-1")
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium (never a downloaded browser), as in ``tests/district/web``."""
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 # --------------------------------------------------------------------------- the parts
@@ -125,7 +136,8 @@ class BenchBroker:
 
 
 def console_yaml(broker_port: int, db_url: str, sites: list[str], client_id: str,
-                 share_group: str | None, primary: bool, data_dir: Path | None = None) -> str:
+                 share_group: str | None, primary: bool, data_dir: Path | None = None,
+                 http_port: int | None = None) -> str:
     """A console config for the bench (roster: every simulated room); its dashboard on a
     free loopback port, its files (the dashboard's secret) in ``data_dir``."""
     share = f", share_group: {share_group}" if share_group else ""
@@ -135,7 +147,7 @@ def console_yaml(broker_port: int, db_url: str, sites: list[str], client_id: str
              f"broker: {{url: 'mqtt://127.0.0.1:{broker_port}', client_id: {client_id}, "
              f"keepalive_s: 60{share}, primary: {'true' if primary else 'false'}}}",
              f"database: {{url: '{db_url}', path: '{data / (client_id + '.db')}'}}",
-             f"http: {{listen: '127.0.0.1:{free_port()}'}}", "rooms:"]
+             f"http: {{listen: '127.0.0.1:{http_port or free_port()}'}}", "rooms:"]
     lines += [f"  - {{id: {s}, name: 'Xã {s}'}}" for s in sites]
     return "\n".join(lines) + "\n"
 
@@ -273,6 +285,16 @@ class Figures:
     states: int = 0
     processes: list[tuple[str, float, float, float]] = field(default_factory=list)
     limits: dict[str, str] = field(default_factory=dict)
+    window_made_s: float | None = None
+    """From the request to the window (and every room's schedule) stored."""
+    dispatch_s: float | None = None
+    """From the request to the last room receiving its schedule (the simulators count)."""
+    dispatched: int = 0
+    first_load_s: list[float] = field(default_factory=list)
+    """Chromium: navigation to the room grid rendered, first (cold) then again."""
+    live_delay_s: list[float] = field(default_factory=list)
+    """Chromium: a room's event sent to its tile showing it (SSE)."""
+    page_tiles: int = 0
 
     @property
     def ok(self) -> bool:
@@ -324,6 +346,63 @@ class Figures:
                 out.append(f"  {p.name}: {p.note}")
         return "\n".join(out)
 
+    def goals(self) -> list[tuple[str, str, str, str]]:
+        """``(metric, goal, ours, ratio)`` rows. The ratio is ours ÷ goal for a bound ours
+        must stay under (≤ 1.00 meets it), "ok"/"FAIL" for a count that must be 0, and "-"
+        where there is no goal (a rate, memory, CPU: ours is reported beside the others)."""
+        rows: list[tuple[str, str, str, str]] = []
+
+        def bound(metric: str, goal: float, ours: float | None, unit: str = "s") -> None:
+            if ours is None:
+                rows.append((metric, f"<= {goal:g} {unit}", "-", "-"))
+            else:
+                rows.append((metric, f"<= {goal:g} {unit}", f"{ours:.3f} {unit}",
+                             f"{ours / goal:.2f}"))
+
+        def info(metric: str, ours: str) -> None:
+            rows.append((metric, "-", ours, "-"))
+
+        bound("dispatch: every room has its schedule", GOAL_DISPATCH_S, self.dispatch_s)
+        if self.dispatch_s is None and self.dispatched:
+            rows[-1] = (rows[-1][0], rows[-1][1], f"{self.dispatched}/{self.rooms} rooms", "FAIL")
+        info("window made (stored, schedules queued)",
+             "-" if self.window_made_s is None else f"{self.window_made_s:.3f} s")
+        for name in ("connect", "window", "reconnect"):
+            r = self.rows.get(name)
+            if not r:
+                continue
+            p50, p99 = r.get("p50"), r.get("p99")
+            info(f"lag p50, {name} storm", "-" if p50 is None else f"{p50:.3f} s")
+            bound(f"lag p99, {name} storm", GOAL_LAG_P99_S, p99)
+            info(f"events/s, {name} (peak in 1 s)",
+                 f"{r['events_per_s']:.0f} ({r['peak_events']})")
+            info(f"states/s, {name} (peak in 1 s)",
+                 f"{r['states_per_s']:.0f} ({r['peak_states']})")
+        rows.append(("events lost", "0", str(self.lost), "ok" if self.lost == 0 else "FAIL"))
+        rows.append(("duplicates stored", "0", str(self.duplicates),
+                     "ok" if self.duplicates == 0 else "FAIL"))
+        loads = self.first_load_s
+        bound("dashboard first load (cold)", GOAL_FIRST_LOAD_S, loads[0] if loads else None)
+        if len(loads) > 1:
+            bound("dashboard first load (again, median)", GOAL_FIRST_LOAD_S,
+                  statistics.median(loads[1:]))
+        live = self.live_delay_s
+        bound("live update delay (median)", GOAL_LIVE_S, statistics.median(live) if live
+              else None)
+        bound("live update delay (max)", GOAL_LIVE_S, max(live) if live else None)
+        for name, rss, cpu, pct in self.processes:
+            info(f"{name}: peak RSS, CPU", f"{rss:.0f} MiB, {cpu:.1f} s ({pct:.0f} %)")
+        return rows
+
+    def goal_table(self) -> str:
+        """:meth:`goals` as a table."""
+        rows = self.goals()
+        w = max(len(r[0]) for r in rows) + 2
+        out = [f"goals at {self.rooms} rooms (ratio: ours / goal, <= 1.00 meets it)",
+               f"  {'metric':<{w}}{'goal':>12}{'ours':>28}{'ratio':>8}"]
+        out += [f"  {m:<{w}}{g:>12}{o:>28}{r:>8}" for m, g, o, r in rows]
+        return "\n".join(out)
+
 
 def peak(times: list[float]) -> int:
     """The most of ``times`` in one second."""
@@ -349,8 +428,12 @@ class Bench:
 
     def __init__(self, rooms: int, workdir: Path, recorders: int = 1, sims: int | None = None,
                  lead_s: float = 15.0, max_s: float = 300.0, fsync: bool = True,
-                 quick: bool = False, say: Callable[[str], None] = print) -> None:
+                 quick: bool = False, say: Callable[[str], None] = print,
+                 dashboard: bool = True, profile: Path | None = None) -> None:
         self.n = rooms
+        self.dashboard = dashboard
+        self.profile = profile
+        self.http_port = free_port()
         self.workdir = Path(workdir)
         self.recorders = recorders
         self.n_sims = sims or (1 if rooms <= 2000 else 2)
@@ -397,15 +480,19 @@ class Bench:
             cfg = self.workdir / f"console-{i + 1}.yaml"
             cfg.write_text(console_yaml(self.broker.port, self.db_url, self.sites, cid,
                                         SHARE_GROUP if self.recorders > 1 else None, primary,
-                                        self.workdir))
+                                        self.workdir, self.http_port if primary else None))
             if primary:
                 self.cfg = parse_config(cfg.read_text())
                 self.store = PostgresStore(self.db_url)  # makes the schema
                 self.console = Console(self.cfg, self.store)
             log = (self.workdir / f"console-{i + 1}.log").open("wb")
             self._logs.append(log)
-            p = subprocess.Popen([sys.executable, "-m", "district", "run", "--config", str(cfg)],
-                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            run = (["-m", "district", "run", "--config", str(cfg)]
+                   if self.profile is None or not primary else
+                   ["-m", "bench.scale", "console", "--config", str(cfg), "--profile-dir",
+                    str(self.profile)])
+            p = subprocess.Popen([sys.executable, *run], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=log)
             self.consoles.append(p)
             self.procs.watch("console (recorder, dispatcher)" if primary
                              else f"recorder {i + 1} (shared)", p.pid)
@@ -487,13 +574,29 @@ class Bench:
 
         p = self.phase("window")
         actor = Actor("bench")
-        start = float(int(time.time() + self.lead_s + self.margin))
+        t_req = time.time()
+        start = float(int(t_req + self.lead_s + self.margin + self.make_s()))
         w = self.console.create_window(actor, kind="test", title="Thử tải", start=start,
                                        end=start + 900, rooms="all")
+        self.figures.window_made_s = time.time() - t_req
         p.note = (f"window {w.id}: every room locks at {self.lead_s:g} s before the start, "
                   "in the same second")
+
+        def received() -> tuple[int, float | None]:
+            got = [s.ctl("schedules", since=t_req) for s in self.sims]
+            lasts = [g["last"] for g in got if g["last"] is not None]
+            return sum(int(g["rooms"]) for g in got), max(lasts, default=None)
+        if self.wait("every room to receive its schedule", lambda: received()[0] >= self.n,
+                     90):
+            last = received()[1]
+            self.figures.dispatch_s = None if last is None else last - t_req
+        self.figures.dispatched = received()[0]
+        p.note += (f"; window made {self.figures.window_made_s:.1f} s after the request; "
+                   f"{self.figures.dispatched} of {self.n} rooms received their schedule"
+                   + ("" if self.figures.dispatch_s is None else
+                      f", the last {self.figures.dispatch_s:.1f} s after the request"))
         digests = list({v.digest for v in self.store.latest_schedules().values()})
-        t0 = time.time()
+        t0 = t_req
 
         def applied() -> int:
             return int(self.q("SELECT COUNT(*) FROM live WHERE state::json->'schedule'->>"
@@ -501,7 +604,7 @@ class Bench:
         all_applied = self.wait("every room to apply its schedule",
                                 lambda: applied() >= self.n, 90)
         p.note += (f"; every room applied its schedule {time.time() - t0:.1f} s after the "
-                   "window was made" if all_applied else
+                   "request (its state says so in the console)" if all_applied else
                    f"; {applied()} of {self.n} rooms had applied their schedule 90 s after")
         self.wait("the start", lambda: time.time() >= start + self.check_at, self.lead_s + 30)
         self.console.operator_check(actor, "all", window_id=w.id, timeout_s=self.check_timeout)
@@ -536,6 +639,61 @@ class Bench:
                   >= self.n, 150)
         p.note = "broker stopped (SIGTERM, persistence kept) 2 s, started again"
         self.end_phase(p)
+
+    def make_s(self) -> float:
+        """Time allowed to make a window for every room before its lead starts (the console
+        writes each room's schedule: about a second per 2,000 rooms here)."""
+        return 2.0 + self.n / 1000.0
+
+    def run_dashboard(self) -> None:
+        """The real Chromium (Debian's, through Playwright) on the console's dashboard with
+        every room recorded: time from navigation to the room grid rendered (a cold first
+        load, then three more), and from a room's event sent to its tile showing it (SSE)."""
+        from playwright.sync_api import sync_playwright
+
+        from district.service import ServiceError
+
+        p = self.phase("dashboard")
+        with contextlib.suppress(ServiceError):
+            self.console.add_user(BENCH_USER[0], "operator", BENCH_USER[1])
+        base = f"http://127.0.0.1:{self.http_port}"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 900},
+                                        locale="vi-VN")
+                page.set_default_timeout(120_000)
+                page.goto(f"{base}/login")
+                page.fill("#user", BENCH_USER[0])
+                page.fill("#password", BENCH_USER[1])
+                with page.expect_navigation():
+                    page.click("button[type=submit]")
+                for _ in range(4):
+                    t0 = time.monotonic()
+                    page.goto(f"{base}/", wait_until="commit")
+                    page.wait_for_selector("#grid .tile")
+                    self.figures.first_load_s.append(time.monotonic() - t0)
+                self.figures.page_tiles = page.locator("#grid .tile").count()
+                page.wait_for_selector("body[data-live=on]")
+                ids = page.eval_on_selector_all(
+                    "#grid .tile:not([data-problems~=help])", "els => els.map(e => e.id)")
+                sites = [i.removeprefix("room-") for i in ids][:5]
+                per = -(-self.n // self.n_sims)  # the simulators' rooms, in order
+                for site in sites:
+                    sim = self.sims[min((int(site.rsplit("-", 1)[1]) - 1) // per,
+                                        len(self.sims) - 1)]
+                    t0 = time.time()
+                    sim.ctl("help", sites=[site])
+                    page.wait_for_selector(f"#room-{site}[data-problems~=help]")
+                    self.figures.live_delay_s.append(time.time() - t0)
+            finally:
+                browser.close()
+        p.note = (f"Chromium: {self.figures.page_tiles} tiles on the first page; first load "
+                  + ", ".join(f"{x:.2f}" for x in self.figures.first_load_s)
+                  + " s; live delay " + ", ".join(f"{x:.2f}" for x in self.figures.live_delay_s)
+                  + " s (a help request from a room on the page)")
+        self.end_phase(p, cap=30)
 
     # -- figures -------------------------------------------------------------------------
     def compute(self) -> None:
@@ -608,10 +766,13 @@ class Bench:
             self.pg.stop()
             shutil.rmtree(self.pg.root, ignore_errors=True)
 
-    def run(self, phases: tuple[str, ...] = ("connect", "window", "reconnect")) -> Figures:
+    def run(self, phases: tuple[str, ...] | None = None) -> Figures:
         t0 = time.monotonic()
         try:
             self.setup()
+            if phases is None:
+                phases = ("connect", "window", "reconnect",
+                          *(("dashboard",) if self.dashboard else ()))
             with sampling(self.procs):
                 for name in phases:
                     getattr(self, f"run_{name}")()
@@ -662,8 +823,38 @@ def run_recorder(config: Path) -> int:
     return 0
 
 
+def run_console_profiled(config: Path, out_dir: Path) -> int:
+    """``diemcau-district run`` with each of its threads under cProfile (the recorder's
+    writer, the dispatcher, paho's network thread, the web server's): each thread's figures
+    go to ``out_dir/<thread name>.prof`` when it ends (the console's stop ends them)."""
+    import cProfile
+
+    from district.cli import main as district_main
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain = threading.Thread.run
+
+    def profiled(self: threading.Thread) -> None:
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            plain(self)
+        finally:
+            prof.disable()
+            prof.dump_stats(str(out_dir / f"{self.name}.prof"))
+
+    threading.Thread.run = profiled  # type: ignore[method-assign]
+    return district_main(["run", "--config", str(config)])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["console"]:
+        p = argparse.ArgumentParser(prog="bench.scale console")
+        p.add_argument("--config", type=Path, required=True)
+        p.add_argument("--profile-dir", type=Path, required=True)
+        a = p.parse_args(argv[1:])
+        return run_console_profiled(a.config, a.profile_dir)
     if argv[:1] == ["recorder"]:
         p = argparse.ArgumentParser(prog="bench.scale recorder")
         p.add_argument("--config", type=Path, required=True)
@@ -676,13 +867,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lead-s", type=float, default=15.0, help="the rooms' lead time")
     p.add_argument("--max-s", type=float, default=300.0, help="bound on the whole run")
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="leave out the Chromium phase (first load, live delay)")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="run the console with each thread under cProfile, one file per "
+                        "thread in this directory")
     args = p.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dc-scale-"))
     bench = Bench(args.rooms, workdir, recorders=args.recorders, sims=args.sims,
                   lead_s=args.lead_s, max_s=args.max_s,
-                  say=lambda m: print(m, file=sys.stderr, flush=True))
+                  say=lambda m: print(m, file=sys.stderr, flush=True),
+                  dashboard=not args.no_dashboard,
+                  profile=None if args.profile is None else args.profile.resolve())
     figures = bench.run()
     print(figures.table())
+    print(figures.goal_table())
     print(f"(logs and ledgers in {workdir})")
     return 0 if figures.ok else 1
 

@@ -55,6 +55,23 @@ class EventRow:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """One room message, parsed, for :meth:`~district.store.base.Store.record_batch`.
+
+    ``kind`` is ``availability`` (``value`` the word), ``state``/``info``/``host``
+    (``value`` the parsed object), ``events`` (``value`` an :class:`EventRow`) or ``replies``
+    (``value`` a :class:`Reply`); ``raw`` the bytes received.
+    """
+
+    kind: str
+    site: str
+    received_at: float
+    raw: bytes
+    value: Any
+    retained: bool = False
+
+
+@dataclass(frozen=True)
 class AvailabilityRow:
     """A change of a room's availability, at the console's receive time."""
 

@@ -49,13 +49,15 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from district import contract
 from district.alerts import event_alerts
 from district.config import ConsoleConfig
-from district.model import Change
+from district.model import Change, Incoming
 from district.service import Console
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-PUBLISH_TIMEOUT_S = 10.0
+MAX_INFLIGHT = 1000
+"""Messages the dispatcher keeps in flight to the broker at once (paho queues the rest)."""
+ACK_GATHER_S = 0.05
 TICK_S = 5.0
 RETRY_S = 1.0
 HEARTBEAT_KEY = "recorder_alive_at"
@@ -113,6 +115,8 @@ class Recorder:
         self._stop = threading.Event()
         self._resend_schedules = False
         self._threads: list[threading.Thread] = []
+        self._inflight: dict[tuple[str, Any], tuple[mqtt.MQTTMessageInfo, Any]] = {}
+        """What the dispatcher handed to paho, not yet acknowledged by the broker."""
         self.client = self._client()
 
     # ------------------------------------------------------------------ set-up
@@ -134,6 +138,9 @@ class Recorder:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.max_inflight_messages_set(MAX_INFLIGHT)
+        c.max_queued_messages_set(0)
         return c
 
     def start(self) -> None:
@@ -267,7 +274,7 @@ class Recorder:
         fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
         try:
             with self.store.transaction():
-                return [ch for it in batch for ch in self._store(it)], batch
+                return self._store_many(batch), batch
         except Exception:
             log.exception("could not store a batch of %d messages; one by one", len(batch))
         changes: list[Change] = []
@@ -288,6 +295,61 @@ class Recorder:
                 if self._stop.wait(RETRY_S):
                     return changes, stored  # stopping: the rest comes again next time
         return changes, stored
+
+    def _store_many(self, batch: list[_Message | _Link]) -> list[Change]:
+        """The batch in the caller's transaction: each message parsed (a bad one kept aside),
+        all of them stored with :meth:`~district.store.base.Store.record_batch` (a few
+        statements for the batch), then the changes and event alerts in the batch's order."""
+        parsed: list[Incoming | None] = []
+        for it in batch:
+            parsed.append(None)
+            if isinstance(it, _Link):
+                self._store(it)
+                continue
+            where = self.topics.parse(it.topic)
+            if where is None:
+                self._store(it)
+                continue
+            site, kind = where
+            try:
+                parsed[-1] = self._incoming(site, kind, it)
+            except contract.BadPayload as e:
+                self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+        todo = [x for x in parsed if x is not None]
+        new = iter(self.store.record_batch(todo))
+        changes: list[Change] = []
+        for x in parsed:
+            if x is None or not next(new):
+                continue
+            if x.kind == "events":
+                ev = x.value
+                changes.append(Change("event", site=x.site, window_id=ev.window_id, ref=ev.seq))
+                for a in event_alerts(self.store, ev, x.received_at):
+                    changes.append(Change("alert", site=x.site, window_id=a.window_id,
+                                          ref=a.id))
+            elif x.kind == "replies":
+                changes.append(Change("reply", site=x.site, ref=x.value.command_id))
+            else:
+                changes.append(Change(x.kind, site=x.site))
+        return changes
+
+    def _incoming(self, site: str, kind: str, it: _Message) -> Incoming:
+        """A room message parsed for the store; :class:`contract.BadPayload` if it is not one
+        (the same checks as :meth:`_store_room`)."""
+        at = it.received_at
+        if kind == "availability":
+            value = it.payload.decode("utf-8", "replace")
+            if value not in ("online", "offline"):
+                raise contract.BadPayload("availability must be online or offline")
+            return Incoming(kind, site, at, it.payload, value, it.retain)
+        if kind in ("state", "info", "host"):
+            if not it.payload:
+                raise contract.BadPayload("empty (a retained message was cleared)")
+            return Incoming(kind, site, at, it.payload, contract.parse_object(it.payload))
+        if kind == "events":
+            return Incoming(kind, site, at, it.payload, contract.parse_event(site, it.payload, at))
+        return Incoming("replies", site, at, it.payload,
+                        contract.parse_reply(site, it.payload, at))
 
     def _reject(self, it: _Message | _Link, error: Exception) -> bool:
         if not isinstance(it, _Message):
@@ -361,44 +423,88 @@ class Recorder:
                     self.console.tick()
             except Exception:
                 log.exception("dispatch failed; trying again")
+            if self._inflight and not self._stop.is_set():
+                # PUBACKs wake the loop (on_publish): let a few arrive to mark them together.
+                self._stop.wait(ACK_GATHER_S)
 
-    def _publish(self, topic: str, payload: bytes, retain: bool) -> bool:
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        self.console.wakeup.set()
+
+    def _hand_out(self, key: tuple[str, Any], topic: str, payload: bytes, retain: bool,
+                  what: Any) -> bool:
+        """Give one message to paho (QoS 1; it keeps it in flight, and again after a
+        reconnect, until the broker's PUBACK): False if paho refused it (link down)."""
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
-        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
-        while not info.is_published():
-            if self._stop.is_set() or not self.connected.is_set() \
-                    or time.monotonic() > deadline:
-                return False
-            try:
-                info.wait_for_publish(0.1)
-            except (RuntimeError, ValueError):
-                return False
+        self._inflight[key] = (info, what)
         return True
 
+    def _collect_acks(self) -> None:
+        """Mark what the broker acknowledged, in one transaction per :data:`BATCH`; forget
+        what paho gave up on (it is handed out again, unmarked)."""
+        commands: list[Any] = []
+        schedules: list[tuple[str, Any]] = []
+        for key, (info, what) in list(self._inflight.items()):
+            try:
+                done = info.is_published()
+            except (RuntimeError, ValueError):  # failed as the link went down: send again
+                del self._inflight[key]
+                continue
+            if not done:
+                continue
+            del self._inflight[key]
+            if key[0] == "command":
+                commands.append(what)
+            elif key[0] == "schedule":
+                schedules.append(what)
+        if not commands and not schedules:
+            return
+        now = self.clock()
+        for i in range(0, max(len(commands), len(schedules)), BATCH):
+            cs, ss = commands[i:i + BATCH], schedules[i:i + BATCH]
+            with self.store.transaction():
+                self.store.mark_commands_sent([c.id for c in cs], now)
+                self.store.mark_schedules_published(
+                    [s.id for _site, s in ss if s.published_at is None], now)
+            for c in cs:
+                self.console.notify(Change("command", site=c.site, window_id=c.window_id,
+                                           ref=c.id))
+            for site, s in ss:
+                if s.published_at is None:
+                    self.console.notify(Change("schedule", site=site))
+
     def dispatch(self) -> None:
-        """Publish every unsent command, then the newest unpublished schedule of each room
-        (retained); after the broker lost our session, publish every room's schedule again
-        (the same bytes, so the same digest). Commands go first so that a window started now
-        reaches a room as ``start_window`` before it appears in the room's schedule."""
+        """Hand every unsent command, then the newest unpublished schedule of each room
+        (retained), to paho without waiting for each PUBACK (paho keeps them in flight; the
+        broker's PUBACKs come back in the order sent); mark what was acknowledged. After the
+        broker lost our session, publish every room's schedule again (the same bytes, so the
+        same digest). Commands go first so that a window started now reaches a room as
+        ``start_window`` before it appears in the room's schedule. Nothing is marked before its
+        PUBACK: what a console restart interrupts is handed out again (a room takes a command
+        once by its id; a schedule again is the same retained bytes)."""
+        self._collect_acks()
         for c in self.store.unsent_commands():
+            if ("command", c.id) in self._inflight:
+                continue
             payload = contract.command_payload(c.id, c.name, c.args, c.sender, c.site,
                                                self.clock())
-            if not self._publish(self.topics.room(c.site, "commands"), payload, retain=False):
+            if not self._hand_out(("command", c.id), self.topics.room(c.site, "commands"),
+                                  payload, False, c):
                 return
-            self.store.mark_command_sent(c.id, self.clock())
-            self.console.notify(Change("command", site=c.site, window_id=c.window_id, ref=c.id))
         resend, self._resend_schedules = self._resend_schedules, False
-        for site, s in sorted(self.store.latest_schedules().items()):
-            if s.published_at is not None and not resend:
+        todo = (self.store.latest_schedules() if resend
+                else self.store.unpublished_schedules())
+        for site, s in sorted(todo.items()):
+            key = ("schedule", s.id)
+            if key in self._inflight and not resend:
                 continue
-            if not self._publish(self.topics.room(site, "schedule"), s.payload, retain=True):
+            if not self._hand_out(key, self.topics.room(site, "schedule"), s.payload, True,
+                                  (site, s)):
                 self._resend_schedules = self._resend_schedules or resend
                 return
-            if s.published_at is None:
-                self.store.mark_schedule_published(s.id, self.clock())
-                self.console.notify(Change("schedule", site=site))
+        self._collect_acks()
 
 
 def recorder_alive(console: Console, within_s: float = 30.0) -> bool:

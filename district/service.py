@@ -134,6 +134,8 @@ class Console:
         self._listeners: list[Callable[[Change], None]] = []
         self._lock = threading.RLock()
         self._hasher = PasswordHasher()
+        self._index = {r.id: r for r in cfg.rooms}
+        """Site → roster entry (a province's roster is looked up per room, never scanned)."""
 
     # ---------------------------------------------------------------------- listeners
     def subscribe(self, listener: Callable[[Change], None]) -> Callable[[], None]:
@@ -164,10 +166,8 @@ class Console:
 
     def name_of(self, site: str) -> str:
         """The room's name from the roster (its id if it is not in the roster)."""
-        try:
-            return self.cfg.room(site).name
-        except KeyError:
-            return site
+        r = self._index.get(site)
+        return r.name if r is not None else site
 
     def select_rooms(self, spec: str | Sequence[str]) -> list[str]:
         """Rooms for ``all``, ``group:NAME``, ``"id,id"`` or a list of ids, in roster order.
@@ -193,24 +193,37 @@ class Console:
             wanted = list(spec)
         if not wanted:
             raise UnknownRoom(P("rooms: no room selected", "rooms: chưa chọn điểm cầu nào"))
-        unknown = [w for w in wanted if w not in ids]
+        unknown = [w for w in wanted if w not in self._index]
         if unknown:
             raise UnknownRoom([P(f"rooms: '{u}' is not in the roster",
                                  f"rooms: '{u}' không có trong danh sách điểm cầu")
                                for u in unknown])
-        return [i for i in ids if i in wanted]
+        chosen = set(wanted)
+        return [i for i in ids if i in chosen]
 
-    def rooms(self) -> list[RoomView]:
-        """Every roster room with its live view, in roster order."""
-        lives = self.store.live_all()
-        alerts: dict[str, int] = {}
-        for a in self.store.alerts(open_only=True):
-            alerts[a.site] = alerts.get(a.site, 0) + 1
-        schedules = self.store.latest_schedules()
+    def rooms(self, sites: Sequence[str] | None = None, *, gaps: bool = True,
+              info: bool = True) -> list[RoomView]:
+        """Every roster room (or those of ``sites`` in the roster) with its live view, in
+        roster order. A few queries for all of them, whatever their number: every room's
+        live view (``info=False``: without its ``info`` and ``host``), the open alerts
+        counted by room, the newest schedule's digest of each room, and (``gaps``) the seqs
+        held by room for ``missing_events`` (without ``gaps`` it is 0)."""
+        if sites is None:
+            ids = self.roster()
+            lives = self.store.live_all(info=info)
+        else:
+            wanted = set(sites)
+            ids = [s for s in self.roster() if s in wanted]
+            lives = self.store.live_many(ids)
+        counts = self.store.open_alert_counts()
+        schedules = self.store.latest_schedules(payload=False)
+        held = self.store.seq_summaries(None if sites is None else ids) if gaps else {}
         out = []
-        for r in self.cfg.rooms:
-            out.append(self._view(r.id, lives.get(r.id), alerts.get(r.id, 0),
-                                  schedules.get(r.id)))
+        for site in ids:
+            live = lives.get(site)
+            missing = missing_count(held.get(site), live.state if live else None) if gaps else 0
+            out.append(self._view(site, live, counts.get(site, 0), schedules.get(site),
+                                  missing))
         return out
 
     def room(self, site: str) -> RoomView:
@@ -218,9 +231,10 @@ class Console:
         self.select_rooms([site])
         return self._view(site, self.store.live(site),
                           len(self.store.alerts(open_only=True, site=site)),
-                          self.store.latest_schedule(site))
+                          self.store.latest_schedule(site), self.store.seq_gaps(site).missing)
 
-    def _view(self, site: str, live: Any, open_alerts: int, sched: Any) -> RoomView:
+    def _view(self, site: str, live: Any, open_alerts: int, sched: Any,
+              missing: int) -> RoomView:
         from district.model import LiveRoom
 
         live = live or LiveRoom(site)
@@ -237,14 +251,11 @@ class Console:
             locked_by=lock.get("window_id") if lock.get("locked") else None,
             help_requested=_wire(operator.get("help_requested")),
             schedule=self._schedule_status(sched, live.state),
-            open_alerts=open_alerts, missing_events=self.store.seq_gaps(site).missing,
-            live=live)
+            open_alerts=open_alerts, missing_events=missing, live=live)
 
     def _group(self, site: str) -> str | None:
-        try:
-            return self.cfg.room(site).group
-        except KeyError:
-            return None
+        r = self._index.get(site)
+        return r.group if r is not None else None
 
     def events(self, site: str | None = None, *, kinds: Sequence[str] | None = None,
                since: float | None = None, until: float | None = None,
@@ -258,12 +269,12 @@ class Console:
         return self.store.seq_gaps(site)
 
     def all_gaps(self) -> dict[str, SeqGaps]:
-        """:meth:`gaps` for every roster room that misses events."""
+        """:meth:`gaps` for every roster room that misses events (the holes read only for
+        the rooms the per-room counts say miss some)."""
         out = {}
-        for s in self.roster():
-            g = self.store.seq_gaps(s)
-            if g.missing:
-                out[s] = g
+        for v in self.rooms():
+            if v.missing_events:
+                out[v.site] = self.store.seq_gaps(v.site)
         return out
 
     # ---------------------------------------------------------------------- schedules
@@ -298,21 +309,28 @@ class Console:
         """Make each room's whole schedule again; queue it if it differs from the last one."""
         made = []
         with self.store.transaction():
-            recent = self._recent_windows(now)
+            recent = [(w, set(w.sites)) for w in self._recent_windows(now)]
+            many = len(sites) > 20
+            latest = self.store.latest_schedules() if many else None
+            counts = self.store.schedule_counts() if many else None
             for site in sites:
-                if self._reschedule_one(site, [w for w in recent if site in w.sites], now):
+                mine = [w for w, members in recent if site in members]
+                if self._reschedule_one(site, mine, now, latest, counts):
                     made.append(site)
         for site in made:
             self.notify(Change("schedule", site=site))
         self.wakeup.set()
 
-    def _reschedule_one(self, site: str, windows: list[Window], now: float) -> bool:
-        """Queue a new schedule for one room if its windows changed; True if so."""
+    def _reschedule_one(self, site: str, windows: list[Window], now: float,
+                        latest: dict[str, Any] | None = None,
+                        counts: dict[str, int] | None = None) -> bool:
+        """Queue a new schedule for one room if its windows changed; True if so (``latest``
+        and ``counts``: every room's, read once for many rooms)."""
         body = contract.schedule_payload(site, "", windows, 0)
-        last = self.store.latest_schedule(site)
+        last = latest.get(site) if latest is not None else self.store.latest_schedule(site)
         if last is not None and _windows_part(last.payload) == _windows_part(body):
             return False
-        n = self.store.schedule_count(site) + 1
+        n = (counts.get(site, 0) if counts is not None else self.store.schedule_count(site)) + 1
         version = f"{local(now, self.cfg.zone).strftime('%Y-%m-%d')}#{n}"
         payload = contract.schedule_payload(site, version, windows, now)
         self.store.add_schedule(site, version, contract.digest(payload), payload, now)
@@ -638,6 +656,17 @@ def _wire(value: Any) -> float | None:
     return wire_time(value)
 
 
+def missing_count(held: tuple[int, int, int] | None, state: dict[str, Any] | None) -> int:
+    """:attr:`SeqGaps.missing` from ``(lowest, highest, count)`` held and the room's state:
+    the holes between the lowest and highest held, and the tail up to its ``last_seq``."""
+    lo, hi, n = held if held is not None else (None, None, 0)
+    holes = (hi - lo + 1 - n) if lo is not None and hi is not None else 0
+    last = (state or {}).get("last_seq")
+    if isinstance(last, int) and not isinstance(last, bool) and last > (hi or 0):
+        return holes + last - (hi or 0)
+    return holes
+
+
 def _windows_part(payload: bytes) -> Any:
     try:
         return contract.decode(payload).get("windows")
@@ -654,4 +683,5 @@ __all__ = [
     "UnknownRoom",
     "UnknownWindow",
     "WindowRoom",
+    "missing_count",
 ]

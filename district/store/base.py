@@ -26,6 +26,7 @@ from district.model import (
     AvailabilityRow,
     CommandRow,
     EventRow,
+    Incoming,
     LiveRoom,
     Reply,
     Result,
@@ -75,6 +76,12 @@ class Store(Protocol):
     def record_reply(self, reply: Reply, raw: bytes) -> bool:
         """Store a room's reply (the first per command id); True if it was new."""
 
+    def record_batch(self, items: Sequence[Incoming]) -> list[bool]:
+        """Store many room messages in one transaction, with the same rules and answers as
+        the ``record_*`` call for each, in order (a second ``online`` in the batch is no
+        change, an event's second copy no new event); True for each that was new. A few
+        statements per batch, not one or two per message."""
+
     def record_rejected(self, site: str | None, topic: str, raw: bytes, received_at: float,
                         problem: str) -> None:
         """Keep a message that could not be used, with why (nothing received is thrown away)."""
@@ -89,12 +96,24 @@ class Store(Protocol):
     def live(self, site: str) -> LiveRoom:
         """The latest of everything the room published (empty if never heard from)."""
 
-    def live_all(self) -> dict[str, LiveRoom]:
-        """:meth:`live` for every room ever heard from."""
+    def live_all(self, info: bool = True) -> dict[str, LiveRoom]:
+        """:meth:`live` for every room ever heard from (``info=False``: without ``info`` and
+        ``host``, for a status of every room)."""
+
+    def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
+        """:meth:`live` for these rooms (those ever heard from), in one query per 500."""
 
     def availability_history(self, site: str, until: float | None = None
                              ) -> list[AvailabilityRow]:
         """The room's availability changes in receive order (up to ``until``)."""
+
+    def last_availability_ids(self) -> dict[str, int]:
+        """Site → the id of its latest availability change (rooms ever heard from)."""
+
+    def seq_summaries(self, sites: Sequence[str] | None = None
+                      ) -> dict[str, tuple[int, int, int]]:
+        """Site → ``(lowest seq, highest seq, events held)`` for every room (or these) with
+        events: what :meth:`seq_gaps` counts, for many rooms in one query."""
 
     def states(self, site: str, since: float | None = None, until: float | None = None
                ) -> list[tuple[float, dict[str, Any]]]:
@@ -138,11 +157,21 @@ class Store(Protocol):
     def latest_schedule(self, site: str) -> SchedulePublication | None:
         """The newest schedule made for the room, published or not."""
 
-    def latest_schedules(self) -> dict[str, SchedulePublication]:
-        """:meth:`latest_schedule` for every room that has one."""
+    def latest_schedules(self, payload: bool = True) -> dict[str, SchedulePublication]:
+        """:meth:`latest_schedule` for every room that has one (``payload=False``: without
+        the bytes, an empty payload, for a status of every room)."""
+
+    def schedule_counts(self) -> dict[str, int]:
+        """:meth:`schedule_count` for every room that has schedules."""
+
+    def unpublished_schedules(self) -> dict[str, SchedulePublication]:
+        """The rooms whose newest schedule is not yet published: site → that schedule."""
 
     def mark_schedule_published(self, schedule_id: int, at: float) -> None:
         """The broker acknowledged this schedule."""
+
+    def mark_schedules_published(self, schedule_ids: Sequence[int], at: float) -> None:
+        """The broker acknowledged these schedules (one transaction)."""
 
     def schedule_count(self, site: str) -> int:
         """How many schedules were ever made for the room (for version numbers)."""
@@ -156,6 +185,9 @@ class Store(Protocol):
 
     def mark_command_sent(self, command_id: str, at: float) -> None:
         """The broker acknowledged this command."""
+
+    def mark_commands_sent(self, command_ids: Sequence[str], at: float) -> None:
+        """The broker acknowledged these commands (one transaction)."""
 
     def command(self, command_id: str) -> CommandRow | None:
         """One command with its reply (if any)."""
@@ -180,6 +212,12 @@ class Store(Protocol):
                     detail: dict[str, Any], window_id: str | None = None,
                     late: bool = False) -> Alert | None:
         """Raise an alert once per ``key``; None if that key was raised before."""
+
+    def open_alert_counts(self) -> dict[str, int]:
+        """Site → how many of its alerts are open (rooms with any)."""
+
+    def alert_keys(self, window_ids: Sequence[str]) -> set[str]:
+        """The keys of every alert raised for these windows (taken or not)."""
 
     def take_alert(self, alert_id: int, by: str, at: float, note: str = "") -> Alert | None:
         """A staff member takes the alert; None if there is no such alert. Taking a taken

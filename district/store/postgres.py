@@ -170,6 +170,17 @@ class _Connection:
                 conn.close()
             raise
 
+    def execute_binary(self, query: str, args: Sequence[Any]) -> psycopg.Cursor[Any]:
+        """``query`` in psycopg's own placeholders (``%b``: a parameter sent in binary, as
+        an array of thousands of JSON texts is, without escaping each for the text form)."""
+        conn = self._ready()
+        try:
+            return conn.execute(query, tuple(args))
+        except psycopg.OperationalError:
+            if conn.broken:
+                conn.close()
+            raise
+
     def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         conn = self._ready()
         try:
@@ -258,15 +269,40 @@ class PostgresStore(SqliteStore):
             return
         rows = sorted(self._seen.items())
         self._seen.clear()
-        self._db.executemany(
-            "INSERT INTO seen (site, last_seen_at) VALUES (?, ?) ON CONFLICT (site) DO UPDATE "
-            "SET last_seen_at = GREATEST(seen.last_seen_at, excluded.last_seen_at)", rows)
+        self._insert("seen", (("site", "text"), ("last_seen_at", "float8")), rows,
+                     "ON CONFLICT (site) DO UPDATE "
+                     "SET last_seen_at = GREATEST(seen.last_seen_at, excluded.last_seen_at)")
 
     # ------------------------------------------------------------------ recording
     def _touch(self, site: str, at: float) -> None:
         # Called inside a transaction by every record_* of SqliteStore; written at its end.
         if at >= self._seen.get(site, at):
             self._seen[site] = at
+
+    def _insert(self, table: str, cols: Sequence[tuple[str, str]],
+                rows: Sequence[tuple[Any, ...]], tail: str = "") -> list[tuple[Any, ...]]:
+        """One statement for all the rows: each column sent as one array and the rows made by
+        ``unnest`` (a batch of 500 events is one round trip, parsed once)."""
+        if not rows:
+            return []
+        names = ", ".join(c for c, _t in cols)
+        arrays = ", ".join(f"%b::{t}[]" for _c, t in cols)
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        cur = self._db.execute_binary(f"INSERT INTO {table} ({names}) SELECT * FROM "
+                                      f"unnest({arrays}) {tail}", columns)
+        return list(cur.fetchall()) if "RETURNING" in tail else []
+
+    def _touch_many(self, seen: dict[str, float]) -> None:
+        for site, at in seen.items():
+            self._touch(site, at)
+
+    def _live_texts(self, sites: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not sites:
+            return {}
+        return {site: {"availability": av, "state": st, "info": info, "host": host}
+                for site, av, st, info, host in self._q(
+                    "SELECT site, availability, state, info, host FROM live "
+                    "WHERE site = ANY(?)", (list(sites),))}
 
     def record_availability(self, site: str, value: str, received_at: float,
                             retained: bool) -> bool:
@@ -308,6 +344,11 @@ class PostgresStore(SqliteStore):
     _LIVE = ("SELECT COALESCE(l.site, s.site), l.availability, l.availability_at, l.state, "
              "l.state_at, l.info, l.info_at, l.host, l.host_at, s.last_seen_at "
              "FROM live l FULL JOIN seen s ON s.site = l.site")
+    _LIVE_LIGHT = ("SELECT COALESCE(l.site, s.site), l.availability, l.availability_at, "
+                   "l.state, l.state_at, NULL, NULL, NULL, NULL, s.last_seen_at "
+                   "FROM live l FULL JOIN seen s ON s.site = l.site")
+
+    _SITE = "COALESCE(l.site, s.site)"
 
     def live(self, site: str) -> LiveRoom:
         rows = self._q(f"{self._LIVE} WHERE COALESCE(l.site, s.site) = ?", (site,))

@@ -30,6 +30,7 @@ from district.model import (
     AvailabilityRow,
     CommandRow,
     EventRow,
+    Incoming,
     LiveRoom,
     Reply,
     Result,
@@ -113,6 +114,11 @@ WINDOW_COLS = ("id, kind, title, start_at, end_at, created_by, created_at, compl
                "completed_by")
 COMMAND_COLS = ("c.id, c.site, c.name, c.args, c.sender, c.created_at, c.window_id, c.note, "
                 "c.sent_at, r.status, r.reason, r.data, r.received_at")
+EVENT_TYPES = (("site", "text"), ("seq", "int8"), ("kind", "text"), ("ts", "float8"),
+               ("received_at", "float8"), ("window_id", "text"), ("clock_trusted", "int"),
+               ("late", "int"), ("first_due", "float8"), ("event_id", "text"),
+               ("data", "text"), ("payload", "text"))
+"""The events' columns as :meth:`SqliteStore.record_batch` writes them, with their types."""
 ALERT_COLS = "id, site, kind, raised_at, detail, window_id, late, taken_by, taken_at, note"
 RETAINED = ("state", "info", "host")
 
@@ -256,6 +262,118 @@ class SqliteStore:
                 (r.command_id, r.site, r.status, r.reason, _j(r.data), r.received_at,
                  raw.decode("utf-8", errors="replace"))).rowcount == 1
 
+    # -- many at once -------------------------------------------------------------------
+    ROWS_PER_INSERT = 250
+    """Rows per multi-row ``INSERT … RETURNING`` (12 values an event: well under SQLite's
+    32,766 and PostgreSQL's 65,535 parameters)."""
+
+    def _touch_many(self, seen: dict[str, float]) -> None:
+        self._db.executemany(
+            "INSERT INTO live (site, last_seen_at) VALUES (?, ?) ON CONFLICT (site) DO UPDATE "
+            "SET last_seen_at = excluded.last_seen_at", sorted(seen.items()))
+
+    def _live_texts(self, sites: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(sites), 500):
+            part = sites[i:i + 500]
+            for site, av, st, info, host in self._q(
+                    f"SELECT site, availability, state, info, host FROM live WHERE site IN "
+                    f"{_in(part)}", part):
+                out[site] = {"availability": av, "state": st, "info": info, "host": host}
+        return out
+
+    def _insert(self, table: str, cols: Sequence[tuple[str, str]],
+                rows: Sequence[tuple[Any, ...]], tail: str = "") -> list[tuple[Any, ...]]:
+        """``INSERT INTO table (cols) VALUES … tail`` for many rows (``cols``: name and SQL
+        type, for a backend that sends columns as arrays); the rows of ``tail``'s RETURNING.
+        Here: one statement per row (``executemany``), or multi-row statements in chunks when
+        something is returned."""
+        if not rows:
+            return []
+        names = ", ".join(c for c, _t in cols)
+        one = "(" + ",".join("?" * len(cols)) + ")"
+        if "RETURNING" not in tail:
+            self._db.executemany(f"INSERT INTO {table} ({names}) VALUES {one} {tail}", rows)
+            return []
+        got: list[tuple[Any, ...]] = []
+        for i in range(0, len(rows), self.ROWS_PER_INSERT):
+            part = rows[i:i + self.ROWS_PER_INSERT]
+            sql = f"INSERT INTO {table} ({names}) VALUES {','.join([one] * len(part))} {tail}"
+            got += self._db.execute(sql, tuple(v for r in part for v in r)).fetchall()
+        return got
+
+    def record_batch(self, items: Sequence[Incoming]) -> list[bool]:
+        out = [False] * len(items)
+        if not items:
+            return out
+        with self.transaction():
+            seen: dict[str, float] = {}
+            for it in items:
+                if it.received_at >= seen.get(it.site, it.received_at):
+                    seen[it.site] = it.received_at
+            self._touch_many(seen)
+            held = self._live_texts(sorted({it.site for it in items
+                                            if it.kind == "availability" or it.kind in RETAINED}))
+            avail: list[tuple[Any, ...]] = []
+            snaps: list[tuple[Any, ...]] = []
+            latest: dict[tuple[str, str], tuple[Any, float]] = {}
+            events: dict[tuple[str, int], int] = {}
+            replies: dict[str, int] = {}
+            for i, it in enumerate(items):
+                if it.kind == "availability" or it.kind in RETAINED:
+                    text = it.value if it.kind == "availability" else it.raw.decode("utf-8")
+                    cur = held.setdefault(it.site, {})
+                    if cur.get(it.kind) == text:
+                        continue
+                    cur[it.kind] = text
+                    latest[(it.site, it.kind)] = (text, it.received_at)
+                    if it.kind == "availability":
+                        avail.append((it.site, text, it.received_at, int(it.retained)))
+                    else:
+                        snaps.append((it.site, it.kind, it.received_at, text))
+                    out[i] = True
+                elif it.kind == "events":
+                    events.setdefault((it.site, it.value.seq), i)
+                elif it.kind == "replies":
+                    replies.setdefault(it.value.command_id, i)
+                else:
+                    raise ValueError(f"cannot record a {it.kind!r} message")
+            self._insert("availability", (("site", "text"), ("value", "text"),
+                                          ("received_at", "float8"), ("retained", "int")),
+                         avail)
+            self._insert("snapshots", (("site", "text"), ("kind", "text"),
+                                       ("received_at", "float8"), ("payload", "text")), snaps)
+            for col in ("availability", *RETAINED):
+                rows = sorted((site, v, at) for (site, k), (v, at) in latest.items() if k == col)
+                self._insert("live", (("site", "text"), (col, "text"), (f"{col}_at", "float8")),
+                             rows, f"ON CONFLICT (site) DO UPDATE SET {col} = excluded.{col}, "
+                             f"{col}_at = excluded.{col}_at")
+            if events:
+                rows = []
+                for i in events.values():
+                    e = items[i].value
+                    rows.append((e.site, e.seq, e.kind, e.ts, e.received_at, e.window_id,
+                                 None if e.clock_trusted is None else int(e.clock_trusted),
+                                 int(e.late), e.first_due, e.event_id, _j(e.data),
+                                 items[i].raw.decode("utf-8")))
+                for site, seq in self._insert(
+                        "events", EVENT_TYPES, rows,
+                        "ON CONFLICT (site, seq) DO NOTHING RETURNING site, seq"):
+                    out[events[(site, int(seq))]] = True
+            if replies:
+                rows = []
+                for i in replies.values():
+                    r = items[i].value
+                    rows.append((r.command_id, r.site, r.status, r.reason, _j(r.data),
+                                 r.received_at, items[i].raw.decode("utf-8", errors="replace")))
+                for (cid,) in self._insert(
+                        "replies", (("command_id", "text"), ("site", "text"),
+                                    ("status", "text"), ("reason", "text"), ("data", "text"),
+                                    ("received_at", "float8"), ("payload", "text")), rows,
+                        "ON CONFLICT (command_id) DO NOTHING RETURNING command_id"):
+                    out[replies[cid]] = True
+        return out
+
     def record_rejected(self, site: str | None, topic: str, raw: bytes, received_at: float,
                         problem: str) -> None:
         self._x("INSERT INTO rejected (site, topic, received_at, problem, payload) "
@@ -283,13 +401,28 @@ class SqliteStore:
 
     _LIVE = ("SELECT site, availability, availability_at, state, state_at, info, info_at, "
              "host, host_at, last_seen_at FROM live")
+    _LIVE_LIGHT = ("SELECT site, availability, availability_at, state, state_at, NULL, NULL, "
+                   "NULL, NULL, last_seen_at FROM live")
 
     def live(self, site: str) -> LiveRoom:
         rows = self._q(f"{self._LIVE} WHERE site = ?", (site,))
         return self._live(rows[0]) if rows else LiveRoom(site)
 
-    def live_all(self) -> dict[str, LiveRoom]:
-        return {r[0]: self._live(r) for r in self._q(self._LIVE)}
+    def live_all(self, info: bool = True) -> dict[str, LiveRoom]:
+        sql = self._LIVE if info else self._LIVE_LIGHT
+        return {r[0]: self._live(r) for r in self._q(sql)}
+
+    _SITE = "site"
+    """How :data:`_LIVE` names a row's site in a WHERE."""
+
+    def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
+        out: dict[str, LiveRoom] = {}
+        sites = list(sites)
+        for i in range(0, len(sites), 500):
+            part = sites[i:i + 500]
+            for r in self._q(f"{self._LIVE} WHERE {self._SITE} IN {_in(part)}", part):
+                out[r[0]] = self._live(r)
+        return out
 
     def availability_history(self, site: str, until: float | None = None
                              ) -> list[AvailabilityRow]:
@@ -300,6 +433,25 @@ class SqliteStore:
             args.append(until)
         return [AvailabilityRow(s, v, at, bool(ret), i)
                 for s, v, at, ret, i in self._q(sql + " ORDER BY received_at, id", args)]
+
+    def last_availability_ids(self) -> dict[str, int]:
+        return {site: int(i) for site, i in self._q(
+            "SELECT site, MAX(id) FROM availability GROUP BY site")}
+
+    def seq_summaries(self, sites: Sequence[str] | None = None
+                      ) -> dict[str, tuple[int, int, int]]:
+        sql = "SELECT site, MIN(seq), MAX(seq), COUNT(*) FROM events"
+        if sites is None:
+            parts: list[list[str]] = [[]]
+        else:
+            sites = list(sites)
+            parts = [sites[i:i + 500] for i in range(0, len(sites), 500)]
+        out = {}
+        for part in parts:
+            where = f" WHERE site IN {_in(part)}" if sites is not None else ""
+            for site, lo, hi, n in self._q(f"{sql}{where} GROUP BY site", part):
+                out[site] = (int(lo), int(hi), int(n))
+        return out
 
     def states(self, site: str, since: float | None = None, until: float | None = None
                ) -> list[tuple[float, dict[str, Any]]]:
@@ -432,7 +584,8 @@ class SqliteStore:
     @staticmethod
     def _sched(r: tuple[Any, ...]) -> SchedulePublication:
         i, site, version, dig, payload, cat, pat = r
-        return SchedulePublication(i, site, version, dig, bytes(payload), cat, pat)
+        return SchedulePublication(i, site, version, dig, b"" if payload is None
+                                   else bytes(payload), cat, pat)
 
     _SCHED = "SELECT id, site, version, digest, payload, created_at, published_at FROM schedules"
 
@@ -450,14 +603,30 @@ class SqliteStore:
         rows = self._q(f"{self._SCHED} WHERE site = ? ORDER BY id DESC LIMIT 1", (site,))
         return self._sched(rows[0]) if rows else None
 
-    def latest_schedules(self) -> dict[str, SchedulePublication]:
+    def latest_schedules(self, payload: bool = True) -> dict[str, SchedulePublication]:
+        head = self._SCHED if payload else self._SCHED.replace("payload", "NULL")
+        rows = self._q(f"{head} WHERE id IN (SELECT MAX(id) FROM schedules GROUP BY site)")
+        return {r[1]: self._sched(r) for r in rows}
+
+    def schedule_counts(self) -> dict[str, int]:
+        return {site: int(n) for site, n in self._q(
+            "SELECT site, COUNT(*) FROM schedules GROUP BY site")}
+
+    def unpublished_schedules(self) -> dict[str, SchedulePublication]:
         rows = self._q(f"{self._SCHED} WHERE id IN (SELECT MAX(id) FROM schedules "
-                       "GROUP BY site)")
+                       "GROUP BY site) AND published_at IS NULL")
         return {r[1]: self._sched(r) for r in rows}
 
     def mark_schedule_published(self, schedule_id: int, at: float) -> None:
-        self._x("UPDATE schedules SET published_at = ? WHERE id = ? AND published_at IS NULL",
-                (at, schedule_id))
+        self.mark_schedules_published([schedule_id], at)
+
+    def mark_schedules_published(self, schedule_ids: Sequence[int], at: float) -> None:
+        if not schedule_ids:
+            return
+        with self.transaction():
+            self._db.executemany("UPDATE schedules SET published_at = ? "
+                                 "WHERE id = ? AND published_at IS NULL",
+                                 [(at, i) for i in schedule_ids])
 
     def schedule_count(self, site: str) -> int:
         return int(self._q("SELECT COUNT(*) FROM schedules WHERE site = ?", (site,))[0][0])
@@ -485,8 +654,15 @@ class SqliteStore:
             f"{self._CMD} WHERE c.sent_at IS NULL ORDER BY c.created_at, c.id")]
 
     def mark_command_sent(self, command_id: str, at: float) -> None:
-        self._x("UPDATE commands SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
-                (at, command_id))
+        self.mark_commands_sent([command_id], at)
+
+    def mark_commands_sent(self, command_ids: Sequence[str], at: float) -> None:
+        if not command_ids:
+            return
+        with self.transaction():
+            self._db.executemany("UPDATE commands SET sent_at = ? "
+                                 "WHERE id = ? AND sent_at IS NULL",
+                                 [(at, i) for i in command_ids])
 
     def command(self, command_id: str) -> CommandRow | None:
         rows = self._q(f"{self._CMD} WHERE c.id = ?", (command_id,))
@@ -556,6 +732,16 @@ class SqliteStore:
                 return None
             rows = self._q(f"SELECT {ALERT_COLS} FROM alerts WHERE akey = ?", (key,))
         return self._alert(rows[0])
+
+    def open_alert_counts(self) -> dict[str, int]:
+        return {site: int(n) for site, n in self._q(
+            "SELECT site, COUNT(*) FROM alerts WHERE taken_at IS NULL GROUP BY site")}
+
+    def alert_keys(self, window_ids: Sequence[str]) -> set[str]:
+        if not window_ids:
+            return set()
+        return {r[0] for r in self._q(
+            f"SELECT akey FROM alerts WHERE window_id IN {_in(window_ids)}", window_ids)}
 
     def take_alert(self, alert_id: int, by: str, at: float, note: str = "") -> Alert | None:
         with self.transaction():

@@ -27,8 +27,8 @@ def renderer(d: Dashboard, ctx: Ctx, params: Mapping[str, str]) -> Callable[[Bat
     view = params.get("view", "other")
     if view == "rooms":
         q = views.Query.parse(params, d.roster)
-        shown = [t.site for t in views.rooms_page(d.roster, q).items]
-        return _rooms(d, ctx, shown)
+        page = views.rooms_page(d.roster, q)
+        return _rooms(d, ctx, [t.site for t in page.items], page)
     if view == "room" and params.get("site") in d.roster.rooms:
         from district.web.pages import hours_of
 
@@ -52,8 +52,15 @@ def renderer(d: Dashboard, ctx: Ctx, params: Mapping[str, str]) -> Callable[[Bat
     return _common(d, ctx)
 
 
+def _viewer(ctx: Ctx) -> tuple[str, bool]:
+    """What a shared fragment depends on of the viewer."""
+    return (str(ctx.lang), ctx.may_command)
+
+
 def _banner(d: Dashboard, ctx: Ctx, batch: Batch) -> list[str]:
-    return [d.alerts_banner(ctx, oob=True)] if batch.alerts or batch.full else []
+    if not (batch.alerts or batch.full):
+        return []
+    return [batch.once(("banner", _viewer(ctx)), lambda: d.alerts_banner(ctx, oob=True))]
 
 
 def _common(d: Dashboard, ctx: Ctx) -> Callable[[Batch], str]:
@@ -62,16 +69,36 @@ def _common(d: Dashboard, ctx: Ctx) -> Callable[[Batch], str]:
     return render
 
 
-def _rooms(d: Dashboard, ctx: Ctx, shown: list[str]) -> Callable[[Batch], str]:
+def _rooms(d: Dashboard, ctx: Ctx, shown: list[str],
+           opened: views.Page | None = None) -> Callable[[Batch], str]:
+    """``opened``: the page read as the stream opened, used for its first full render (the
+    same moment: every room's tiles are not built a second time)."""
+    first = [opened]
+
     def render(batch: Batch) -> str:
         parts = _banner(d, ctx, batch)
-        changed = shown if batch.full else [s for s in shown if s in batch.sites]
-        if changed:
-            ts = views.with_gaps(d.roster, views.tiles(d.roster, changed))
+        page, first[0] = first[0], None
+        if batch.full and page is not None:  # the stream's first message: what it read
+            parts += [d.fragment(ctx, "web/_tile.html", t=t, oob=True) for t in page.items]
+            parts.append(d.fragment(ctx, "web/_summary.html", counts=page.counts, oob=True))
+            return "\n".join(parts)
+        if batch.full:  # this tab's own refresh (it fell behind)
+            ts = views.with_gaps(d.roster, views.tiles(d.roster, shown))
             parts += [d.fragment(ctx, "web/_tile.html", t=t, oob=True) for t in ts]
+        else:
+            # Every room the batch changed, read once for every tab; each tab takes its own.
+            changed = batch.once("tiles", lambda: {
+                t.site: t for t in views.with_gaps(d.roster, views.tiles(
+                    d.roster, sorted(batch.sites & d.roster.rooms.keys())))})
+            for s in shown:
+                if s in changed:
+                    t = changed[s]
+                    parts.append(batch.once(("tile", s, _viewer(ctx)), lambda t=t: d.fragment(
+                        ctx, "web/_tile.html", t=t, oob=True)))
         if batch.full or batch.sites or batch.alerts:
-            counts = views.counts_of(views.tiles(d.roster))
-            parts.append(d.fragment(ctx, "web/_summary.html", counts=counts, oob=True))
+            counts = batch.once("counts", lambda: views.counts_of(views.tiles(d.roster)))
+            parts.append(batch.once(("summary", _viewer(ctx)), lambda: d.fragment(
+                ctx, "web/_summary.html", counts=counts, oob=True)))
         return "\n".join(parts)
 
     return render

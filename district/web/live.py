@@ -7,8 +7,11 @@ The task waits :attr:`Hub.coalesce_s` (0.5 s) so a burst (a window of 10,000 roo
 answering) becomes one batch, then hands the batch to every open stream. Each stream renders
 only what its page shows — the changed rooms *on its page*, the alert banner if alerts changed
 — and sends it as one SSE message (``event: update``) holding one fragment per changed thing,
-each marked ``hx-swap-oob`` so htmx puts it in place. A stream that falls behind drops its
-backlog and gets a full refresh of its page instead, so a slow tab never holds up the others.
+each marked ``hx-swap-oob`` so htmx puts it in place. What several tabs need of one batch (the
+changed rooms' tiles, the counts over every room, a fragment in one language) is computed
+once per batch for all of them (:meth:`Batch.once`), not once per tab. A stream that falls
+behind drops its backlog and gets a full refresh of its page instead, so a slow tab never
+holds up the others.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from district.model import Change
 
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 COALESCE_S = 0.5
 PING_S = 15.0
 QUEUE_MAX = 20
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,9 +43,24 @@ class Batch:
     commands: set[str] = field(default_factory=set)
     alerts: bool = False
     full: bool = False
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                       compare=False)
+    computed: int = field(default=0, compare=False)
+    """How many values :meth:`once` computed (the rest were shared)."""
 
     def __bool__(self) -> bool:
         return bool(self.sites or self.windows or self.commands or self.alerts or self.full)
+
+    def once(self, key: Any, make: Callable[[], T]) -> T:
+        """``make()`` computed by the first stream that asks for ``key`` during this batch;
+        every other stream gets the same value (streams render in worker threads: the others
+        wait for it rather than compute it again)."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+                self.computed += 1
+            return self._memo[key]  # type: ignore[no-any-return]
 
     def add(self, change: Change) -> None:
         """Note one change."""

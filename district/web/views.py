@@ -1,7 +1,6 @@
-"""What the dashboard shows, read in bulk from the store so that a page stays fast at 10,000
-rooms: one query for every room's live view, one for open alerts, one for schedules (the
-service's :meth:`~district.service.Console.rooms` reads per room, which is right for the CLI
-but too slow to run on every page view of a whole country).
+"""What the dashboard shows, built from :meth:`~district.service.Console.rooms` (a few bulk
+queries for every room, whatever their number: live views, open alert counts, schedule
+digests, the seqs held), so that a page stays fast at 10,000 rooms.
 
 Everything here only reads; changes go through :class:`district.service.Console`.
 """
@@ -12,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from district.model import Alert, CommandRow, LiveRoom, RoomResult, Window
-from district.service import Console
+from district.model import Alert, CommandRow, LiveRoom, RoomResult, RoomView, Window
+from district.service import Console, missing_count
 from district.timefmt import iso_local, wire_time
 
 PROBLEMS = ("problems", "offline", "alerts", "fault", "help", "schedule", "locked")
-SORTS = ("roster", "name", "problems", "last_seen")
+SORTS = ("problems", "roster", "name", "last_seen")
+DEFAULT_SORT = "problems"
+"""What a technician of a province looks at first: the rooms with problems, the most first."""
 PER_PAGE = 100
 MAX_PER_PAGE = 500
 CHECK_KINDS = ("check_in", "operator_check_acknowledged")
@@ -64,7 +65,7 @@ class Tile:
     open_alerts: int
     problems: tuple[str, ...]
     missing_events: int | None = None
-    """Only read for the rooms on the page (two queries each)."""
+    """Read for the rooms on the page (one query for all of them)."""
 
     def json(self, zone: Any) -> dict[str, Any]:
         return {"site": self.site, "name": self.name, "group": self.group,
@@ -110,7 +111,7 @@ def _str(v: Any) -> str | None:
 
 
 def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
-         schedule: str) -> Tile:
+         schedule: str, missing_events: int | None = None) -> Tile:
     """One room's tile from its live view."""
     live = live or LiveRoom(site)
     state = live.state or {}
@@ -141,37 +142,39 @@ def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
                 lock_kind=_str(lock.get("kind")) if locked_by else None,
                 help_requested=help_at, check_pending=bool(op.get("check")),
                 last_check_in=wire_time(op.get("last_check_in")),
-                schedule=schedule, open_alerts=open_alerts, problems=tuple(problems))
+                schedule=schedule, open_alerts=open_alerts, problems=tuple(problems),
+                missing_events=missing_events)
 
 
-def tiles(roster: Roster, sites: Iterable[str] | None = None) -> list[Tile]:
-    """Tiles of ``sites`` (default: the whole roster), in roster order, from bulk reads."""
-    store = roster.console.store
-    wanted = roster.ids if sites is None else [s for s in sites if s in roster.rooms]
-    if len(wanted) > 20:
-        lives = store.live_all()
-        scheds = store.latest_schedules()
-        alerts = store.alerts(open_only=True, limit=None)
-    else:
-        lives = {s: store.live(s) for s in wanted}
-        scheds = {s: p for s in wanted if (p := store.latest_schedule(s)) is not None}
-        alerts = [a for s in wanted for a in store.alerts(open_only=True, site=s, limit=None)]
-    counts: dict[str, int] = {}
-    for a in alerts:
-        counts[a.site] = counts.get(a.site, 0) + 1
-    out = []
-    for s in wanted:
-        live = lives.get(s)
-        sched = Console._schedule_status(scheds.get(s), live.state if live else None)
-        out.append(tile(roster, s, live, counts.get(s, 0), sched))
-    return out
+def tile_of(roster: Roster, v: RoomView, gaps: bool = False) -> Tile:
+    """The tile of a room's :class:`~district.model.RoomView` (``gaps``: with its missing
+    events, when the view was read with them)."""
+    return tile(roster, v.site, v.live, v.open_alerts, v.schedule,
+                v.missing_events if gaps else None)
+
+
+def tiles(roster: Roster, sites: Iterable[str] | None = None,
+          gaps: bool = False) -> list[Tile]:
+    """Tiles of ``sites`` (default: the whole roster), in roster order, from one
+    :meth:`~district.service.Console.rooms` (``gaps``: with each room's missing events)."""
+    views = roster.console.rooms(None if sites is None else list(sites), gaps=gaps,
+                                 info=False)
+    return [tile_of(roster, v, gaps) for v in views]
 
 
 def with_gaps(roster: Roster, items: Sequence[Tile]) -> list[Tile]:
-    """The tiles with ``missing_events`` read (for the rooms shown)."""
+    """The tiles with ``missing_events`` read (for the rooms shown: one query for all)."""
     from dataclasses import replace
 
-    return [replace(t, missing_events=roster.console.gaps(t.site).missing) for t in items]
+    if not items:
+        return []
+    store = roster.console.store
+    sites = [t.site for t in items]
+    held = store.seq_summaries(sites)
+    lives = store.live_many(sites)
+    return [replace(t, missing_events=missing_count(held.get(t.site), lives[t.site].state
+                                               if t.site in lives else None))
+            for t in items]
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ class Query:
     group: str = ""
     problem: str = ""
     q: str = ""
-    sort: str = "roster"
+    sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = PER_PAGE
 
@@ -190,7 +193,7 @@ class Query:
         """From query parameters; unknown values fall back to the defaults."""
         group = params.get("group", "")
         problem = params.get("problem", "")
-        sort = params.get("sort", "roster")
+        sort = params.get("sort", DEFAULT_SORT)
         try:
             page = max(1, int(params.get("page", "1")))
         except ValueError:
@@ -202,14 +205,15 @@ class Query:
         return cls(group=group if group in roster.groups else "",
                    problem=problem if problem in PROBLEMS else "",
                    q=str(params.get("q", ""))[:100].strip(),
-                   sort=sort if sort in SORTS else "roster", page=page, per_page=per_page)
+                   sort=sort if sort in SORTS else DEFAULT_SORT, page=page,
+                   per_page=per_page)
 
     def params(self, **change: Any) -> dict[str, str]:
         """The query as URL parameters (defaults left out), with ``change`` applied."""
         values = {"group": self.group, "problem": self.problem, "q": self.q, "sort": self.sort,
                   "page": self.page, "per_page": self.per_page}
         values.update(change)
-        defaults = {"sort": "roster", "page": 1, "per_page": PER_PAGE}
+        defaults = {"sort": DEFAULT_SORT, "page": 1, "per_page": PER_PAGE}
         return {k: str(v) for k, v in values.items() if v not in ("", None, defaults.get(k))}
 
 

@@ -90,6 +90,10 @@ def test_gaps_holes_and_tail(broker: LocalBroker, tmp_path: Path) -> None:
         assert (g.first_held, g.last_held, g.held, g.last_seq) == (1, 5, 3, 7)
         assert g.holes == [(3, 4)] and g.tail == (6, 7) and g.missing == 4
         assert c.console.room("xa-g").missing_events == 4
+        # The same count for every room at once (one query, what the dashboard reads).
+        assert [v.missing_events for v in c.console.rooms()] == [4]
+        assert [v.missing_events for v in c.console.rooms(["xa-g"])] == [4]
+        assert c.console.all_gaps() == {"xa-g": g}
 
 
 def test_changes_only_and_bad_payloads_kept_aside(broker: LocalBroker, tmp_path: Path) -> None:

@@ -299,3 +299,27 @@ def _iso(ts: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def test_timed_alerts_for_a_province_in_one_transaction(tmp_path: Path) -> None:
+    """A window for 300 rooms that never connected: each tick raises (or finds raised) every
+    room's alerts in one transaction, not one per room."""
+    from district.config import parse_config
+    from district.service import Console
+    from tests.district.test_dispatch import _count_transactions
+
+    sites = [f"xa-{i:03d}" for i in range(300)]
+    cfg = parse_config(config_yaml(1883, tmp_path / "c.db", sites))
+    store = SqliteStore(tmp_path / "c.db")
+    clock = FakeClock()
+    console = Console(cfg, store, clock=clock)
+    console.create_window(ACTOR, kind="test", title="x", start=S, end=S + 3600, rooms="all")
+    count = _count_transactions(store)
+    clock.set(S - 1700)
+    assert len(console.tick()) == 300
+    assert count[0] == 1
+    assert console.tick() == []
+    clock.set(S + 600)
+    assert sorted(a.kind for a in console.tick()) == ["offline_in_window"] * 300
+    assert console.tick() == []
+    assert count[0] <= 4, f"{count[0]} transactions for 4 ticks"

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 
@@ -194,7 +195,8 @@ def test_ten_thousand_rooms_one_page_at_a_time_and_small_batches(tmp_path: Path)
         assert j["matched"] == sum(1 for i in range(10_000) if i % 7 == 0 or i % 5 == 0)
     d = app.state.dashboard
     user = console.users()[0]
-    render = fragments.renderer(d, Ctx("vi", None, user, ""), {"view": "rooms"})
+    render = fragments.renderer(d, Ctx("vi", None, user, ""), {"view": "rooms",
+                                                               "sort": "roster"})
     changed = {"xa-00001", "xa-00002", "xa-00050", "xa-05000", "xa-09999"}
     t = time.monotonic()
     out = render(Batch(sites=changed))
@@ -227,3 +229,31 @@ def test_the_server_says_when_it_cannot_listen(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as exit_:
             start_dashboard(cfg, wb.console)
         assert exit_.value.code == 2
+
+
+def test_a_batch_is_computed_once_for_every_open_tab(tmp_path: Path) -> None:
+    """Five tabs on the rooms pages (different pages, two languages): one batch reads the
+    changed rooms once and the counts over every room once, for all of them."""
+    console = _big_console(tmp_path, 2_000)
+    app = create_app(console, b"k" * 64)
+    d = app.state.dashboard
+    user = console.users()[0]
+    reads: list[int] = []
+    real = console.rooms
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        reads.append(1)
+        return real(*a, **kw)
+
+    tabs = [fragments.renderer(d, Ctx(lang, None, user, ""),
+                               {"view": "rooms", "page": page, "sort": "roster"})
+            for lang, page in (("vi", "1"), ("vi", "1"), ("en", "1"), ("vi", "2"),
+                               ("vi", "20"))]
+    console.rooms = counted  # type: ignore[method-assign]
+    batch = Batch(sites={"xa-00001", "xa-00150", "xa-01999"})
+    outs = [tab(batch) for tab in tabs]
+    assert len(reads) == 2, f"{len(reads)} reads of the rooms for one batch and five tabs"
+    assert [TILE.findall(o) for o in outs] == [["xa-00001"], ["xa-00001"], ["xa-00001"],
+                                               ["xa-00150"], ["xa-01999"]]
+    assert outs[0] == outs[1] and outs[0] != outs[2], "shared within a language only"
+    console.store.close()
