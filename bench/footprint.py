@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,14 @@ class Running:
     done: Callable[[int, int], float]
     """Wait for command ``i``'s result messages from a mark on; returns the last one's time."""
     state_dir: Path | None = None
+    sent: int = 0
+    """Commands numbered so far: every command gets a new id (a repeated id is answered from
+    the room's memory, with nothing switched)."""
+
+    def next_command(self) -> int:
+        """The number of the next command to send."""
+        self.sent += 1
+        return self.sent - 1
 
     @property
     def pid(self) -> int:
@@ -201,9 +209,11 @@ def _command(i: int) -> bytes:
 
 
 def start_diemcau(broker: LocalBroker, work: Path, env: dict[str, str] | None = None,
-                  online_timeout: float = 60) -> Running:
+                  online_timeout: float = 60, python_args: Sequence[str] = ()) -> Running:
     """Start the room agent as production does (``python -m agent run``) on a fresh state
-    directory under ``work``; returns once a client has seen its retained ``online``."""
+    directory under ``work``; returns once a client has seen its retained ``online``.
+    ``python_args`` go to the interpreter before ``-m agent`` (a profiler, ``-X importtime``)."""
+    work.mkdir(parents=True, exist_ok=True)
     cfg = work / "site.yaml"
     cfg.write_text(diemcau_config(broker.port))
     base = f"diemcau/v2/rooms/{SITE}"
@@ -211,7 +221,7 @@ def start_diemcau(broker: LocalBroker, work: Path, env: dict[str, str] | None = 
     mark = w.mark()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(cfg), "--simulate",
+        [sys.executable, *python_args, "-m", "agent", "run", "--config", str(cfg), "--simulate",
          "--broker", broker.url, "--state-dir", str(work / "state")], cwd=ROOT,
         env={**os.environ, **unit_env(), **(env or {})},
         stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("wb"))
@@ -247,6 +257,7 @@ def start_mqttio(broker: LocalBroker, work: Path, online_timeout: float = 90) ->
     """Start mqtt-io 2.7 on the same pins (gpiozero mock pins); returns once a client has
     seen its retained ``running`` status."""
     python = ensure_peer()
+    work.mkdir(parents=True, exist_ok=True)
     cfg = work / "mqttio.yml"
     cfg.write_text(mqttio_config(broker.port))
     w = Watch(broker.port, "mqio/#")
@@ -276,7 +287,6 @@ def start_mqttio(broker: LocalBroker, work: Path, online_timeout: float = 90) ->
 
 def start(name: str, broker: LocalBroker, work: Path) -> Running:
     """Start peer ``name`` (``diemcau`` or ``mqtt-io``) with its files in ``work``."""
-    work.mkdir(parents=True, exist_ok=True)
     if name == "diemcau":
         return start_diemcau(broker, work)
     if name == "mqtt-io":
@@ -326,22 +336,18 @@ def cpu_percent_over(pid: int, seconds: float, work: Callable[[], None] | None =
     return 100.0 * (c1 - c0) / (t1 - t0)
 
 
-def one_per_second(r: Running, seconds: float, first: int) -> Callable[[], None]:
-    """One command a second for ``seconds``, each waited for (numbered from ``first``)."""
+def one_per_second(r: Running, seconds: float) -> Callable[[], None]:
+    """One command a second for ``seconds``, each waited for."""
     def work() -> None:
         t0 = time.monotonic()
-        i = first
-        while True:
-            due = t0 + (i - first)
-            if due >= t0 + seconds:
-                return
-            wait = due - time.monotonic()
+        for k in range(int(seconds)):
+            wait = t0 + k - time.monotonic()
             if wait > 0:
                 time.sleep(wait)  # the command rate is what is measured
+            i = r.next_command()
             mark = r.watch.mark()
             r.send(i)
             r.done(i, mark)
-            i += 1
     return work
 
 
@@ -389,7 +395,7 @@ def measure(r: Running, opts: Options) -> Figures:
     f.latency_ms = run_commands(r, opts.commands)
     if opts.minutes > 0:
         f.cpu_1cps_pct = cpu_percent_over(r.pid, opts.minutes * 60,
-                                          one_per_second(r, opts.minutes * 60, 10**6))
+                                          one_per_second(r, opts.minutes * 60))
     f.peak_mib = proc_status(r.pid)["VmHWM"] / 1024
     return f
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.footprint import PEERS, Running, bench_broker, start  # noqa: E402
+from bench.footprint import PEERS, Running, bench_broker, start, start_diemcau  # noqa: E402
 
 GOAL_P99_MS = 5.0
 WARMUP = 20
@@ -36,11 +36,12 @@ def run_commands(r: Running, n: int, warmup: int = WARMUP) -> list[float]:
     """Milliseconds from publish to the last of the command's answers, for ``n`` commands
     sent one at a time after ``warmup`` uncounted ones."""
     out = []
-    for i in range(warmup + n):
+    for k in range(warmup + n):
+        i = r.next_command()
         mark = r.watch.mark()
         t0 = r.send(i)
         t1 = r.done(i, mark)
-        if i >= warmup:
+        if k >= warmup:
             out.append((t1 - t0) * 1000)
     return out
 
@@ -106,11 +107,33 @@ def run(n: int, peers: Sequence[str] = PEERS) -> dict[str, list[float]]:
     return results
 
 
+def profile(n: int, out: Path, top: int = 30) -> dict[str, float]:
+    """Run diemcau alone under cProfile (its main thread: the loop that decides and records)
+    for ``n`` commands; its stats go to ``out`` and the top functions by cumulative time are
+    printed. Returns the run's summary (slower than without the profiler)."""
+    import pstats
+
+    with bench_broker("dc-prof-") as (broker, work):
+        r = start_diemcau(broker, work / "diemcau",
+                          python_args=("-m", "cProfile", "-o", str(out)))
+        try:
+            lat = run_commands(r, n)
+        finally:
+            r.stop()
+    pstats.Stats(str(out)).sort_stats("cumulative").print_stats(top)
+    return summary(lat)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--commands", type=int, default=1000, help="commands timed (1000)")
     ap.add_argument("--peers", default=",".join(PEERS), help="diemcau,mqtt-io")
+    ap.add_argument("--profile", type=Path, metavar="FILE",
+                    help="instead: diemcau alone under cProfile, its stats into FILE")
     args = ap.parse_args(argv)
+    if args.profile:
+        print(profile(args.commands, args.profile))
+        return 0
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if set(peers) - set(PEERS):
         ap.error(f"peers are {', '.join(PEERS)}")
