@@ -423,7 +423,7 @@ def print_figures(figs: dict[str, Figures], opts: Options) -> None:
         ("  file-backed (MiB)", lambda f: f"{f.file_mib:.1f}"),
         ("  threads", lambda f: str(f.threads)),
         ("RSS peak, VmHWM (MiB)", lambda f: f"{f.peak_mib:.1f}"),
-        (f"CPU idle over {opts.idle_s:.0f} s (% core)", lambda f: f"{f.cpu_idle_pct:.3f}"),
+        (f"CPU idle over {opts.idle_s:g} s (% core)", lambda f: f"{f.cpu_idle_pct:.3f}"),
         (f"CPU at 1 cmd/s, {opts.minutes:g} min (% core)", lambda f: f"{f.cpu_1cps_pct:.3f}"),
     ]
     names = list(figs)
