@@ -132,12 +132,12 @@ class EmulatedRoom:
 
     def __init__(self, devices: Mapping[str, Device], relays: Mapping[str, bool],
                  link_dir: Path) -> None:
-        from agent.emulators import make_emulator
-
         self.emulators: dict[str, Any] = {}
         for name, dev in devices.items():
             if dev.driver is None:
                 continue
+            from agent.emulators import make_emulator  # only a room with serial devices
+
             opts: dict[str, Any] = {"boot_s": dev.simulation.boot_s, "powered": relays[name],
                                     "link_dir": link_dir, "link_name": f"tty-{name}"}
             self.emulators[name] = make_emulator(dev.driver, **opts)

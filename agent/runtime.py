@@ -463,7 +463,7 @@ class Agent:
         saved = self._persistent()
         if saved != self._saved:
             try:
-                self.store.save_room(saved)
+                self.store.save_room(saved, sync=False)   # durable below, before any PUBACK
                 self._saved = saved
             except OSError as e:
                 # A full or failing card must not stop the room: act now, save next time.
@@ -481,8 +481,16 @@ class Agent:
         self.board.show(out.led)
         self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
                                                  for a in out.actions))
+        self._sync_room()   # after the reply and state went out: off the command's path
         self._selftest_progress(out)
         return out
+
+    def _sync_room(self) -> None:
+        try:
+            self.store.sync_room()
+        except OSError as e:
+            log.error("cannot save the room state (%s); will try again", e)
+            self._saved = {}   # saved again after the next decision
 
     def _do(self, action: core.Action) -> None:
         match action:

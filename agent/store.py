@@ -15,21 +15,36 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` durably."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _write(path: Path, data: bytes, sync: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably."""
+    tmp = _tmp(path)
+    _write(tmp, data, sync=True)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    _fsync_path(path.parent)
 
 
 def write_quick(path: Path, data: bytes) -> None:
@@ -97,14 +112,51 @@ class StateDir:
         self.clock_file = self.root / "last-known-good"
         self.alive_file = self.root / "alive.json"
         self.link_file = self.root / "link-state.json"
+        self._room_unsynced = False
 
     def load_room(self) -> dict[str, Any] | None:
         """What :func:`agent.core.room.persistent` saved last, or None (first start or unreadable,
-        in which case the bad file is kept beside it for a technician)."""
+        in which case the bad file is kept beside it for a technician). A state saved without a
+        sync and not yet synced (the agent was killed in between) is the last one if it reads
+        whole; a torn one (a power cut before its sync) is ignored for the synced one."""
+        unsynced = _tmp(self.room_file)
+        try:
+            data = json.loads(unsynced.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as e:
+            log.warning("unsynced room state %s unreadable (%s): the synced one is used",
+                        unsynced, e)
+        else:
+            if isinstance(data, dict):
+                self._room_unsynced = True   # made durable at the next sync_room()
+                return data
         return self._load_json(self.room_file)
 
-    def save_room(self, data: dict[str, Any]) -> None:
-        write_atomic(self.room_file, json.dumps(data, sort_keys=True).encode())
+    def save_room(self, data: dict[str, Any], sync: bool = True) -> None:
+        """Save the room state. With ``sync`` it is durable on return. Without, it is only
+        written (no disk sync) to its temporary file, which :meth:`load_room` takes over the
+        saved one (a kill -9 loses nothing), and :meth:`sync_room` makes it durable later
+        (fsync, rename, fsync of the directory): a power cut before then leaves the previous
+        state, whole. The agent syncs a decision's state after its reply and state messages
+        went out and before it acknowledges the command (``docs/benchmarks.md``)."""
+        text = json.dumps(data, sort_keys=True).encode()
+        if sync:
+            write_atomic(self.room_file, text)
+            self._room_unsynced = False
+            return
+        _write(_tmp(self.room_file), text, sync=False)
+        self._room_unsynced = True
+
+    def sync_room(self) -> None:
+        """Make the last :meth:`save_room` with ``sync=False`` durable (nothing if none)."""
+        if not self._room_unsynced:
+            return
+        tmp = _tmp(self.room_file)
+        _fsync_path(tmp)
+        os.replace(tmp, self.room_file)
+        _fsync_path(self.root)
+        self._room_unsynced = False
 
     def load_schedule(self) -> bytes | None:
         """The last valid schedule message exactly as it came from the district."""

@@ -1315,6 +1315,15 @@ def run_bench(opts: Options, out: Callable[[str], None] = print) -> list[Result]
         return [analyse(run, method) for run, _ in runs]
 
 
+def per_day(opts: Options, out: Callable[[str], None] = print
+            ) -> tuple[dict[tuple[str, bool], float], list[Result]]:
+    """Link bytes per room per day (IP layer, both ways) of every (peer, TLS?) ``opts`` asks
+    for, keyed ``("ours" | "mqtt-io" | "naive", tls)``, with the results they come from (for
+    :func:`report`). ``bench/room.py`` puts them in its table."""
+    results = run_bench(opts, out)
+    return {(r.run.peer, r.run.tls): r.total for r in results}, results
+
+
 def finish(run: Run, port: int, files: TlsFiles | None, real_s: float, idle: bool = True
            ) -> None:
     """End a run's idle window, measure a keepalive exchange, stop the peer and the count."""
