@@ -106,6 +106,11 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.batches_sent = 0
         """How many batches went out (tests and the docs' scale figures read it)."""
+        self.after_batch: Callable[[], None] | None = None
+        """Run in a worker thread once the hub starts and after each batch, whether or not
+        a stream is open (the dashboard reads its kept tiles' changed rooms with it); one
+        run at a time, a batch during a run is left to the next."""
+        self._after_running = False
 
     # -- any thread ------------------------------------------------------------------------
     def on_change(self, change: Change) -> None:
@@ -124,6 +129,21 @@ class Hub:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="district-web-hub")
+        self._after()
+
+    def _after(self) -> None:
+        """Start :attr:`after_batch` in a worker thread unless it is running (on the loop)."""
+        fn = self.after_batch
+        if fn is None or self._after_running:
+            return
+        self._after_running = True
+
+        def done(f: asyncio.Future[None]) -> None:
+            self._after_running = False
+            if not f.cancelled() and f.exception() is not None:
+                log.error("after_batch failed", exc_info=f.exception())
+
+        asyncio.get_running_loop().run_in_executor(None, fn).add_done_callback(done)
 
     async def stop(self) -> None:
         """End every stream and the task."""
@@ -162,6 +182,7 @@ class Hub:
             self.batches_sent += 1
             for s in list(self._streams):
                 s.offer(batch)
+            self._after()
 
     def open(self) -> Stream:
         """A new stream (call on the loop's thread)."""

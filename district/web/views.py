@@ -2,16 +2,22 @@
 queries for every room, whatever their number: live views, open alert counts, schedule
 digests, the seqs held), so that a page stays fast at 10,000 rooms.
 
+The rooms page sorts, filters and counts every room but shows one page of them: every room's
+tile is kept in memory (:class:`KeptTiles`, one per dashboard) and only the rooms the console
+said changed are read again, so a page view reads the changed rooms and its own page's
+missing events, not the whole roster.
+
 Everything here only reads; changes go through :class:`district.service.Console`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from district.model import Alert, CommandRow, LiveRoom, RoomResult, RoomView, Window
+from district.model import Alert, Change, CommandRow, LiveRoom, RoomResult, RoomView, Window
 from district.service import Console, missing_count
 from district.timefmt import iso_local, wire_time
 
@@ -90,6 +96,24 @@ class Roster:
         self.rooms = {r.id: r for r in console.cfg.rooms}
         self.position = {s: i for i, s in enumerate(self.ids)}
         self.groups = sorted({r.group for r in console.cfg.rooms if r.group})
+        self._kept: KeptTiles | None = None
+        self._kept_lock = threading.Lock()
+
+    @property
+    def kept(self) -> KeptTiles:
+        """Every room's tile, kept up to date from the console's changes (made on first
+        use)."""
+        with self._kept_lock:
+            if self._kept is None:
+                self._kept = KeptTiles(self)
+            return self._kept
+
+    def close(self) -> None:
+        """Stop following the console's changes."""
+        with self._kept_lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
 
     def name(self, site: str) -> str:
         """The room's name (its id if not in the roster)."""
@@ -160,6 +184,80 @@ def tiles(roster: Roster, sites: Iterable[str] | None = None,
     views = roster.console.rooms(None if sites is None else list(sites), gaps=gaps,
                                  info=False)
     return [tile_of(roster, v, gaps) for v in views]
+
+
+TILE_CHANGES = frozenset({"availability", "state", "event", "schedule", "alert"})
+"""The changes that can change a room's tile (``info``/``host`` are not on it; a ``reply``
+or ``command`` changes nothing the tile reads)."""
+REBUILD_SHARE = 4
+"""More than one room in this many changed: read every room at once (a few bulk queries)
+rather than the changed ones by name."""
+
+
+class KeptTiles:
+    """Every roster room's tile, in memory: built once, then only the rooms named by the
+    console's changes since the last read are read again (:meth:`current`). A change without
+    a room (or one this does not know) reads every room again, so nothing shown is staler
+    than the last change announced."""
+
+    def __init__(self, roster: Roster) -> None:
+        self.roster = roster
+        self._lock = threading.Lock()
+        """Guards the dirty marks (taken by the listener on any thread)."""
+        self._build = threading.Lock()
+        """One reader at a time builds; the others wait for its tiles."""
+        self._by_site: dict[str, Tile] = {}
+        self._dirty: set[str] = set()
+        self._all = True
+        self.built = 0
+        """How many tiles were built (tests read it)."""
+        self._unsubscribe: Callable[[], None] | None = roster.console.subscribe(self.on_change)
+
+    def on_change(self, change: Change) -> None:
+        """The console's listener: mark the room to read again (never blocks for long)."""
+        if change.what not in TILE_CHANGES:
+            return
+        with self._lock:
+            if change.site is None:
+                self._all = True
+            elif change.site in self.roster.position:
+                self._dirty.add(change.site)
+
+    def close(self) -> None:
+        """Stop listening."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def current(self) -> list[Tile]:
+        """Every roster room's tile, in roster order, with the changed rooms read again."""
+        with self._build:
+            with self._lock:
+                every, dirty = self._all, self._dirty
+                self._all, self._dirty = False, set()
+            try:
+                ids = self.roster.ids
+                if every or len(dirty) * REBUILD_SHARE > len(ids):
+                    fresh = tiles(self.roster)
+                    self._by_site = {t.site: t for t in fresh}
+                elif dirty:
+                    fresh = tiles(self.roster, sorted(dirty))
+                    self._by_site.update((t.site, t) for t in fresh)
+                else:
+                    fresh = []
+            except BaseException:
+                with self._lock:  # read again next time
+                    self._all = self._all or every
+                    self._dirty |= dirty
+                raise
+            self.built += len(fresh)
+            by_site = self._by_site
+            return [by_site[s] for s in ids]
+
+    def refresh(self) -> None:
+        """Read the changed rooms now (the live hub calls this after each batch, so a page
+        view finds them read)."""
+        self.current()
 
 
 def with_gaps(roster: Roster, items: Sequence[Tile]) -> list[Tile]:
@@ -258,8 +356,9 @@ def counts_of(all_tiles: Iterable[Tile]) -> dict[str, int]:
 
 
 def rooms_page(roster: Roster, q: Query) -> Page:
-    """Filter, sort and cut the roster for the rooms page."""
-    every = tiles(roster)
+    """Filter, sort and cut the roster for the rooms page (from the tiles kept in memory:
+    only the rooms changed since the last read are read again)."""
+    every = roster.kept.current()
     chosen = [t for t in every if _matches(t, q)]
     if q.sort == "name":
         chosen.sort(key=lambda t: (t.name.casefold(), t.position))
