@@ -109,8 +109,9 @@ class Hub:
         self.after_batch: Callable[[], None] | None = None
         """Run in a worker thread once the hub starts and after each batch, whether or not
         a stream is open (the dashboard reads its kept tiles' changed rooms with it); one
-        run at a time, a batch during a run is left to the next."""
+        run at a time, batches during a run make one run more after it."""
         self._after_running = False
+        self._after_again = False
 
     # -- any thread ------------------------------------------------------------------------
     def on_change(self, change: Change) -> None:
@@ -132,16 +133,23 @@ class Hub:
         self._after()
 
     def _after(self) -> None:
-        """Start :attr:`after_batch` in a worker thread unless it is running (on the loop)."""
+        """Start :attr:`after_batch` in a worker thread (on the loop); if it is running, once
+        more when it ends."""
         fn = self.after_batch
-        if fn is None or self._after_running:
+        if fn is None:
+            return
+        if self._after_running:
+            self._after_again = True
             return
         self._after_running = True
+        self._after_again = False
 
         def done(f: asyncio.Future[None]) -> None:
             self._after_running = False
             if not f.cancelled() and f.exception() is not None:
                 log.error("after_batch failed", exc_info=f.exception())
+            if self._after_again:
+                self._after()
 
         asyncio.get_running_loop().run_in_executor(None, fn).add_done_callback(done)
 
