@@ -123,8 +123,6 @@ class Dashboard:
     def roster(self) -> Roster:
         """The roster with fast look-ups (rebuilt if the config object changed)."""
         if self._roster is None or self._roster.console is not self.console:
-            if self._roster is not None:
-                self._roster.close()
             self._roster = Roster(self.console)
         return self._roster
 

@@ -3,9 +3,9 @@ queries for every room, whatever their number: live views, open alert counts, sc
 digests, the seqs held), so that a page stays fast at 10,000 rooms.
 
 The rooms page sorts, filters and counts every room but shows one page of them: every room's
-tile is kept in memory (:class:`KeptTiles`, one per dashboard) and only the rooms the console
-said changed are read again, so a page view reads the changed rooms and its own page's
-missing events, not the whole roster.
+tile is kept in memory (:class:`KeptTiles`, one per dashboard) and only the rooms whose
+stamps (a few light columns) changed are read again, so a page view reads the changed rooms
+and its own page's missing events, not every room's state.
 
 Everything here only reads; changes go through :class:`district.service.Console`.
 """
@@ -13,11 +13,11 @@ Everything here only reads; changes go through :class:`district.service.Console`
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from district.model import Alert, Change, CommandRow, LiveRoom, RoomResult, RoomView, Window
+from district.model import Alert, CommandRow, LiveRoom, RoomResult, RoomView, Window
 from district.service import Console, missing_count
 from district.timefmt import iso_local, wire_time
 
@@ -96,24 +96,8 @@ class Roster:
         self.rooms = {r.id: r for r in console.cfg.rooms}
         self.position = {s: i for i, s in enumerate(self.ids)}
         self.groups = sorted({r.group for r in console.cfg.rooms if r.group})
-        self._kept: KeptTiles | None = None
-        self._kept_lock = threading.Lock()
-
-    @property
-    def kept(self) -> KeptTiles:
-        """Every room's tile, kept up to date from the console's changes (made on first
-        use)."""
-        with self._kept_lock:
-            if self._kept is None:
-                self._kept = KeptTiles(self)
-            return self._kept
-
-    def close(self) -> None:
-        """Stop following the console's changes."""
-        with self._kept_lock:
-            if self._kept is not None:
-                self._kept.close()
-                self._kept = None
+        self.kept = KeptTiles(self)
+        """Every room's tile, read again for the rooms that changed."""
 
     def name(self, site: str) -> str:
         """The room's name (its id if not in the roster)."""
@@ -186,70 +170,57 @@ def tiles(roster: Roster, sites: Iterable[str] | None = None,
     return [tile_of(roster, v, gaps) for v in views]
 
 
-TILE_CHANGES = frozenset({"availability", "state", "event", "schedule", "alert"})
-"""The changes that can change a room's tile (``info``/``host`` are not on it; a ``reply``
-or ``command`` changes nothing the tile reads)."""
 REBUILD_SHARE = 4
 """More than one room in this many changed: read every room at once (a few bulk queries)
 rather than the changed ones by name."""
 
 
 class KeptTiles:
-    """Every roster room's tile, in memory: built once, then only the rooms named by the
-    console's changes since the last read are read again (:meth:`current`). A change without
-    a room (or one this does not know) reads every room again, so nothing shown is staler
-    than the last change announced."""
+    """Every roster room's tile, in memory: built once, then on each read (:meth:`current`)
+    only the rooms whose stamps changed are read again. A room's stamp is what changes
+    whenever its tile may: its live row's times, availability and state length
+    (:meth:`~district.store.base.Store.live_stamps`), its open alerts and its newest
+    schedule — three light queries over every room, none of them reading a state. So what
+    another process recorded (a second recorder, the CLI) is seen as it would be by reading
+    every room."""
 
     def __init__(self, roster: Roster) -> None:
         self.roster = roster
-        self._lock = threading.Lock()
-        """Guards the dirty marks (taken by the listener on any thread)."""
         self._build = threading.Lock()
         """One reader at a time builds; the others wait for its tiles."""
         self._by_site: dict[str, Tile] = {}
-        self._dirty: set[str] = set()
-        self._all = True
+        self._stamps: dict[str, tuple[Any, ...]] = {}
         self.built = 0
         """How many tiles were built (tests read it)."""
-        self._unsubscribe: Callable[[], None] | None = roster.console.subscribe(self.on_change)
 
-    def on_change(self, change: Change) -> None:
-        """The console's listener: mark the room to read again (never blocks for long)."""
-        if change.what not in TILE_CHANGES:
-            return
-        with self._lock:
-            if change.site is None:
-                self._all = True
-            elif change.site in self.roster.position:
-                self._dirty.add(change.site)
-
-    def close(self) -> None:
-        """Stop listening."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+    def _read_stamps(self) -> dict[str, tuple[Any, ...]]:
+        store = self.roster.console.store
+        live = store.live_stamps()
+        alerts = store.open_alert_counts()
+        scheds = store.latest_schedules(payload=False)
+        out = {}
+        for s in self.roster.ids:
+            sc = scheds.get(s)
+            out[s] = (live.get(s), alerts.get(s, 0),
+                      None if sc is None else (sc.id, sc.digest, sc.published_at))
+        return out
 
     def current(self) -> list[Tile]:
-        """Every roster room's tile, in roster order, with the changed rooms read again."""
+        """Every roster room's tile, in roster order, the changed rooms read again."""
         with self._build:
-            with self._lock:
-                every, dirty = self._all, self._dirty
-                self._all, self._dirty = False, set()
-            try:
-                ids = self.roster.ids
-                if every or len(dirty) * REBUILD_SHARE > len(ids):
-                    fresh = tiles(self.roster)
-                    self._by_site = {t.site: t for t in fresh}
-                elif dirty:
-                    fresh = tiles(self.roster, sorted(dirty))
-                    self._by_site.update((t.site, t) for t in fresh)
-                else:
-                    fresh = []
-            except BaseException:
-                with self._lock:  # read again next time
-                    self._all = self._all or every
-                    self._dirty |= dirty
-                raise
+            ids = self.roster.ids
+            stamps = self._read_stamps()  # before the tiles: a change after is read next time
+            held = self._stamps
+            changed = [s for s in ids if held.get(s) != stamps[s]] if held else ids
+            if len(changed) * REBUILD_SHARE > len(ids):
+                fresh = tiles(self.roster)
+                self._by_site = {t.site: t for t in fresh}
+            elif changed:
+                fresh = tiles(self.roster, changed)
+                self._by_site.update((t.site, t) for t in fresh)
+            else:
+                fresh = []
+            self._stamps = stamps
             self.built += len(fresh)
             by_site = self._by_site
             return [by_site[s] for s in ids]

@@ -252,8 +252,8 @@ def test_a_batch_is_computed_once_for_every_open_tab(tmp_path: Path) -> None:
                                ("vi", "20"))]
     console.rooms = counted  # type: ignore[method-assign]
     batch = Batch(sites={"xa-00001", "xa-00150", "xa-01999"})
-    for site in sorted(batch.sites):  # as the recorder announces them
-        console.notify(Change("state", site=site))
+    for site in sorted(batch.sites):  # as the recorder writes them
+        console.store.record_availability(site, "offline", T0 + 5, False)
     outs = [tab(batch) for tab in tabs]
     assert len(reads) == 2, f"{len(reads)} reads of the rooms for one batch and five tabs"
     assert [TILE.findall(o) for o in outs] == [["xa-00001"], ["xa-00001"], ["xa-00001"],
