@@ -13,7 +13,8 @@ Everything here only reads; changes go through :class:`district.service.Console`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +171,9 @@ def tiles(roster: Roster, sites: Iterable[str] | None = None,
     return [tile_of(roster, v, gaps) for v in views]
 
 
+KEEP_S = 600.0
+"""How long after a page last read the kept tiles they are read after each batch of
+changes."""
 REBUILD_SHARE = 4
 """More than one room in this many changed: read every room at once (a few bulk queries)
 rather than the changed ones by name."""
@@ -184,8 +188,11 @@ class KeptTiles:
     another process recorded (a second recorder, the CLI) is seen as it would be by reading
     every room."""
 
-    def __init__(self, roster: Roster) -> None:
+    def __init__(self, roster: Roster, clock: Callable[[], float] = time.monotonic) -> None:
         self.roster = roster
+        self.clock = clock
+        self.looked_at: float | None = None
+        """When a page last read the tiles (``clock``)."""
         self._build = threading.Lock()
         """One reader at a time builds; the others wait for its tiles."""
         self._by_site: dict[str, Tile] = {}
@@ -207,6 +214,10 @@ class KeptTiles:
 
     def current(self) -> list[Tile]:
         """Every roster room's tile, in roster order, the changed rooms read again."""
+        self.looked_at = self.clock()
+        return self._current()
+
+    def _current(self) -> list[Tile]:
         with self._build:
             ids = self.roster.ids
             stamps = self._read_stamps()  # before the tiles: a change after is read next time
@@ -226,9 +237,11 @@ class KeptTiles:
             return [by_site[s] for s in ids]
 
     def refresh(self) -> None:
-        """Read the changed rooms now (the live hub calls this after each batch, so a page
-        view finds them read)."""
-        self.current()
+        """Read the changed rooms now if a page read the tiles in the last :data:`KEEP_S`
+        (the live hub calls this after each batch, so the next page view finds them read;
+        nobody looking, a storm of changes costs the console nothing here)."""
+        if self.looked_at is not None and self.clock() - self.looked_at <= KEEP_S:
+            self._current()
 
 
 def with_gaps(roster: Roster, items: Sequence[Tile]) -> list[Tile]:

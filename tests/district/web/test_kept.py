@@ -146,12 +146,27 @@ def test_a_page_view_reads_only_the_rooms_that_changed(tmp_path: Path) -> None:
         assert built == [ROOMS[100]]
 
 
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_the_hub_reads_the_changed_rooms_after_each_batch(tmp_path: Path) -> None:
     """Once started, and after each batch whether or not a tab is open, the hub runs its
-    ``after_batch`` in a worker thread: the kept tiles are read before a page asks."""
+    ``after_batch`` in a worker thread: while pages look at the kept tiles, they are read
+    before a page asks; when no page has for :data:`views.KEEP_S`, they are not."""
     with web(tmp_path, ROOMS, GROUPS) as w:
         _mixed(w)
         roster = views.Roster(w.console)
+        ticks = Ticks()
+        roster.kept.clock = ticks
+        views.rooms_page(roster, views.Query())
+        assert roster.kept.built == N
         ran = threading.Semaphore(0)
 
         def after() -> None:
@@ -170,11 +185,15 @@ def test_the_hub_reads_the_changed_rooms_after_each_batch(tmp_path: Path) -> Non
                 assert await asyncio.to_thread(ran.acquire, True, 10), "not run after a batch"
                 assert roster.kept.built == N + 1
                 assert hub.batches_sent == 1
+                ticks.now += views.KEEP_S + 1  # nobody looked for a while
+                w.online(ROOMS[2], "offline")
+                assert await asyncio.to_thread(ran.acquire, True, 10), "not run after a batch"
+                assert roster.kept.built == N + 1, "read with no page looking"
             finally:
                 unsubscribe()
                 await hub.stop()
 
         asyncio.run(main())
-        t = next(t for t in views.rooms_page(roster, views.Query(problem="offline")).items
-                 if t.site == ROOMS[1])
-        assert t.availability == "offline"
+        page = views.rooms_page(roster, views.Query(problem="offline", per_page=500))
+        assert roster.kept.built == N + 2
+        assert {ROOMS[1], ROOMS[2]} <= {t.site for t in page.items}
