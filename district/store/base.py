@@ -103,6 +103,11 @@ class Store(Protocol):
     def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
         """:meth:`live` for these rooms (those ever heard from), in one query per 500."""
 
+    def live_stamps(self) -> dict[str, tuple[Any, ...]]:
+        """For every room ever heard from, what changes whenever its :meth:`live` view
+        (without ``info`` and ``host``) does — its availability and when, when its state
+        came and its length, when it was last heard — without reading the state itself."""
+
     def availability_history(self, site: str, until: float | None = None
                              ) -> list[AvailabilityRow]:
         """The room's availability changes in receive order (up to ``until``)."""

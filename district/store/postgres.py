@@ -348,6 +348,9 @@ class PostgresStore(SqliteStore):
                    "l.state, l.state_at, NULL, NULL, NULL, NULL, s.last_seen_at "
                    "FROM live l FULL JOIN seen s ON s.site = l.site")
 
+    _STAMPS = ("SELECT COALESCE(l.site, s.site), l.availability, l.availability_at, "
+               "l.state_at, octet_length(l.state), s.last_seen_at "
+               "FROM live l FULL JOIN seen s ON s.site = l.site")
     _SITE = "COALESCE(l.site, s.site)"
 
     def live(self, site: str) -> LiveRoom:

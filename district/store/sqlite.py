@@ -415,6 +415,12 @@ class SqliteStore:
     _SITE = "site"
     """How :data:`_LIVE` names a row's site in a WHERE."""
 
+    _STAMPS = ("SELECT site, availability, availability_at, state_at, length(state), "
+               "last_seen_at FROM live")
+
+    def live_stamps(self) -> dict[str, tuple[Any, ...]]:
+        return {r[0]: tuple(r[1:]) for r in self._q(self._STAMPS)}
+
     def live_many(self, sites: Sequence[str]) -> dict[str, LiveRoom]:
         out: dict[str, LiveRoom] = {}
         sites = list(sites)

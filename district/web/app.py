@@ -275,6 +275,9 @@ def create_app(console: Console, secret: bytes, *, clock: Callable[[], float] | 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Every room's tile read as the dashboard starts and after each batch of changes,
+        # so the rooms page finds them read (district/web/views.py, KeptTiles).
+        d.hub.after_batch = lambda: d.roster.kept.refresh()
         await d.hub.start()
         unsubscribe = console.subscribe(d.hub.on_change)
         try:
@@ -282,6 +285,7 @@ def create_app(console: Console, secret: bytes, *, clock: Callable[[], float] | 
         finally:
             unsubscribe()
             await d.hub.stop()
+            d.hub.after_batch = None
 
     def r(path: str, fn: Handler, methods: tuple[str, ...] = ("GET",),
           write: bool = False) -> Route:

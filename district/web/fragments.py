@@ -96,7 +96,7 @@ def _rooms(d: Dashboard, ctx: Ctx, shown: list[str],
                     parts.append(batch.once(("tile", s, _viewer(ctx)), lambda t=t: d.fragment(
                         ctx, "web/_tile.html", t=t, oob=True)))
         if batch.full or batch.sites or batch.alerts:
-            counts = batch.once("counts", lambda: views.counts_of(views.tiles(d.roster)))
+            counts = batch.once("counts", lambda: views.counts_of(d.roster.kept.current()))
             parts.append(batch.once(("summary", _viewer(ctx)), lambda: d.fragment(
                 ctx, "web/_summary.html", counts=counts, oob=True)))
         return "\n".join(parts)

@@ -106,6 +106,12 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.batches_sent = 0
         """How many batches went out (tests and the docs' scale figures read it)."""
+        self.after_batch: Callable[[], None] | None = None
+        """Run in a worker thread once the hub starts and after each batch, whether or not
+        a stream is open (the dashboard reads its kept tiles' changed rooms with it); one
+        run at a time, batches during a run make one run more after it."""
+        self._after_running = False
+        self._after_again = False
 
     # -- any thread ------------------------------------------------------------------------
     def on_change(self, change: Change) -> None:
@@ -124,6 +130,28 @@ class Hub:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="district-web-hub")
+        self._after()
+
+    def _after(self) -> None:
+        """Start :attr:`after_batch` in a worker thread (on the loop); if it is running, once
+        more when it ends."""
+        fn = self.after_batch
+        if fn is None:
+            return
+        if self._after_running:
+            self._after_again = True
+            return
+        self._after_running = True
+        self._after_again = False
+
+        def done(f: asyncio.Future[None]) -> None:
+            self._after_running = False
+            if not f.cancelled() and f.exception() is not None:
+                log.error("after_batch failed", exc_info=f.exception())
+            if self._after_again:
+                self._after()
+
+        asyncio.get_running_loop().run_in_executor(None, fn).add_done_callback(done)
 
     async def stop(self) -> None:
         """End every stream and the task."""
@@ -162,6 +190,7 @@ class Hub:
             self.batches_sent += 1
             for s in list(self._streams):
                 s.offer(batch)
+            self._after()
 
     def open(self) -> Stream:
         """A new stream (call on the loop's thread)."""

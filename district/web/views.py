@@ -2,12 +2,19 @@
 queries for every room, whatever their number: live views, open alert counts, schedule
 digests, the seqs held), so that a page stays fast at 10,000 rooms.
 
+The rooms page sorts, filters and counts every room but shows one page of them: every room's
+tile is kept in memory (:class:`KeptTiles`, one per dashboard) and only the rooms whose
+stamps (a few light columns) changed are read again, so a page view reads the changed rooms
+and its own page's missing events, not every room's state.
+
 Everything here only reads; changes go through :class:`district.service.Console`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +97,8 @@ class Roster:
         self.rooms = {r.id: r for r in console.cfg.rooms}
         self.position = {s: i for i, s in enumerate(self.ids)}
         self.groups = sorted({r.group for r in console.cfg.rooms if r.group})
+        self.kept = KeptTiles(self)
+        """Every room's tile, read again for the rooms that changed."""
 
     def name(self, site: str) -> str:
         """The room's name (its id if not in the roster)."""
@@ -160,6 +169,79 @@ def tiles(roster: Roster, sites: Iterable[str] | None = None,
     views = roster.console.rooms(None if sites is None else list(sites), gaps=gaps,
                                  info=False)
     return [tile_of(roster, v, gaps) for v in views]
+
+
+KEEP_S = 600.0
+"""How long after a page last read the kept tiles they are read after each batch of
+changes."""
+REBUILD_SHARE = 4
+"""More than one room in this many changed: read every room at once (a few bulk queries)
+rather than the changed ones by name."""
+
+
+class KeptTiles:
+    """Every roster room's tile, in memory: built once, then on each read (:meth:`current`)
+    only the rooms whose stamps changed are read again. A room's stamp is what changes
+    whenever its tile may: its live row's times, availability and state length
+    (:meth:`~district.store.base.Store.live_stamps`), its open alerts and its newest
+    schedule — three light queries over every room, none of them reading a state. So what
+    another process recorded (a second recorder, the CLI) is seen as it would be by reading
+    every room."""
+
+    def __init__(self, roster: Roster, clock: Callable[[], float] = time.monotonic) -> None:
+        self.roster = roster
+        self.clock = clock
+        self.looked_at: float | None = None
+        """When a page last read the tiles (``clock``)."""
+        self._build = threading.Lock()
+        """One reader at a time builds; the others wait for its tiles."""
+        self._by_site: dict[str, Tile] = {}
+        self._stamps: dict[str, tuple[Any, ...]] = {}
+        self.built = 0
+        """How many tiles were built (tests read it)."""
+
+    def _read_stamps(self) -> dict[str, tuple[Any, ...]]:
+        store = self.roster.console.store
+        live = store.live_stamps()
+        alerts = store.open_alert_counts()
+        scheds = store.latest_schedules(payload=False)
+        out = {}
+        for s in self.roster.ids:
+            sc = scheds.get(s)
+            out[s] = (live.get(s), alerts.get(s, 0),
+                      None if sc is None else (sc.id, sc.digest, sc.published_at))
+        return out
+
+    def current(self) -> list[Tile]:
+        """Every roster room's tile, in roster order, the changed rooms read again."""
+        self.looked_at = self.clock()
+        return self._current()
+
+    def _current(self) -> list[Tile]:
+        with self._build:
+            ids = self.roster.ids
+            stamps = self._read_stamps()  # before the tiles: a change after is read next time
+            held = self._stamps
+            changed = [s for s in ids if held.get(s) != stamps[s]] if held else ids
+            if len(changed) * REBUILD_SHARE > len(ids):
+                fresh = tiles(self.roster)
+                self._by_site = {t.site: t for t in fresh}
+            elif changed:
+                fresh = tiles(self.roster, changed)
+                self._by_site.update((t.site, t) for t in fresh)
+            else:
+                fresh = []
+            self._stamps = stamps
+            self.built += len(fresh)
+            by_site = self._by_site
+            return [by_site[s] for s in ids]
+
+    def refresh(self) -> None:
+        """Read the changed rooms now if a page read the tiles in the last :data:`KEEP_S`
+        (the live hub calls this after each batch, so the next page view finds them read;
+        nobody looking, a storm of changes costs the console nothing here)."""
+        if self.looked_at is not None and self.clock() - self.looked_at <= KEEP_S:
+            self._current()
 
 
 def with_gaps(roster: Roster, items: Sequence[Tile]) -> list[Tile]:
@@ -258,8 +340,9 @@ def counts_of(all_tiles: Iterable[Tile]) -> dict[str, int]:
 
 
 def rooms_page(roster: Roster, q: Query) -> Page:
-    """Filter, sort and cut the roster for the rooms page."""
-    every = tiles(roster)
+    """Filter, sort and cut the roster for the rooms page (from the tiles kept in memory:
+    only the rooms changed since the last read are read again)."""
+    every = roster.kept.current()
     chosen = [t for t in every if _matches(t, q)]
     if q.sort == "name":
         chosen.sort(key=lambda t: (t.name.casefold(), t.position))

@@ -136,6 +136,36 @@ def test_missing_time_stamps_sort_as_in_sqlite(postgres: LocalPostgres, tmp_path
         lite.close()
 
 
+def test_live_stamps_change_with_the_live_view_as_in_sqlite(postgres: LocalPostgres,
+                                                            tmp_path: Path) -> None:
+    """The dashboard's kept tiles read a room again when its stamp changes: both stores
+    give the same stamps, and each write the live view shows changes the room's stamp."""
+    pg = PostgresStore(postgres.new_database())
+    lite = SqliteStore(tmp_path / "c.db")
+    try:
+        seen: list[dict[str, Any]] = []
+        steps = [
+            lambda st: st.record_availability("xa", "online", T0, True),
+            lambda st: st.record_retained("xa", "state", {}, b'{"power": "on"}', T0 + 1),
+            lambda st: st.record_retained("xa", "state", {}, b'{"power": "off"}', T0 + 1),
+            lambda st: st.record_event(_event("xa", 1, at=T0 + 2), b"{}"),
+            lambda st: st.record_event(_event("xb", 1, at=T0 + 3), b"{}"),
+            lambda st: st.record_availability("xa", "offline", T0 + 4, False),
+        ]
+        for step in steps:
+            for store in (pg, lite):
+                with store.transaction():
+                    step(store)
+            stamps = pg.live_stamps()
+            assert stamps == lite.live_stamps()
+            seen.append(stamps)
+        assert len({repr(s.get("xa")) for s in seen[:4] + seen[5:]}) == 5, seen
+        assert seen[4]["xa"] == seen[3]["xa"] and "xb" in seen[4]
+    finally:
+        pg.close()
+        lite.close()
+
+
 def test_several_writers_share_rooms_without_deadlock(postgres: LocalPostgres) -> None:
     """Two stores (as two recorder processes behind one shared subscription) write batches
     of the same 40 rooms at once, in opposite room orders, each getting every other event of
