@@ -342,7 +342,11 @@ def counts_of(all_tiles: Iterable[Tile]) -> dict[str, int]:
 def rooms_page(roster: Roster, q: Query) -> Page:
     """Filter, sort and cut the roster for the rooms page (from the tiles kept in memory:
     only the rooms changed since the last read are read again)."""
-    every = roster.kept.current()
+    return page_of(roster, roster.kept.current(), q)
+
+
+def page_of(roster: Roster, every: list[Tile], q: Query) -> Page:
+    """The rooms page of the query ``q`` made from ``every`` room's tile."""
     chosen = [t for t in every if _matches(t, q)]
     if q.sort == "name":
         chosen.sort(key=lambda t: (t.name.casefold(), t.position))

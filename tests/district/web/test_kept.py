@@ -22,19 +22,7 @@ GROUPS = {s: f"Cụm {i % 4}" for i, s in enumerate(ROOMS)}
 
 def _full_read(roster: views.Roster, q: views.Query) -> views.Page:
     """The rooms page as it was made before tiles were kept: every room's tile built."""
-    every = views.tiles(roster)
-    chosen = [t for t in every if views._matches(t, q)]
-    if q.sort == "name":
-        chosen.sort(key=lambda t: (t.name.casefold(), t.position))
-    elif q.sort == "problems":
-        chosen.sort(key=lambda t: (-len(t.problems), t.position))
-    elif q.sort == "last_seen":
-        chosen.sort(key=lambda t: (t.last_seen_at is not None, t.last_seen_at or 0, t.position))
-    pages = max(1, -(-len(chosen) // q.per_page))
-    page = min(q.page, pages)
-    cut = chosen[(page - 1) * q.per_page: page * q.per_page]
-    return views.Page(views.with_gaps(roster, cut), len(every), len(chosen), page, pages,
-                      views.counts_of(every))
+    return views.page_of(roster, views.tiles(roster), q)
 
 
 QUERIES = [views.Query(), views.Query(per_page=7), views.Query(per_page=7, page=3),
