@@ -116,8 +116,14 @@ class Dashboard:
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                                autoescape=select_autoescape(["html"]), trim_blocks=True,
                                lstrip_blocks=True)
-        self.env.globals.update(htmx_config=HTMX_CONFIG, csrf_field=CSRF_FIELD)
+        self.env.globals.update(htmx_config=HTMX_CONFIG, csrf_field=CSRF_FIELD,
+                                window_title=self.window_title)
         self._roster: Roster | None = None
+
+    def window_title(self, window_id: str) -> str:
+        """What people call a window (its title), for links that would otherwise show its id."""
+        w = self.console.store.window(window_id)
+        return w.title if w is not None and w.title else window_id
 
     @property
     def roster(self) -> Roster:

@@ -253,6 +253,22 @@ def test_alerts_stay_at_the_top_until_taken(tmp_path: Path) -> None:
         assert c.post("/alerts/999/take", headers=hx(token)).status_code == 400
 
 
+def test_an_alert_names_its_window_by_title_not_id(tmp_path: Path) -> None:
+    from district.service import Actor
+
+    with web(tmp_path) as wb, wb.client() as c:
+        login(c, OPERATOR)
+        wb.online("xa-a")
+        w = wb.console.create_window(Actor("hung"), kind="test", title="Kiểm tra định kỳ",
+                                     start=T0 + 3600, end=T0 + 7200, rooms="all")
+        wb.event("xa-a", "help_requested", {"source": "button"}, window_id=w.id)
+        page = c.get("/").text
+        banner = page[page.index('id="alerts"'):]
+        banner = banner[:banner.index("</section>") if "</section>" in banner else 3000]
+        assert f'href="/windows/{w.id}">Kiểm tra định kỳ</a>' in banner
+        assert f">{w.id}</a>" not in page
+
+
 def test_answer_help_and_power_override_need_their_words(tmp_path: Path) -> None:
     with web(tmp_path) as wb, wb.client() as c:
         token = login(c, OPERATOR)
