@@ -34,9 +34,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from district.model import EventRow, LiveRoom
+from district.model import LiveRoom
 from district.store.base import StoreError
-from district.store.sqlite import EVENT_COLS, RETAINED, SCHEMA_VERSION, SqliteStore
+from district.store.sqlite import RETAINED, SCHEMA_VERSION, SqliteStore
 
 try:
     import psycopg
@@ -198,6 +198,8 @@ class _Connection:
 class PostgresStore(SqliteStore):
     """:class:`district.store.base.Store` on a PostgreSQL database (``postgresql://`` URL)."""
 
+    _NULLS_ASC, _NULLS_DESC = " NULLS FIRST", " NULLS LAST"   # SQLite's order of a missing ts
+
     def __init__(self, url: str, timeout_s: float = 30.0) -> None:
         if psycopg is None:
             raise StoreError("PostgreSQL needs psycopg 3: pip install 'diemcau[postgres]'")
@@ -356,44 +358,6 @@ class PostgresStore(SqliteStore):
     def live(self, site: str) -> LiveRoom:
         rows = self._q(f"{self._LIVE} WHERE COALESCE(l.site, s.site) = ?", (site,))
         return self._live(rows[0]) if rows else LiveRoom(site)
-
-    def events(self, site: str | None = None, *, kinds: Sequence[str] | None = None,
-               since: float | None = None, until: float | None = None,
-               window_id: str | None = None, limit: int | None = None,
-               newest_first: bool = False) -> list[EventRow]:
-        where, args = [], []
-        if site is not None:
-            where.append("site = ?")
-            args.append(site)
-        if kinds:
-            where.append(f"kind IN ({','.join('?' * len(kinds))})")
-            args += list(kinds)
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts <= ?")
-            args.append(until)
-        if window_id is not None:
-            where.append("window_id = ?")
-            args.append(window_id)
-        sql = f"SELECT {EVENT_COLS} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        # SQLite's order: a missing time stamp is the smallest.
-        order = "DESC NULLS LAST" if newest_first else "ASC NULLS FIRST"
-        sql += f" ORDER BY ts {order}, seq {order.split()[0]}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [self._event(r) for r in self._q(sql, args)]
-
-    def window_evidence(self, site: str, window_id: str, since: float, until: float
-                        ) -> list[EventRow]:
-        return [self._event(r) for r in self._q(
-            f"SELECT {EVENT_COLS} FROM events WHERE site = ? AND (window_id = ? OR "
-            "(ts >= ? AND ts <= ?)) ORDER BY ts ASC NULLS FIRST, seq", (site, window_id, since,
-                                                                        until))]
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"

@@ -134,6 +134,11 @@ def _in(values: Sequence[Any]) -> str:
 class SqliteStore:
     """:class:`district.store.base.Store` on one SQLite file."""
 
+    _NULLS_ASC = ""
+    _NULLS_DESC = ""
+    """How events without a time stamp sort: SQLite puts NULL first ascending, last
+    descending; another engine says the same in these (after ``ASC``/``DESC``)."""
+
     def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         try:
@@ -503,7 +508,8 @@ class SqliteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         order = "DESC" if newest_first else "ASC"
-        sql += f" ORDER BY ts {order}, seq {order}"
+        nulls = self._NULLS_DESC if newest_first else self._NULLS_ASC
+        sql += f" ORDER BY ts {order}{nulls}, seq {order}"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -513,7 +519,8 @@ class SqliteStore:
                         ) -> list[EventRow]:
         return [self._event(r) for r in self._q(
             f"SELECT {EVENT_COLS} FROM events WHERE site = ? AND (window_id = ? OR "
-            "(ts >= ? AND ts <= ?)) ORDER BY ts, seq", (site, window_id, since, until))]
+            f"(ts >= ? AND ts <= ?)) ORDER BY ts ASC{self._NULLS_ASC}, seq",
+            (site, window_id, since, until))]
 
     def seq_gaps(self, site: str) -> SeqGaps:
         (lo, hi, n), = self._q("SELECT MIN(seq), MAX(seq), COUNT(*) FROM events WHERE site = ?",
