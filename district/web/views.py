@@ -375,9 +375,18 @@ class WindowRow:
     schedule_late: bool
     """Not applied although the window starts soon (or has started)."""
 
+    @property
+    def needs_call(self) -> bool:
+        """Someone at the centre should phone this room: not online, a problem on its tile,
+        its schedule late, a refused switch-off, or a check nobody answered."""
+        return (self.tile.availability != "online" or bool(self.tile.problems)
+                or self.schedule_late or self.refused > 0
+                or (self.check is not None and self.checked_in_at is None))
+
     def json(self, zone: Any) -> dict[str, Any]:
         r = self.result
         return {**self.tile.json(zone), "locked_here": self.locked_here,
+                "needs_call": self.needs_call,
                 "checked_in_at": iso_local(self.checked_in_at, zone), "refused": self.refused,
                 "schedule_late": self.schedule_late,
                 "result": None if r is None else {"mic": r.mic, "speaker": r.speaker,
@@ -436,6 +445,7 @@ def window_rows(roster: Roster, w: Window, sites: Sequence[str] | None = None,
         rows.append(WindowRow(t, t.locked_by == w.id, checked.get(s), refused.get(s, 0),
                               results.get(s), last.get(s), last_check.get(s),
                               soon and t.schedule != "applied"))
+    rows.sort(key=lambda r: not r.needs_call)   # the rooms to phone first, roster order kept
     return rows
 
 

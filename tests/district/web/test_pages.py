@@ -269,6 +269,28 @@ def test_an_alert_names_its_window_by_title_not_id(tmp_path: Path) -> None:
         assert f">{w.id}</a>" not in page
 
 
+def test_a_window_lists_the_rooms_to_phone_first(tmp_path: Path) -> None:
+    from district.service import Actor
+    from district.web import views
+
+    with web(tmp_path) as wb:
+        for site in ("xa-a", "xa-b"):
+            wb.online(site)
+        w = wb.console.create_window(Actor("hung"), kind="test", title="Kiểm tra định kỳ",
+                                     start=T0 + 3600, end=T0 + 7200, rooms="all")
+        for site in ("xa-a", "xa-b"):   # both run the window's schedule
+            sched = wb.store.latest_schedule(site)
+            wb.store.mark_schedule_published(sched.id, T0)
+            wb.state(site, schedule={"version": None, "digest": sched.digest, "rejected": None})
+        wb.event("xa-b", "shutdown_refused", {"source": "button"}, window_id=w.id)
+        rows = views.window_rows(views.Roster(wb.console), w, now=T0)
+        order = [r.tile.site for r in rows]
+        calls = [r.needs_call for r in rows]
+        assert calls == sorted(calls, reverse=True), order   # every room to phone comes first
+        assert rows[-1].tile.site == "xa-a" and not rows[-1].needs_call
+        assert [r.tile.site for r in rows if r.needs_call] == ["xa-b", "xa-c"]  # roster order
+
+
 def test_answer_help_and_power_override_need_their_words(tmp_path: Path) -> None:
     with web(tmp_path) as wb, wb.client() as c:
         token = login(c, OPERATOR)
