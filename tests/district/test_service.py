@@ -264,7 +264,11 @@ def test_run_service_publishes_what_the_cli_queued(broker: LocalBroker, tmp_path
     from tests.district.rooms import ScriptedRoom
 
     cfg = tmp_path / "console.yaml"
-    cfg.write_text(config_yaml(broker.port, tmp_path / "c.db", ["xa-r"]))
+    from broker.local import free_port
+
+    # Its own dashboard port: a console already on the default 8080 (the demo) must not stop it.
+    cfg.write_text(config_yaml(broker.port, tmp_path / "c.db", ["xa-r"],
+                               extra=f"http: {{listen: '127.0.0.1:{free_port()}'}}\n"))
     room = ScriptedRoom("xa-r", "127.0.0.1", broker.port, time.time)
     room.connect()
     proc = subprocess.Popen([sys.executable, "-m", "district", "run", "--config", str(cfg)],
