@@ -5,41 +5,22 @@ Generated from the LED table (:func:`agent.core.led.patterns`), so it cannot dis
 what the room shows. One HTML file with no external assets: print CSS for A5 (or A4), a page
 break between the languages, and a swatch per pattern drawn with CSS: its colour, and for a
 blinking pattern a strip of its on/off rhythm over a few seconds (printed paper does not
-blink), animated on screen.
+blink), animated on screen. Its words are the operator's (:data:`agent.operator_text.WORDS`,
+``card.*``).
 """
 
 from __future__ import annotations
 
 from html import escape
-from typing import Any
 
 from agent.config import SiteConfig
 from agent.core.led import DEFAULT_CENTRE, LedPattern, patterns
-from agent.operator_text import LANGS, Lang, role_of
+from agent.operator_text import LANGS, Lang, role_of, t
 
 STRIP_S = 6.0
 """Seconds of a blinking pattern's rhythm drawn on its strip."""
 DARK = "#444"
 """The LED off, on a strip."""
-
-WORDS: dict[str, tuple[str, str]] = {
-    "title": ("Đèn báo của điểm cầu", "The room's status light"),
-    "room": ("Điểm cầu: {name}", "Room: {name}"),
-    "intro": ("Đèn cạnh nút bấm cho biết phòng đang thế nào. Tìm kiểu đèn giống nhất trong bảng "
-              "dưới đây; dải bên cạnh vẽ nhịp sáng/tắt trong {s} giây.",
-              "The light next to the button shows how the room is. Find the pattern that looks "
-              "the same in the table below; the strip beside it draws {s} seconds of its "
-              "on/off rhythm."),
-    "light": ("Đèn", "Light"),
-    "meaning": ("Ý nghĩa — việc cần làm", "Meaning — what to do"),
-    "button": ("Nút bấm: bấm một lần để điểm danh hoặc trả lời {centre}; bấm hai lần liền để "
-               "nhờ hỗ trợ; giữ để bật hoặc tắt phòng (không tắt được khi đang khoá).",
-               "Button: press once to check in or answer {centre}; press twice quickly to ask "
-               "for help; hold to switch the room on or off (not while it is locked)."),
-    "support": ("Hỗ trợ", "Support"),
-    "no_support": ("Chưa có số điện thoại hỗ trợ trong cấu hình của phòng.",
-                   "The room's config has no support phone number."),
-}
 
 CSS = """
 @page { size: A5 portrait; margin: 7mm; }
@@ -71,10 +52,6 @@ th, td { font-size: 9pt; padding: 1mm 1.5mm; }
                   animation-timing-function: steps(1, end); }
 }
 """
-
-
-def _t(key: str, lang: Lang, **kw: Any) -> str:
-    return WORDS[key][LANGS.index(lang)].format(**kw)
 
 
 def _rgb(p: LedPattern) -> str:
@@ -112,20 +89,20 @@ def keyframes(p: LedPattern) -> str:
 def _page(lang: Lang, cfg: SiteConfig | None) -> str:
     centre = (cfg.site.centre.vi, cfg.site.centre.en) if cfg else DEFAULT_CENTRE
     out = [f'<section class="page" lang="{lang}">',
-           f"<h1>{escape(_t('title', lang))}</h1>"]
+           f"<h1>{escape(t('card.title', lang))}</h1>"]
     if cfg is not None:
-        out.append(f"<p><strong>{escape(_t('room', lang, name=cfg.site.name))}</strong></p>")
-    out.append(f"<p>{escape(_t('intro', lang, s=f'{STRIP_S:g}'))}</p>")
-    out.append(f"<table><thead><tr><th>{escape(_t('light', lang))}</th>"
-               f"<th>{escape(_t('meaning', lang))}</th></tr></thead><tbody>")
+        out.append(f"<p><strong>{escape(t('room', lang, name=cfg.site.name))}</strong></p>")
+    out.append(f"<p>{escape(t('card.intro', lang, s=f'{STRIP_S:g}'))}</p>")
+    out.append(f"<table><thead><tr><th>{escape(t('card.light', lang))}</th>"
+               f"<th>{escape(t('card.meaning', lang))}</th></tr></thead><tbody>")
     for p in patterns(centre).values():
         colour, meaning = (p.colour_vi, p.vi) if lang == "vi" else (p.colour_en, p.en)
         out.append(f'<tr data-pattern="{p.name}"><td class="light">{swatch(p)}'
                    f'<span class="colour">{escape(colour)}</span></td>'
                    f"<td>{escape(meaning)}</td></tr>")
     out.append("</tbody></table>")
-    out.append(f"<p>{escape(_t('button', lang, centre=centre[LANGS.index(lang)]))}</p>")
-    out.append(f"<h2>{escape(_t('support', lang))}</h2>")
+    out.append(f"<p>{escape(t('card.button', lang, centre=centre[LANGS.index(lang)]))}</p>")
+    out.append(f"<h2>{escape(t('card.support', lang))}</h2>")
     if cfg is not None and cfg.support:
         out.append('<ul class="contacts">')
         out.extend(f"<li><strong>{escape(c.name)}</strong> "
@@ -133,7 +110,7 @@ def _page(lang: Lang, cfg: SiteConfig | None) -> str:
                    f"<strong>{escape(c.phone)}</strong></li>" for c in cfg.support)
         out.append("</ul>")
     else:
-        out.append(f"<p>{escape(_t('no_support', lang))}</p>")
+        out.append(f"<p>{escape(t('card.no_support', lang))}</p>")
     out.append("</section>")
     return "\n".join(out)
 
@@ -142,7 +119,7 @@ def render(cfg: SiteConfig | None = None) -> str:
     """The whole card as one HTML document: the Vietnamese page, then the English one.
     ``cfg`` gives the room's name, the centre's name and the support contacts (without it:
     generic names and no contacts)."""
-    title = f"{_t('title', 'vi')} / {_t('title', 'en')}"
+    title = f"{t('card.title', 'vi')} / {t('card.title', 'en')}"
     pages = "\n".join(_page(lang, cfg) for lang in LANGS)
     blinks = "\n".join(keyframes(p) for p in patterns().values() if not p.steady)
     return ("<!DOCTYPE html>\n<html lang=\"vi\">\n<head>\n<meta charset=\"utf-8\">\n"

@@ -1,10 +1,11 @@
 """What the room's operator reads: ``diemcau-agent status|request-off|selftest|…``, in one
 language at a time, Vietnamese or English.
 
-Every sentence is in :data:`WORDS` (key → Vietnamese, English); nothing here decides a
-language by ``if``. Names of the room, its devices, the centre and the support contacts come
-from the site config (through the agent's reply), never from here. Times are the site's time
-zone, in words relative to ``now`` (:func:`when`), which callers inject so tests are exact.
+Every sentence is in :data:`WORDS` (key → Vietnamese, English; the LED card's too); nothing
+here decides a language by ``if``. Names of the room, its devices, the centre and the support
+contacts come from the site config (through the agent's reply), never from here. Times are the
+site's time zone, in words relative to ``now`` (:func:`when`), which callers inject so tests
+are exact.
 
 Example::
 
@@ -136,6 +137,22 @@ WORDS: dict[str, tuple[str, str]] = {
                         "try again in a few minutes."),
     "st.refused.running": ("Đang có một lần tự kiểm tra; hãy chờ nó xong.",
                            "A self-test is already running; wait for it to finish."),
+    # -- the printable LED card (agent.ledcard; the room's name is "room") ------------------
+    "card.title": ("Đèn báo của điểm cầu", "The room's status light"),
+    "card.intro": ("Đèn cạnh nút bấm cho biết phòng đang thế nào. Tìm kiểu đèn giống nhất trong "
+                   "bảng dưới đây; dải bên cạnh vẽ nhịp sáng/tắt trong {s} giây.",
+                   "The light next to the button shows how the room is. Find the pattern that "
+                   "looks the same in the table below; the strip beside it draws {s} seconds of "
+                   "its on/off rhythm."),
+    "card.light": ("Đèn", "Light"),
+    "card.meaning": ("Ý nghĩa — việc cần làm", "Meaning — what to do"),
+    "card.button": ("Nút bấm: bấm một lần để điểm danh hoặc trả lời {centre}; bấm hai lần liền "
+                    "để nhờ hỗ trợ; giữ để bật hoặc tắt phòng (không tắt được khi đang khoá).",
+                    "Button: press once to check in or answer {centre}; press twice quickly to "
+                    "ask for help; hold to switch the room on or off (not while it is locked)."),
+    "card.support": ("Hỗ trợ", "Support"),
+    "card.no_support": ("Chưa có số điện thoại hỗ trợ trong cấu hình của phòng.",
+                        "The room's config has no support phone number."),
     # -- errors ----------------------------------------------------------------------------
     "unreachable": ("Không liên lạc được với trợ lý điểm cầu ({path}). Trợ lý có đang chạy "
                     "không? Xem: sudo systemctl status diemcau-agent",

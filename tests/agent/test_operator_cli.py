@@ -472,3 +472,21 @@ def test_led_card_has_one_swatch_per_pattern_in_each_language(
     # Steady and blinking are drawn differently: a blinking one has its rhythm strip.
     assert html.count('class="swatch steady"') == 2 * sum(p.steady for p in patterns().values())
     assert html.count('class="strip"') == 2 * sum(not p.steady for p in patterns().values())
+
+
+def test_led_card_words_are_the_operator_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's sentences live in the one table of the operator's words: a changed entry
+    there is what the card prints, in its language only."""
+    from agent import ledcard
+
+    assert not hasattr(ledcard, "WORDS")
+    card_keys = [k for k in text.WORDS if k.startswith("card.")]
+    assert {"card.title", "card.intro", "card.button", "card.no_support"} <= set(card_keys)
+    for key in card_keys:
+        monkeypatch.setitem(text.WORDS, key, (f"VI<{key}>", f"EN<{key}>"))
+    html = ledcard.render()
+    vi, en = html.split('<section class="page" lang="en">')
+    for key in ("card.title", "card.intro", "card.light", "card.meaning", "card.button",
+                "card.support", "card.no_support"):
+        assert f"VI&lt;{key}&gt;" in vi and f"EN&lt;{key}&gt;" in en, key
+        assert f"EN&lt;{key}&gt;" not in vi.split("<body>")[1], key
