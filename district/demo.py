@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psutil
 import yaml
@@ -45,10 +46,14 @@ from district.config import load_config
 from district.model import Actor
 from district.service import Console
 from district.store import open_store
+from district.timefmt import show
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES_DIR = ROOT / "firmware_config" / "demo"
 TEMPLATE = ROOT / "firmware_config" / "sites" / "sim-room.yaml"
+ZONE = "Asia/Ho_Chi_Minh"
+"""The console's time zone (the rooms' too: their site files leave it at its default); the
+demo's progress lines are printed in it, whatever the machine's clock is set to."""
 ORGANISATION = {"vi": "Trung tâm CNTT tỉnh Lạng Sơn", "en": "Lang Son provincial IT centre"}
 
 
@@ -101,11 +106,13 @@ def write_sites(directory: Path) -> None:
         (directory / f"{c.id}.yaml").write_text(site_yaml(c), encoding="utf-8")
 
 
-def console_yaml(broker_port: int, run_dir: Path, http_port: int, rooms: list[Commune]) -> str:
-    """The console's config for the demo: database and web secret in ``run_dir``."""
+def console_yaml(broker_port: int, run_dir: Path, http_port: int, rooms: list[Commune],
+                 zone: str = ZONE) -> str:
+    """The console's config for the demo: database and web secret in ``run_dir``, times shown
+    in ``zone``."""
     raw = {
         "organisation": {"name": ORGANISATION, "level": {"vi": "tỉnh", "en": "province"}},
-        "timezone": "Asia/Ho_Chi_Minh",
+        "timezone": zone,
         "broker": {"url": f"mqtt://127.0.0.1:{broker_port}", "client_id": "diemcau-console"},
         "database": {"path": str(run_dir / "console" / "console.db")},
         "http": {"listen": f"127.0.0.1:{http_port}"},
@@ -146,7 +153,8 @@ class Demo:
     def __init__(self, run_dir: Path, rooms: int = len(COMMUNES), window_in_s: float = 120,
                  window_min: float = 30, check_after_s: float = 10, check_timeout_s: float = 120,
                  off_after_s: float = 20, complete_after_s: float = 300,
-                 http_port: int = 8080) -> None:
+                 http_port: int = 8080, zone: str = ZONE,
+                 clock: Callable[[], float] = time.time) -> None:
         if not 4 <= rooms <= len(COMMUNES):
             raise ValueError(f"--rooms: 4 to {len(COMMUNES)}")
         self.run_dir = run_dir.resolve()
@@ -155,6 +163,9 @@ class Demo:
         self.check_after_s, self.check_timeout_s = check_after_s, check_timeout_s
         self.off_after_s, self.complete_after_s = off_after_s, complete_after_s
         self.first_http_port = http_port
+        self.zone = zone
+        """The console's zone: the progress lines' times are in it."""
+        self.clock = clock
         self.stop = threading.Event()
         self.bin = Path(sys.executable).parent
         self.broker: LocalBroker | None = None
@@ -178,7 +189,8 @@ class Demo:
                                 start_new_session=True, cwd=ROOT)
 
     def _say(self, vi: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {vi}", flush=True)
+        """A progress line, stamped with the time in the console's zone (not the machine's)."""
+        print(f"[{show(self.clock(), ZoneInfo(self.zone), with_date=False)}] {vi}", flush=True)
 
     def running(self) -> list[Commune]:
         return [c for c in self.communes if c.fault != "never_powered"]
@@ -199,7 +211,7 @@ class Demo:
         self.http_port = http_port_from(self.first_http_port)
         conf = self.run_dir / "console.yaml"
         conf.write_text(console_yaml(self.broker.port, self.run_dir, self.http_port,
-                                     self.communes), encoding="utf-8")
+                                     self.communes, self.zone), encoding="utf-8")
         (self.run_dir / "console").mkdir()
         cfg = load_config(conf)
         self.console = Console(cfg, open_store(cfg.database.path))

@@ -15,10 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from broker.local import free_port
 from district.config import load_config
@@ -98,3 +100,27 @@ def test_demo_runs_the_district_and_stops_cleanly(tmp_path: Path) -> None:
     left = [p for p in pids if psutil.pid_exists(p)
             and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert left == [], f"still running after Ctrl-C: {left}"
+
+
+def test_progress_lines_are_in_the_sites_zone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The machine's clock is UTC, the site's zone Asia/Ho_Chi_Minh (UTC+7): a progress line
+    printed at 09:30:05 UTC says 16:30:05, the hour of the operator text beside it, and the
+    console the demo configures shows its times in that same zone."""
+    from district.demo import Demo, console_yaml
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        at = datetime(2026, 12, 1, 9, 30, 5, tzinfo=UTC).timestamp()
+        demo = Demo(tmp_path / "run", rooms=4, zone="Asia/Ho_Chi_Minh", clock=lambda: at)
+        demo._say("Khung giờ kiểm tra bắt đầu / the test window has started")
+        assert capsys.readouterr().out == (
+            "[16:30:05] Khung giờ kiểm tra bắt đầu / the test window has started\n")
+        conf = tmp_path / "console.yaml"
+        conf.write_text(console_yaml(1883, tmp_path, 8081, COMMUNES[:4], demo.zone))
+        assert load_config(conf).timezone == "Asia/Ho_Chi_Minh"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
