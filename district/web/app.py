@@ -44,7 +44,7 @@ from district.i18n import t as report_word
 from district.model import Actor, User
 from district.service import Console
 from district.timefmt import iso_local, local, show
-from district.web import actions, pages
+from district.web import actions, pages, views
 from district.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -177,7 +177,7 @@ class Dashboard:
                 "org": self.cfg.organisation.name.get(lang),
                 "level": self.cfg.organisation.level.get(lang),
                 "zone_name": self.cfg.timezone, "roster": self.roster,
-                "qs": lambda d: urlencode(d)}
+                "qs": lambda d: urlencode(d), "tel": views.tel}
 
     def fragment(self, ctx: Ctx, name: str, **kw: Any) -> str:
         """Render one template (a page or a fragment) for the viewer."""

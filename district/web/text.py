@@ -64,6 +64,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "operator_present": ("Có người", "Operator in"),
     "check_pending": ("Đang hỏi người trực", "Check pending"),
     "help": ("Xin hỗ trợ", "Help asked"),
+    "refused_tile": ("từ chối tắt", "off refused"),
+    "refused_now": ("Khung giờ đang diễn ra", "Window on now"),
+    "phone": ("Điện thoại", "Phone"),
     "missing_events": ("thiếu {n} sự kiện", "{n} events missing"),
     "power": ("Nguồn", "Power"),
     "health": ("Tình trạng", "Health"),
@@ -75,6 +78,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "p_alerts": ("Có cảnh báo", "Open alerts"),
     "p_fault": ("Thiết bị lỗi", "Device fault"),
     "p_help": ("Xin hỗ trợ", "Asking for help"),
+    "p_refused": ("Tắt bị từ chối", "Switch-off refused"),
     "p_schedule": ("Chưa nhận lịch", "Schedule not applied"),
     "p_locked": ("Đang khóa", "Locked"),
     # power and device words

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from district.config import Contact
 from district.model import Alert, CommandRow, LiveRoom, RoomResult, RoomView, Window
 from district.service import Console, missing_count
 from district.timefmt import iso_local, wire_time
 
-PROBLEMS = ("problems", "offline", "alerts", "fault", "help", "schedule", "locked")
+PROBLEMS = ("problems", "offline", "alerts", "fault", "help", "refused", "schedule",
+            "locked")
 SORTS = ("problems", "roster", "name", "last_seen")
 DEFAULT_SORT = "problems"
 """What a technician of a province looks at first: the rooms with problems, the most first."""
@@ -30,6 +32,9 @@ PER_PAGE = 100
 MAX_PER_PAGE = 500
 CHECK_KINDS = ("check_in", "operator_check_acknowledged")
 WINDOW_EVENT_KINDS = (*CHECK_KINDS, "shutdown_refused")
+LOCK_AHEAD_S = 240 * 60.0
+"""A room locks for a window up to its lead time before the start (the agent's ``lead_min``
+is at most 240): a window starting within this is current for the refusals on the tiles."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ class Tile:
     problems: tuple[str, ...]
     missing_events: int | None = None
     """Read for the rooms on the page (one query for all of them)."""
+    refused: int = 0
+    """Local switch-offs the room refused in the windows on now (:func:`refusals`)."""
+    contact: Contact | None = None
+    """Whom to phone: the roster's first contact of the room with a phone number."""
 
     def json(self, zone: Any) -> dict[str, Any]:
         return {"site": self.site, "name": self.name, "group": self.group,
@@ -85,7 +94,9 @@ class Tile:
                 "check_pending": self.check_pending,
                 "last_check_in": iso_local(self.last_check_in, zone),
                 "schedule": self.schedule, "open_alerts": self.open_alerts,
-                "problems": list(self.problems), "missing_events": self.missing_events}
+                "problems": list(self.problems), "missing_events": self.missing_events,
+                "refused": self.refused,
+                "contact": None if self.contact is None else self.contact.model_dump()}
 
 
 class Roster:
@@ -110,6 +121,31 @@ class Roster:
         r = self.rooms.get(site)
         return r.group if r else None
 
+    def contact(self, site: str) -> Contact | None:
+        """Whom to phone at the room: its first roster contact with a phone number."""
+        r = self.rooms.get(site)
+        return next((c for c in r.contacts if c.phone), None) if r else None
+
+
+def tel(phone: str) -> str:
+    """A ``tel:`` link's target for a roster phone ("0205 3870 111" → "tel:02053870111")."""
+    return "tel:" + "".join(ch for ch in phone if ch.isascii() and (ch.isdigit() or ch == "+"))
+
+
+def refusals(console: Console, now: float) -> dict[str, int]:
+    """Site → local switch-offs refused in the windows on at ``now``: not completed, not
+    ended, started or starting within :data:`LOCK_AHEAD_S` (a room refuses only while a
+    window locks it, so a window not yet locking any room has none). One query for the
+    windows and one per such window (a few), reading refusals only."""
+    out: dict[str, int] = {}
+    store = console.store
+    for w in store.windows(since=now, until=now + LOCK_AHEAD_S):
+        if w.completed_at is not None:
+            continue
+        for e in store.events(kinds=["shutdown_refused"], window_id=w.id):
+            out[e.site] = out.get(e.site, 0) + 1
+    return out
+
 
 def _dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
@@ -120,8 +156,9 @@ def _str(v: Any) -> str | None:
 
 
 def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
-         schedule: str, missing_events: int | None = None) -> Tile:
-    """One room's tile from its live view."""
+         schedule: str, missing_events: int | None = None, refused: int = 0) -> Tile:
+    """One room's tile from its live view (``refused``: its refusals in the windows on now,
+    from :func:`refusals`)."""
     live = live or LiveRoom(site)
     state = live.state or {}
     lock = _dict(state.get("lock"))
@@ -142,6 +179,8 @@ def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
         problems.append("fault")
     if help_at is not None:
         problems.append("help")
+    if refused:
+        problems.append("refused")
     if schedule in ("queued", "published", "rejected") and avail == "online":
         problems.append("schedule")
     return Tile(site=site, name=roster.name(site), group=roster.group(site),
@@ -152,23 +191,25 @@ def tile(roster: Roster, site: str, live: LiveRoom | None, open_alerts: int,
                 help_requested=help_at, check_pending=bool(op.get("check")),
                 last_check_in=wire_time(op.get("last_check_in")),
                 schedule=schedule, open_alerts=open_alerts, problems=tuple(problems),
-                missing_events=missing_events)
+                missing_events=missing_events, refused=refused, contact=roster.contact(site))
 
 
-def tile_of(roster: Roster, v: RoomView, gaps: bool = False) -> Tile:
+def tile_of(roster: Roster, v: RoomView, gaps: bool = False, refused: int = 0) -> Tile:
     """The tile of a room's :class:`~district.model.RoomView` (``gaps``: with its missing
-    events, when the view was read with them)."""
+    events, when the view was read with them; ``refused``: as :func:`tile`)."""
     return tile(roster, v.site, v.live, v.open_alerts, v.schedule,
-                v.missing_events if gaps else None)
+                v.missing_events if gaps else None, refused)
 
 
 def tiles(roster: Roster, sites: Iterable[str] | None = None,
           gaps: bool = False) -> list[Tile]:
     """Tiles of ``sites`` (default: the whole roster), in roster order, from one
-    :meth:`~district.service.Console.rooms` (``gaps``: with each room's missing events)."""
-    views = roster.console.rooms(None if sites is None else list(sites), gaps=gaps,
-                                 info=False)
-    return [tile_of(roster, v, gaps) for v in views]
+    :meth:`~district.service.Console.rooms` (``gaps``: with each room's missing events) and
+    the refusals of the windows on now (:func:`refusals`)."""
+    console = roster.console
+    refused = refusals(console, console.clock())
+    views = console.rooms(None if sites is None else list(sites), gaps=gaps, info=False)
+    return [tile_of(roster, v, gaps, refused.get(v.site, 0)) for v in views]
 
 
 KEEP_S = 600.0
@@ -183,8 +224,10 @@ class KeptTiles:
     """Every roster room's tile, in memory: built once, then on each read (:meth:`current`)
     only the rooms whose stamps changed are read again. A room's stamp is what changes
     whenever its tile may: its live row's times, availability and state length
-    (:meth:`~district.store.base.Store.live_stamps`), its open alerts and its newest
-    schedule — three light queries over every room, none of them reading a state. So what
+    (:meth:`~district.store.base.Store.live_stamps`), its open alerts, its newest schedule
+    and its refusals in the windows on now (:func:`refusals`: they change as a window
+    begins or is over, with no message from the room) — light queries over every room, none
+    of them reading a state. So what
     another process recorded (a second recorder, the CLI) is seen as it would be by reading
     every room."""
 
@@ -205,11 +248,13 @@ class KeptTiles:
         live = store.live_stamps()
         alerts = store.open_alert_counts()
         scheds = store.latest_schedules(payload=False)
+        refused = refusals(self.roster.console, self.roster.console.clock())
         out = {}
         for s in self.roster.ids:
             sc = scheds.get(s)
             out[s] = (live.get(s), alerts.get(s, 0),
-                      None if sc is None else (sc.id, sc.digest, sc.published_at))
+                      None if sc is None else (sc.id, sc.digest, sc.published_at),
+                      refused.get(s, 0))
         return out
 
     def current(self) -> list[Tile]:

@@ -43,13 +43,17 @@ class Monotonic:
         return self.now
 
 
-def config_text(db: Path, rooms: list[str], groups: dict[str, str], extra: str = "") -> str:
+def config_text(db: Path, rooms: list[str], groups: dict[str, str], extra: str = "",
+                contacts: dict[str, list[dict[str, str]]] | None = None) -> str:
+    """The console's config: the rooms (``contacts``: site → its roster contacts)."""
     lines = ["organisation:",
              '  name: {vi: "Trung tâm Thử nghiệm tỉnh", en: "Provincial Test Centre"}',
              '  level: {vi: "tỉnh", en: "province"}',
              f"database: {{path: '{db}'}}", "rooms:"]
     for r in rooms:
         g = f", group: '{groups[r]}'" if r in groups else ""
+        if contacts and r in contacts:
+            g += f", contacts: {json.dumps(contacts[r], ensure_ascii=False)}"
         lines.append(f"  - {{id: {r}, name: 'UBND xã {r[3:].upper()}'{g}}}")
     return "\n".join(lines) + "\n" + extra
 
@@ -110,11 +114,13 @@ class Web:
 
 @contextmanager
 def web(tmp: Path, rooms: list[str] | None = None, groups: dict[str, str] | None = None,
-        extra: str = "", coalesce_s: float = 0.05) -> Iterator[Web]:
-    """A dashboard over a fresh store with the two staff users."""
+        extra: str = "", coalesce_s: float = 0.05,
+        contacts: dict[str, list[dict[str, str]]] | None = None) -> Iterator[Web]:
+    """A dashboard over a fresh store with the two staff users (``contacts``: site → the
+    roster's contacts of that room)."""
     db = tmp / "console.db"
     cfg = parse_config(config_text(db, rooms or ROOMS, GROUPS if groups is None else groups,
-                                   extra))
+                                   extra, contacts))
     store = SqliteStore(db)
     clock = FakeClock(T0)
     console = Console(cfg, store, clock=clock)

@@ -202,7 +202,9 @@ def test_sixty_five_rooms_fit_on_one_screen(tmp_path: Path, chromium: Any,
 
     sites = [f"xa-{i:02d}" for i in range(1, 66)]
     groups = {s: f"Cụm {1 + i // 13}" for i, s in enumerate(sites)}
-    with web(tmp_path, rooms=sites, groups=groups) as wb:
+    contacts = {s: [{"name": f"Anh Cán bộ {i}", "role": "kỹ thuật",
+                     "phone": f"0205 3870 {i:03d}"}] for i, s in enumerate(sites)}
+    with web(tmp_path, rooms=sites, groups=groups, contacts=contacts) as wb:
         for i, s in enumerate(sites):
             if i % 11 == 10:
                 continue  # never connected
@@ -218,6 +220,13 @@ def test_sixty_five_rooms_fit_on_one_screen(tmp_path: Path, chromium: Any,
                                "help_requested": iso_ms(wb.clock()) if i == 7 else None})
             if i % 13 == 5:
                 wb.online(s, "offline")
+        from district.model import Actor
+
+        on = wb.console.create_window(Actor("hung", "operator"), kind="test", title="Kiểm tra",
+                                      start=wb.clock() + 60, end=wb.clock() + 3600,
+                                      rooms="all")
+        for s in sites[::6]:   # refused a switch-off in the window, while checked in
+            wb.event(s, "shutdown_refused", {"source": "button"}, window_id=on.id)
         port = free_port()
         server = WebServer(wb.console.cfg, wb.console, listen=f"127.0.0.1:{port}")
         server.start()
@@ -239,6 +248,15 @@ def test_sixty_five_rooms_fit_on_one_screen(tmp_path: Path, chromium: Any,
             bottom = page.evaluate(
                 "document.querySelector('#room-xa-65').getBoundingClientRect().bottom")
             assert bottom <= 768, f"at 1366x768 the 65th room ends at {bottom}px"
+            # Whom to phone and the refusal are read whole on the busiest tile (locked,
+            # checked in, schedule not sent, refused), not cut at its edge.
+            cut = page.evaluate("""() => {
+                const t = document.querySelector('#room-xa-01');
+                const right = t.getBoundingClientRect().right;
+                return ['.phone', '.refused'].filter(
+                    sel => t.querySelector(sel).getBoundingClientRect().right > right);
+            }""")
+            assert cut == [], f"cut on the tile: {cut}"
         finally:
             page.close()
             server.stop()

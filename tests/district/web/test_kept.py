@@ -18,6 +18,10 @@ from tests.district.web.helpers import Web, web
 N = 120
 ROOMS = [f"xa-{i:03d}" for i in range(N)]
 GROUPS = {s: f"Cụm {i % 4}" for i, s in enumerate(ROOMS)}
+CONTACTS = {s: [{"name": f"Cán bộ {i}", "role": "văn phòng"},
+                {"name": f"Kỹ thuật {i}", "phone": f"0205 38{i:05d}"}]
+            for i, s in enumerate(ROOMS) if i % 4 == 1}
+"""Whom to phone: a quarter of the rooms have a roster contact with a phone."""
 
 
 def _full_read(roster: views.Roster, q: views.Query) -> views.Page:
@@ -32,9 +36,10 @@ QUERIES = [views.Query(), views.Query(per_page=7), views.Query(per_page=7, page=
            *(views.Query(problem=p, per_page=15) for p in views.PROBLEMS)]
 
 
-def _mixed(w: Web) -> None:
+def _mixed(w: Web) -> str:
     """Rooms never connected, offline, online with alerts, faults, help, locks, a window
-    whose schedules are queued (a problem for the online rooms)."""
+    whose schedules are queued (a problem for the online rooms), a window on now in which
+    some rooms refused a switch-off (and refusals of a window that is not on); its id."""
     for i, s in enumerate(ROOMS):
         if i % 9 == 0:
             continue  # never connected
@@ -56,9 +61,19 @@ def _mixed(w: Web) -> None:
     w.console.create_window(Actor("hung", "operator"), kind="test", title="Kiểm tra",
                             start=w.clock() + 7200, end=w.clock() + 9000,
                             rooms=ROOMS[::3])
+    on = w.console.create_window(Actor("hung", "operator"), kind="test", title="Đang diễn ra",
+                                 start=w.clock() + 60, end=w.clock() + 3600, rooms=ROOMS)
+    for i, s in enumerate(ROOMS):
+        if i % 10 == 3:
+            w.event(s, "shutdown_refused", {"source": "button"}, window_id=on.id)
+        if i % 15 == 4:
+            w.event(s, "shutdown_refused", {"source": "cli"}, window_id="t-khac")
+    return on.id
 
 
 def _same(roster: views.Roster) -> None:
+    """The kept tiles' pages are the pages of tiles built fresh (every field: the refusals
+    in the windows on now and whom to phone too)."""
     for q in QUERIES:
         got, want = views.rooms_page(roster, q), _full_read(roster, q)
         assert [t.site for t in got.items] == [t.site for t in want.items], q
@@ -68,12 +83,17 @@ def _same(roster: views.Roster) -> None:
 
 
 def test_the_page_answers_what_a_read_of_every_room_answers(tmp_path: Path) -> None:
-    with web(tmp_path, ROOMS, GROUPS) as w:
+    with web(tmp_path, ROOMS, GROUPS, contacts=CONTACTS) as w:
         roster = views.Roster(w.console)
         _same(roster)  # an empty store
-        _mixed(w)
+        on = _mixed(w)
         _same(roster)
         assert views.rooms_page(roster, views.Query()).counts["problems"] > 0
+        kept = {t.site: t for t in roster.kept.current()}
+        assert {s for s, t in kept.items() if t.refused} == set(ROOMS[3::10])
+        assert {s for s, t in kept.items() if t.contact} == set(CONTACTS)
+        assert kept[ROOMS[1]].contact is not None
+        assert kept[ROOMS[1]].contact.phone == "0205 3800001"
         # Rooms change after the tiles were kept: back online, help answered, a fault,
         # an alert taken, a lock released, a schedule applied.
         w.online(ROOMS[8], "online")
@@ -93,6 +113,21 @@ def test_the_page_answers_what_a_read_of_every_room_answers(tmp_path: Path) -> N
         _same(roster)
         alerted = views.rooms_page(roster, views.Query(problem="alerts", per_page=500)).items
         assert ROOMS[20] in [t.site for t in alerted]
+        # Another refusal; then the window is over (no message from any room says so), and
+        # then marked complete.
+        w.event(ROOMS[4], "shutdown_refused", {"source": "button"}, window_id=on)
+        _same(roster)
+        refused = views.Query(problem="refused", per_page=500)
+        assert ROOMS[4] in [t.site for t in views.rooms_page(roster, refused).items]
+        w.clock.set(w.clock() + 4000)
+        _same(roster)
+        assert views.rooms_page(roster, refused).items == []
+        w.clock.set(w.clock() - 4000)
+        _same(roster)
+        assert views.rooms_page(roster, refused).matched == 13
+        w.console.complete_window(Actor("hung", "operator"), on)
+        _same(roster)
+        assert views.rooms_page(roster, refused).items == []
 
 
 def test_a_page_view_reads_only_the_rooms_that_changed(tmp_path: Path) -> None:

@@ -338,3 +338,67 @@ def test_unicode_digits_in_numbers_are_refused_not_a_crash() -> None:
 
     assert hours_of({"hours": "²"}) == 24
     assert hours_of({"hours": "٣"}) == 24
+
+
+CONTACTS = {"xa-a": [{"name": "Chị Lan", "role": "cán bộ văn phòng"},
+                     {"name": "Anh Hùng", "role": "kỹ thuật", "phone": "0205 3870 111"}]}
+
+
+def test_a_tile_shows_a_refused_switch_off_and_whom_to_phone(tmp_path: Path) -> None:
+    """A technician reads the tile and phones: the room's roster phone (the first contact
+    with one) is on its tile and its page; a switch-off refused in a window that is on now
+    (or about to be: the room locks in its lead time) is on the tile, in the problems, in
+    the twin; one refused in a window that is over is not."""
+    from district.service import Actor
+
+    with web(tmp_path, contacts=CONTACTS) as wb, wb.client() as c:
+        login(c, OPERATOR)
+        for site in ("xa-a", "xa-b", "xa-c"):
+            wb.online(site)
+            wb.state(site)
+        staff = Actor("hung", "operator")
+        wb.clock.now = T0 - 8000   # a window made before and over by now
+        old = wb.console.create_window(staff, kind="test", title="Cũ", start=T0 - 7200,
+                                       end=T0 - 3600, rooms="all")
+        wb.clock.now = T0 - 700
+        now = wb.console.create_window(staff, kind="test", title="Đang diễn ra",
+                                       start=T0 - 600, end=T0 + 1800, rooms="all")
+        wb.clock.now = T0
+        for site in ("xa-a", "xa-b", "xa-c"):   # each runs the windows' schedule
+            sched = wb.store.latest_schedule(site)
+            wb.store.mark_schedule_published(sched.id, T0)
+            wb.state(site, schedule={"version": None, "digest": sched.digest, "rejected": None})
+        wb.event("xa-c", "shutdown_refused", {"source": "button"}, window_id=old.id,
+                 at=T0 - 5000)
+        wb.event("xa-b", "shutdown_refused", {"source": "button"}, window_id=now.id)
+        wb.event("xa-b", "shutdown_refused", {"source": "cli"}, window_id=now.id)
+
+        def tile_html(page: str, site: str) -> str:
+            m = re.search(rf'<a class="tile[^"]*" id="room-{site}".*?</a>', page, re.S)
+            assert m, site
+            return m.group(0)
+
+        page = c.get("/").text
+        b, a, cc = (tile_html(page, s) for s in ("xa-b", "xa-a", "xa-c"))
+        assert 'data-problems="refused"' in b and "2 lần tắt bị từ chối" in b
+        assert "bị từ chối" not in a and "bị từ chối" not in cc
+        assert "0205 3870 111" in a and "Anh Hùng" in a
+        assert "0205" not in b, "no contact with a phone: nothing to show"
+        assert _tiles(page)[0] == "xa-b", "a refusal is a problem: sorted first"
+        assert _tiles(c.get("/?problem=refused").text) == ["xa-b"]
+        j = {x["site"]: x for x in c.get("/rooms.json?sort=roster").json()["rooms"]}
+        assert (j["xa-a"]["refused"], j["xa-b"]["refused"], j["xa-c"]["refused"]) == (0, 2, 0)
+        assert j["xa-b"]["problems"] == ["refused"]
+        assert j["xa-a"]["contact"] == {"name": "Anh Hùng", "role": "kỹ thuật",
+                                        "phone": "0205 3870 111"}
+        assert j["xa-b"]["contact"] is None
+        room = c.get("/rooms/xa-a").text
+        assert 'href="tel:02053870111"' in room and "0205 3870 111" in room
+        en = tile_html(c.get("/?lang=en").text, "xa-b")
+        assert "2 refused switch-offs" in en and "bị từ chối" not in en
+        # The window is marked complete: its refusals are no longer the room's news.
+        wb.console.complete_window(staff, now.id)
+        b = tile_html(c.get("/?lang=vi").text, "xa-b")
+        assert "bị từ chối" not in b and "refused" not in b
+        j = {x["site"]: x for x in c.get("/rooms.json").json()["rooms"]}
+        assert j["xa-b"]["refused"] == 0 and "refused" not in j["xa-b"]["problems"]
