@@ -126,6 +126,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "st.why.lock": ("{doing} bắt đầu", "{doing} began"),
     "st.why.local": ("có yêu cầu bật hoặc tắt khác", "another request to switch on or off"),
     "st.why.centre": ("{centre} bật hoặc tắt phòng", "{centre} switched the room"),
+    "st.why.restart": ("trợ lý điểm cầu khởi động lại", "the room agent restarted"),
     "st.why.other": ("phòng tự bật hoặc tắt", "the room switched itself"),
     "st.refused.locked": ("Không tự kiểm tra được: phòng đang khoá vì {doing}{title} đến "
                           "{until}.",
@@ -406,6 +407,8 @@ def _stopped_why(by: str, room: Room, lang: Lang, state: Mapping[str, Any] | Non
         return t("st.why.local", lang)
     if head in ("district", "override"):
         return t("st.why.centre", lang, centre=room.centre_in(lang))
+    if head == "restart":
+        return t("st.why.restart", lang)
     return t("st.why.other", lang)
 
 

@@ -473,7 +473,9 @@ class SelftestDevice:
 @dataclass(frozen=True)
 class SelftestFinished:
     """A self-test ended: ``failed`` names the devices that did not pass; ``interrupted_by``
-    the request or window that stopped it early (``elapsed_s`` on the monotonic clock)."""
+    the request or window that stopped it early, or ``restart`` when the agent stopped
+    during it (told at its first step after the restart; then ``elapsed_s`` is from the wall
+    clock, else from the monotonic one)."""
 
     KIND: ClassVar[str] = "selftest_finished"
     ok: bool

@@ -17,7 +17,10 @@ A device without a serial link is confirmed by its relay pin only (``relay_only`
 device ends with ``selftest_device`` (how each phase was confirmed) and the test with
 ``selftest_finished``; the steps themselves are the sequences' own ``power_*`` events. Any
 other power request, or a window's lock, ends the test early (``interrupted_by``); the room
-is left on.
+is left on. So does a restart of the agent (``interrupted_by: restart``, at its first step):
+the test is saved with the room's state, and after the restart the device under test is
+switched back on (after a reboot, the pins stay as the boot left them: only the test's own
+switch-off is stopped).
 
 Functions of the step they run in (:class:`agent.core.step._Step`), like the commands.
 """
@@ -58,7 +61,7 @@ def request(s: _Step, source: LocalSource) -> None:
     names = s.settings.names
     s.emit(ev.SelftestStarted(source, names))
     s.set(selftest=SelfTest(source=source, devices=names, remaining=names,
-                            started_mono=s.mono))
+                            started_mono=s.mono, started_at=s.now))
     _next_device(s)
 
 
@@ -101,6 +104,9 @@ def progress(s: _Step) -> None:
     device, or the end (interrupted by another request or a lock)."""
     seen = 0
     while (t := s.st.selftest) is not None:
+        if t.phase in ("restart", "reboot"):
+            _restarted(s, t)
+            return
         seen = _record_steps(s, seen)
         t = s.st.selftest
         assert t is not None
@@ -146,7 +152,25 @@ def _device_done(s: _Step, t: SelfTest) -> None:
         s.set(selftest=replace(t, failed=(*t.failed, device)))
 
 
-def _interrupted(s: _Step, by: str) -> None:
+def _restarted(s: _Step, t: SelfTest) -> None:
+    """The first step after a restart that cut the test short: it ends, interrupted by the
+    restart (its length on the wall clock: the monotonic one began again). Its own
+    switch-off does not go on; after an agent restart (not a reboot) the device under test is
+    switched back on, unless a window's power-up or another request has the room."""
+    seq = s.sequence
+    own = seq is not None and seq.reason == _reason(t)
+    _interrupted(s, "restart", max(0.0, s.now - t.started_at))
+    device = t.current
+    if device is None or (seq is not None and not own) or s.locked is not None:
+        return
+    if t.phase == "restart" and (not s.relays[device] or (seq is not None and not seq.on)):
+        s.power.start(True, _reason(t), (device,))
+    elif seq is not None and not seq.on:
+        s.power.cancel("restart")
+
+
+def _interrupted(s: _Step, by: str, elapsed: float | None = None) -> None:
+    """End the test early, ``by`` what (``elapsed``: its length, else the monotonic one)."""
     t = s.st.selftest
     assert t is not None
     if t.current is not None:
@@ -155,7 +179,8 @@ def _interrupted(s: _Step, by: str) -> None:
         assert t is not None
     # The devices not reached are not tested: they count as not passed.
     failed = (*t.failed, *t.remaining)
-    s.emit(ev.SelftestFinished(False, failed, round(s.mono - t.started_mono, 3), by))
+    took = s.mono - t.started_mono if elapsed is None else elapsed
+    s.emit(ev.SelftestFinished(False, failed, round(took, 3), by))
     s.set(selftest=None)
 
 

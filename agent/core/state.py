@@ -66,8 +66,9 @@ class AfterWindow:
 class SelfTest:
     """A running self-test (``agent.core.selftest``): the device being tested, the phase it
     is in (``off``, ``hold`` without power until ``hold_until``, ``on``, ``settle`` until its
-    relay's read-back is in), what its phases gave,
-    and the devices still to come. Not saved: a restart ends it (its sequence goes on)."""
+    relay's read-back is in), what its phases gave, and the devices still to come. Saved:
+    after a restart it comes back in phase ``restart`` (``reboot`` after a reboot) and its
+    first step ends it as interrupted (``started_at``, the wall clock, gives its length)."""
 
     source: str
     devices: tuple[str, ...]
@@ -79,6 +80,7 @@ class SelfTest:
     off: str = "not_done"
     on: str = "not_done"
     failed: tuple[str, ...] = ()
+    started_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,8 @@ class RoomState:
 def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = None,
                   saved: Mapping[str, Any] | None = None, rebooted: bool = False) -> RoomState:
     """A fresh state; ``relays`` is what the pins show now, ``saved`` what :func:`persistent`
-    wrote before a restart (lock, completed windows, ad-hoc windows), ``rebooted`` whether the
-    machine booted since (the pins were reset: the boot id changed).
+    wrote before a restart (lock, completed windows, ad-hoc windows, a self-test running),
+    ``rebooted`` whether the machine booted since (the pins were reset: the boot id changed).
 
     After any restart, a window locking the room gets its power-up again unless every device
     is surely on: its relay closed and, for a device with a driver, awake, which nobody can
@@ -197,6 +199,7 @@ def initial_state(settings: RoomSettings, relays: Mapping[str, bool] | None = No
             window_id=str(saved["after_window"]["window_id"]),
             after_s=_float_or_none(saved["after_window"]["after_s"]),
             switching_off=bool(saved["after_window"].get("switching_off", False))),
+        selftest=_saved_selftest(saved.get("selftest"), rel, rebooted),
     )
 
 
@@ -217,6 +220,24 @@ def _saved_sequence(seq: Mapping[str, Any] | None, relays: Mapping[str, bool]
         devices=tuple(n for n in seq.get("devices", remaining) if n in relays),
         # Older saves name a power cycle by its reason only.
         then_on=bool(seq.get("then_on", not seq["on"] and reason.startswith("self_help:"))))
+
+
+def _saved_selftest(t: Mapping[str, Any] | None, relays: Mapping[str, bool], rebooted: bool
+                    ) -> SelfTest | None:
+    """A self-test a restart cut short: in phase ``restart`` (or ``reboot``), for its first
+    step to end it as interrupted (:mod:`agent.core.selftest`)."""
+    if not t:
+        return None
+    current = t.get("current")
+    return SelfTest(
+        source=str(t.get("source", "")),
+        devices=tuple(str(n) for n in t.get("devices", ()) if n in relays),
+        remaining=tuple(str(n) for n in t.get("remaining", ()) if n in relays),
+        started_mono=0.0, current=str(current) if current in relays else None,
+        phase="reboot" if rebooted else "restart", off=str(t.get("off", "not_done")),
+        on=str(t.get("on", "not_done")),
+        failed=tuple(str(n) for n in t.get("failed", ()) if n in relays),
+        started_at=float(t.get("started_at", 0.0)))
 
 
 def resume(state: RoomState, schedule: ScheduleReceived | None, clock_synced: bool,
@@ -264,5 +285,11 @@ def persistent(state: RoomState) -> dict[str, Any]:
             "id": seq.id, "on": seq.on, "reason": seq.reason,
             "remaining": [n for n in (seq.current, *seq.remaining) if n],
             "started_at": seq.started_at, "devices": list(seq.devices), "then_on": seq.then_on,
+        },
+        "selftest": None if state.selftest is None else {
+            "source": state.selftest.source, "devices": list(state.selftest.devices),
+            "remaining": list(state.selftest.remaining), "current": state.selftest.current,
+            "off": state.selftest.off, "on": state.selftest.on,
+            "failed": list(state.selftest.failed), "started_at": state.selftest.started_at,
         },
     }

@@ -114,3 +114,15 @@ def test_no_hard_coded_district_in_operator_texts() -> None:
         assert "huyện" not in (ROOT / "agent" / name).read_text().lower(), name
     shown = " ".join(w for pair in text.WORDS.values() for w in pair).lower()  # the card's too
     assert "huyện" not in shown and "district" not in shown
+
+
+def test_a_selftest_cut_short_by_a_restart_says_so() -> None:
+    result = {"devices": [{"device": "codec", "ok": False, "off": "confirmed",
+                           "on": "not_done", "relay": False}],
+              "finished": {"ok": False, "failed": ["codec", "camera"], "elapsed_s": 12.0,
+                           "interrupted_by": "restart"}}
+    vi = text.selftest(result, ROOM, "vi")
+    assert "Tự kiểm tra bị dừng giữa chừng: trợ lý điểm cầu khởi động lại." in vi
+    en = text.selftest(result, ROOM, "en")
+    assert "The self-test was stopped early: the room agent restarted." in en
+    assert "  • camera: not tested." in en

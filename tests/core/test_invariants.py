@@ -4,6 +4,7 @@ changes, serial confirmations and clock jumps (forward and back).
 1. No device is switched off while the room is locked, except by a district override.
 2. Every power sequence switches on in ascending order and off in descending order.
 3. The core's idea of each relay always equals what its SetRelay actions made it.
+4. Every self-test started ends with one ``selftest_finished`` (a restart's at its first step).
 
 The clock may also lose and regain NTP synchronisation (``ClockStatus``), and the agent may be
 killed and restarted, or the Pi rebooted, at any point (only what ``persistent`` saved, and the
@@ -31,6 +32,7 @@ from agent.core.events import (
     HelpRequested,
     LocalPowerRequest,
     ScheduleReceived,
+    SelfTestRequested,
     Tick,
     Window,
 )
@@ -76,6 +78,11 @@ events = st.one_of(
               st.sampled_from([None, "A", "B"]), st.sampled_from([None, "1", "2"])),
 )
 
+# The safety invariants also with self-tests asked for (their settle asks for a step at once:
+# a deadline of 0, which the purity test below does not allow).
+events_and_selftests = st.one_of(events, st.builds(SelfTestRequested,
+                                                   st.sampled_from(["button", "cli"])))
+
 # Mostly small steps forward; sometimes a big jump, sometimes the clock goes back.
 time_steps = st.one_of(st.floats(0, 30, allow_nan=False), st.floats(0, 600, allow_nan=False),
                        st.floats(-3000, 30_000, allow_nan=False))
@@ -85,7 +92,8 @@ time_steps = st.one_of(st.floats(0, 30, allow_nan=False), st.floats(0, 600, allo
 @given(confirm=st.booleans(),
        start_on=st.booleans(),
        off_after=st.sampled_from([None, 60.0]),
-       script=st.lists(st.tuples(time_steps, events), min_size=1, max_size=60))
+       script=st.lists(st.tuples(time_steps, events_and_selftests), min_size=1,
+                       max_size=60))
 def test_no_local_off_while_locked_and_power_order_kept(
         confirm: bool, start_on: bool, off_after: float | None,
         script: list[tuple[float, Any]]) -> None:
@@ -96,6 +104,7 @@ def test_no_local_off_while_locked_and_power_order_kept(
     seq_steps: dict[int, list[tuple[str, bool]]] = {}
     now = 1000.0
     cmd_no = 0
+    testing = False
     for dt, event in script:
         now += dt
         if event == "restart":
@@ -122,6 +131,15 @@ def test_no_local_off_while_locked_and_power_order_kept(
             seq_steps.setdefault(a.sequence, []).append((a.device, a.on))
         # 3. The core agrees with the pins.
         assert dict(out.state.relays) == relays
+        # 4. A self-test, once started, is finished once.
+        for a in out.actions:
+            if isinstance(a, core.Emit) and a.kind == "selftest_started":
+                assert not testing, event
+                testing = True
+            elif isinstance(a, core.Emit) and a.kind == "selftest_finished":
+                assert testing, event
+                testing = False
+        assert testing == (out.state.selftest is not None), event
         state = out.state
     # 2. Order within every sequence.
     for steps in seq_steps.values():

@@ -191,3 +191,77 @@ def test_a_window_locking_the_room_ends_it_and_powers_up() -> None:
                          "elapsed_s": 1100.0, "interrupted_by": "lock:t1"}]
     assert "window_power_up" in kinds(out) and relays(out) == [("codec", True)]
     assert all(room.state.relays.values()) and room.state.selftest is None
+
+
+def restarted(room: Room, rebooted: bool = False) -> Room:
+    """The agent killed and started again (or the Pi rebooted): only what ``persistent``
+    saved, and the pins, survive."""
+    again = Room(room.settings)
+    again.state = core.initial_state(room.settings, room.state.relays,
+                                     core.persistent(room.state), rebooted=rebooted)
+    return again
+
+
+def test_a_restart_ends_it_as_interrupted_and_switches_its_device_back_on() -> None:
+    """Killed while the codec is without power: after the restart the test ends at the first
+    step (``interrupted_by: restart``, the time since it began on the wall clock: the
+    monotonic one began again), the codec's half-done test is reported, and the codec is
+    switched back on (the room is left on, as after any interruption)."""
+    room = Room(settings(confirm=False), relays=ON)
+    room.feed(SelfTestRequested("cli"), 100, mono=5)
+    assert relays(room.feed(Tick(), 110, mono=15)) == [("codec", False)]
+    assert room.state.selftest is not None and room.state.selftest.phase == "hold"
+    room = restarted(room)
+    out = room.feed(Tick(), 111, mono=0.5)
+    assert [(k, d) for k, d in emitted(out) if k.startswith("selftest")] == [
+        ("selftest_device", {"device": "codec", "ok": False, "off": "relay_only",
+                             "on": "not_done", "relay": False}),
+        ("selftest_finished", {"ok": False, "failed": ["codec", "camera", "amplifier"],
+                               "elapsed_s": 11.0, "interrupted_by": "restart"})]
+    assert room.state.selftest is None
+    assert relays(out) == [("codec", True)]
+    assert all(room.state.relays.values())
+    assert "selftest_finished" not in kinds(restarted(room).feed(Tick(), 112)), "said once"
+
+
+def test_a_restart_during_a_switch_off_turns_it_into_a_switch_on() -> None:
+    """Killed while the codec's switch-off waits for its grace: the sequence that would go
+    on switching it off after the restart switches it on instead."""
+    room = Room(settings(confirm=True), relays=ON)
+    room.feed(SelfTestRequested("button"), 0)
+    seq = room.state.sequence
+    assert seq is not None and not seq.on and seq.reason == "selftest:codec"
+    room = restarted(room)
+    out = room.feed(Tick(), 1)
+    finished = [d for k, d in emitted(out) if k == "selftest_finished"]
+    assert finished == [{"ok": False, "failed": ["codec", "camera", "amplifier"],
+                         "elapsed_s": 1.0, "interrupted_by": "restart"}]
+    assert room.state.sequence is not None and room.state.sequence.on
+    assert ("codec", False) not in relays(out)
+
+
+def test_after_a_reboot_it_ends_as_interrupted_and_nothing_more_is_switched() -> None:
+    """The Pi rebooted mid-test: it ends as interrupted by the restart; the pins are what the
+    boot left (no device is switched on for the test that is over)."""
+    room = Room(settings(confirm=False), relays=ON)
+    room.feed(SelfTestRequested("cli"), 0)
+    room.feed(Tick(), 10)
+    room = restarted(room, rebooted=True)
+    out = room.feed(Tick(), 30)
+    finished = [d for k, d in emitted(out) if k == "selftest_finished"]
+    assert finished == [{"ok": False, "failed": ["codec", "camera", "amplifier"],
+                         "elapsed_s": 30.0, "interrupted_by": "restart"}]
+    assert relays(out) == [] and room.state.selftest is None
+
+
+def test_after_a_reboot_its_own_switch_off_does_not_start_again() -> None:
+    """Rebooted while the codec's switch-off waited for its grace: that sequence would start
+    again from its first device; the test is over, so it is stopped instead."""
+    room = Room(settings(confirm=True), relays=ON)
+    room.feed(SelfTestRequested("cli"), 0)
+    room = restarted(room, rebooted=True)
+    assert room.state.sequence is not None and room.state.sequence.reason == "selftest:codec"
+    out = room.feed(Tick(), 5)
+    assert "selftest_finished" in kinds(out) and "power_sequence_cancelled" in kinds(out)
+    assert room.state.sequence is None and relays(out) == []
+    assert relays(room.feed(Tick(), 60)) == []
