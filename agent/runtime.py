@@ -244,6 +244,10 @@ class Agent:
         self._linkfile: dict[str, Any] = self.store.load_link()
         self._host = HostReporter(cfg.timing.host_interval_s)
         self._info_pending: tuple[str, Any] | None = None
+        self._ha_removal: tuple[str, Any] | None = None
+        """The empty retained message removing a former Home Assistant device (its topic, its
+        publish) until the broker acknowledges it: only then is it forgotten on disk, so one
+        lost before its PUBACK (a link down, the agent killed) is sent again."""
         self._reconnects = 0
         self._was_connected = False
         self._button_cv = threading.Condition()
@@ -435,6 +439,7 @@ class Agent:
                 self.link.ack(msg)
             case Published() | Tick():
                 self._collect_acks()
+                self._forget_ha_removal()
                 if isinstance(msg, Tick):
                     self.feed(msg)
             case LocalCall():
@@ -780,14 +785,30 @@ class Agent:
             return
         last = self._linkfile.get("ha_discovery") or {}
         if self.ha is None:
-            if last.get("topic") and self.link.publish_retained(last["topic"], b"") is not None:
-                self._linkfile_set(ha_discovery=None)
+            if last.get("topic"):
+                sent = self.link.publish_retained(last["topic"], b"")
+                if sent is not None:
+                    self._ha_removal = (last["topic"], sent)   # forgotten after its PUBACK
             return
         retired = last.get("components") if last.get("topic") == self.ha.discovery else None
         msg = ha.discovery_message(self.cfg, self.ha, __version__, retired or {})
         if self.link.publish_retained(self.ha.discovery, dumps(msg)) is not None:
             self._linkfile_set(ha_discovery={"topic": self.ha.discovery,
                                              "components": ha.components(msg)})
+
+    def _forget_ha_removal(self) -> None:
+        """The broker has the removal of the former Home Assistant device: forget that device
+        (a removal that failed to go out is sent again on the next connect)."""
+        if self._ha_removal is None:
+            return
+        topic, info = self._ha_removal
+        if _published(info, frozenset()):
+            if self.ha is None and (self._linkfile.get("ha_discovery") or {}).get(
+                    "topic") == topic:
+                self._linkfile_set(ha_discovery=None)
+            self._ha_removal = None
+        elif info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+            self._ha_removal = None
 
     def _rejected(self, e: ScheduleError) -> None:
         """An unusable schedule: ``schedule_rejected`` once per digest (remembered on disk),

@@ -10,7 +10,11 @@ payload is checked against a table of the keys Home Assistant documents (below),
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +26,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from agent.config import ConfigError, parse_config
 from agent.link import homeassistant as ha
 from agent.link.topics import HaTopics, RoomTopics
+from agent.store import StateDir
 from broker.local import LocalBroker
-from tests.agent.harness import BASE, SITE, Watcher, running, schedule, site_yaml
+from tests.agent.harness import (
+    BASE,
+    SITE,
+    Watcher,
+    running,
+    schedule,
+    site_yaml,
+    start_agent,
+    status_when_up,
+)
 
 DISCOVERY = f"device/diemcau_{SITE}/config"   # under the watcher's base "homeassistant"
 HA_SET = "ha/{}/set"
@@ -477,3 +491,146 @@ def test_a_room_without_the_section_publishes_nothing_for_home_assistant(
         assert not any(t == DISCOVERY for t, _, _ in hass.messages)
         assert w.latest("state")["devices"]["camera"]["power"] == "on"
         assert not any(e["kind"] == "ha_command_refused" for e in w.events())
+
+
+class SwallowingRelay:
+    """A TCP relay between a room and the broker (real sockets, the room's real MQTT bytes)
+    that passes everything but the PUBLISH packets the room sends, which it drops and names:
+    a link that dies after the room sent a message and before the broker had it."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.broker = broker
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"mqtt://127.0.0.1:{self.server.getsockname()[1]}"
+        self.dropped: list[tuple[str, bytes]] = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                room, _ = self.server.accept()
+            except OSError:
+                return
+            up = socket.create_connection((self.broker.host, self.broker.port))
+            threading.Thread(target=self._up, args=(room, up), daemon=True).start()
+            threading.Thread(target=self._down, args=(up, room), daemon=True).start()
+
+    def _up(self, room: socket.socket, up: socket.socket) -> None:
+        """Room → broker, packet by packet (fixed header, remaining length, body)."""
+        f = room.makefile("rb")
+        with contextlib.suppress(OSError):
+            while head := f.read(1):
+                raw, length, shift = b"", 0, 0
+                while True:
+                    b = f.read(1)
+                    if not b:
+                        return
+                    raw += b
+                    length |= (b[0] & 0x7F) << shift
+                    shift += 7
+                    if not b[0] & 0x80:
+                        break
+                body = f.read(length)
+                if head[0] >> 4 != 3:   # not a PUBLISH: on to the broker
+                    up.sendall(head + raw + body)
+                    continue
+                n = int.from_bytes(body[:2], "big")
+                at = 2 + n + (2 if (head[0] >> 1) & 3 else 0)   # topic, packet id
+                props, shift = 0, 0
+                while True:   # MQTT 5 properties: their length, then them
+                    props |= (body[at] & 0x7F) << shift
+                    shift += 7
+                    at += 1
+                    if not body[at - 1] & 0x80:
+                        break
+                with self._cv:
+                    self.dropped.append((body[2:2 + n].decode(), body[at + props:]))
+                    self._cv.notify_all()
+        self._close(room, up)
+
+    def _down(self, up: socket.socket, room: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := up.recv(65536):
+                room.sendall(data)
+        self._close(room, up)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def wait_dropped(self, topic: str, payload: bytes | None, timeout: float = 20) -> None:
+        """Until the room has sent ``payload`` (None: anything) on ``topic``."""
+        def seen() -> bool:
+            return any(t == topic and payload in (None, p) for t, p in self.dropped)
+
+        with self._cv:
+            assert self._cv.wait_for(seen, timeout), \
+                f"the room sent nothing on {topic}: {[t for t, _ in self.dropped]}"
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_removal_lost_before_its_puback_is_sent_again_on_the_next_connect(
+        broker: LocalBroker, short_tmp: Path) -> None:
+    """Home Assistant switched off in the config: the room's empty retained message that
+    removes its device goes out, and the room dies before the broker has it. The discovery
+    message is still retained; the room started again sends the removal again (it was only
+    forgotten once the broker acknowledged it), and then nothing is retained for the room."""
+    state_dir = short_tmp / "state"
+    with home_assistant(broker) as hass, running(parse_config(ha_yaml(broker)), state_dir):
+        hass.wait(DISCOVERY)
+    cfg = short_tmp / "site.yaml"
+    cfg.write_text(site_yaml(broker))   # no homeassistant section any more
+    relay = SwallowingRelay(broker)
+    first = start_agent(cfg, relay, state_dir)   # type: ignore[arg-type]
+    try:
+        relay.wait_dropped(f"homeassistant/{DISCOVERY}", b"")
+        status_when_up(state_dir, first)   # its loop is past the connect's bookkeeping
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(20) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        relay.close()
+    with home_assistant(broker) as late:
+        assert late.wait(DISCOVERY)["cmps"], "the removal never reached the broker"
+    link_file = StateDir(state_dir).link_file
+    pending = json.loads(link_file.read_bytes()).get("ha_discovery") or {}
+    assert pending.get("topic") == f"homeassistant/{DISCOVERY}", \
+        "the removal was forgotten although the broker never acknowledged it"
+    with home_assistant(broker) as hass:
+        second = start_agent(cfg, broker, state_dir)
+        try:
+            assert hass.wait(DISCOVERY, lambda p: p == b"", raw=True, timeout=30) == b""
+            # Acknowledged: forgotten on disk (the room's loop takes the PUBACK in).
+            acked = threading.Event()
+            for _ in range(200):
+                if json.loads(link_file.read_bytes()).get("ha_discovery") is None:
+                    acked.set()
+                    break
+                acked.wait(0.05)
+            assert acked.is_set(), "the acknowledged removal was not forgotten"
+        finally:
+            second.terminate()
+            second.wait(15)
+    with home_assistant(broker) as late:
+        late.publish("sentinel", b"x")   # after the retained ones, if any
+        late.wait("sentinel", raw=True)
+        assert not any(t == DISCOVERY for t, _, _ in late.messages)
+    # Once acknowledged it is not sent again: a removal goes out before the state on connect,
+    # on the same connection (the relay sees the room's publishes in order).
+    relay = SwallowingRelay(broker)
+    third = start_agent(cfg, relay, state_dir)   # type: ignore[arg-type]
+    try:
+        relay.wait_dropped(f"{BASE}/state", None)
+        assert not [t for t, _ in relay.dropped if t.startswith("homeassistant/")]
+    finally:
+        third.terminate()
+        third.wait(15)
+        relay.close()
