@@ -58,6 +58,10 @@ BATCH = 500
 MAX_INFLIGHT = 1000
 """Messages the dispatcher keeps in flight to the broker at once (paho queues the rest)."""
 ACK_GATHER_S = 0.05
+"""While messages are in flight, the dispatcher looks for their PUBACKs this often."""
+REREAD_S = 1.0
+"""The dispatcher reads the store for work when the service says there is some, and this
+often without being told (commands another process queued: the command line)."""
 TICK_S = 5.0
 RETRY_S = 1.0
 HEARTBEAT_KEY = "recorder_alive_at"
@@ -94,8 +98,9 @@ class Recorder:
     def __init__(self, cfg: ConsoleConfig, console: Console,
                  clock: Callable[[], float] = time.time, client_id: str | None = None,
                  tick_s: float = TICK_S, share_group: str | None = None,
-                 primary: bool | None = None) -> None:
+                 primary: bool | None = None, reread_s: float = REREAD_S) -> None:
         self.cfg = cfg
+        self.reread_s = reread_s
         self.share_group = share_group or cfg.broker.share_group
         """Events and replies through ``$share/<group>/…`` (None: a normal subscription)."""
         self.primary = cfg.broker.primary if primary is None else primary
@@ -138,7 +143,6 @@ class Recorder:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        c.on_publish = self._on_publish
         c.max_inflight_messages_set(MAX_INFLIGHT)
         c.max_queued_messages_set(0)
         return c
@@ -408,28 +412,28 @@ class Recorder:
 
     # ------------------------------------------------------------------ dispatcher thread
     def _dispatcher(self) -> None:
-        next_tick = 0.0
+        """Read the store for work when told (``console.wakeup``: the service queued
+        something, the link came up) or every :attr:`reread_s`; in between, while messages are
+        in flight, only mark the PUBACKs that came (a storm of PUBACKs reads nothing)."""
+        next_tick = next_read = 0.0
         while not self._stop.is_set():
-            self.console.wakeup.wait(1.0)
+            told = self.console.wakeup.wait(ACK_GATHER_S if self._inflight else self.reread_s)
             self.console.wakeup.clear()
             if self._stop.is_set():
                 return
             try:
                 if self.connected.is_set():
-                    self.dispatch()
+                    if told or self._resend_schedules or time.monotonic() >= next_read:
+                        next_read = time.monotonic() + self.reread_s
+                        self.dispatch()
+                    else:
+                        self._collect_acks()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.tick_s
                     self.store.meta_set(HEARTBEAT_KEY, repr(self.clock()))
                     self.console.tick()
             except Exception:
                 log.exception("dispatch failed; trying again")
-            if self._inflight and not self._stop.is_set():
-                # PUBACKs wake the loop (on_publish): let a few arrive to mark them together.
-                self._stop.wait(ACK_GATHER_S)
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
-        self.console.wakeup.set()
 
     def _hand_out(self, key: tuple[str, Any], topic: str, payload: bytes, retain: bool,
                   what: Any) -> bool:
