@@ -107,6 +107,9 @@ class Recorder:
         """Records availability/state/info/host and runs the dispatcher."""
         self.console = console
         self.store = console.store
+        """The dispatcher's (and the service's) connection."""
+        self.wstore = console.store
+        """The writer's: a connection of its own while the recorder runs."""
         self.clock = clock
         self.tick_s = tick_s
         self.topics = contract.Topics(cfg.broker.topic_prefix)
@@ -159,6 +162,7 @@ class Recorder:
         self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port,
                                   keepalive=self.cfg.broker.keepalive_s, clean_start=False,
                                   properties=props)
+        self.wstore = self.store.second_connection()
         threads = [(self._writer, "district-writer")]
         if self.primary:
             threads.append((self._dispatcher, "district-dispatcher"))
@@ -181,6 +185,9 @@ class Recorder:
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        if self.wstore is not self.store:
+            self.wstore.close()
+            self.wstore = self.store
 
     @property
     def _session_key(self) -> str:
@@ -277,7 +284,7 @@ class Recorder:
         message that still fails being kept aside as rejected (with the error); if even that
         fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
         try:
-            with self.store.transaction():
+            with self.wstore.transaction():
                 return self._store_many(batch), batch
         except Exception:
             log.exception("could not store a batch of %d messages; one by one", len(batch))
@@ -286,7 +293,7 @@ class Recorder:
         for it in batch:
             while True:
                 try:
-                    with self.store.transaction():
+                    with self.wstore.transaction():
                         changes += self._store(it)
                     stored.append(it)
                     break
@@ -318,9 +325,9 @@ class Recorder:
             try:
                 parsed[-1] = self._incoming(site, kind, it)
             except contract.BadPayload as e:
-                self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+                self.wstore.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
         todo = [x for x in parsed if x is not None]
-        new = iter(self.store.record_batch(todo))
+        new = iter(self.wstore.record_batch(todo))
         changes: list[Change] = []
         for x in parsed:
             if x is None or not next(new):
@@ -328,7 +335,7 @@ class Recorder:
             if x.kind == "events":
                 ev = x.value
                 changes.append(Change("event", site=x.site, window_id=ev.window_id, ref=ev.seq))
-                for a in event_alerts(self.store, ev, x.received_at):
+                for a in event_alerts(self.wstore, ev, x.received_at):
                     changes.append(Change("alert", site=x.site, window_id=a.window_id,
                                           ref=a.id))
             elif x.kind == "replies":
@@ -360,7 +367,7 @@ class Recorder:
             return True
         parsed = self.topics.parse(it.topic)
         try:
-            self.store.record_rejected(parsed[0] if parsed else None, it.topic, it.payload,
+            self.wstore.record_rejected(parsed[0] if parsed else None, it.topic, it.payload,
                                        it.received_at, f"could not be stored: {error!r}"[:500])
         except Exception:
             return False
@@ -368,20 +375,20 @@ class Recorder:
 
     def _store(self, it: _Message | _Link) -> list[Change]:
         if isinstance(it, _Link):
-            self.store.record_console_link(it.up, it.at, it.detail)
+            self.wstore.record_console_link(it.up, it.at, it.detail)
             if it.up:
-                self.store.meta_set(self._session_key, "1")
+                self.wstore.meta_set(self._session_key, "1")
             return []
         parsed = self.topics.parse(it.topic)
         if parsed is None:
-            self.store.record_rejected(None, it.topic, it.payload, it.received_at,
+            self.wstore.record_rejected(None, it.topic, it.payload, it.received_at,
                                        "not a room topic of this console")
             return []
         site, kind = parsed
         try:
             return self._store_room(site, kind, it)
         except contract.BadPayload as e:
-            self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+            self.wstore.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
             return []
 
     def _store_room(self, site: str, kind: str, it: _Message) -> list[Change]:
@@ -390,24 +397,24 @@ class Recorder:
             value = it.payload.decode("utf-8", "replace")
             if value not in ("online", "offline"):
                 raise contract.BadPayload("availability must be online or offline")
-            changed = self.store.record_availability(site, value, at, it.retain)
+            changed = self.wstore.record_availability(site, value, at, it.retain)
             return [Change("availability", site=site)] if changed else []
         if kind in ("state", "info", "host"):
             if not it.payload:
                 raise contract.BadPayload("empty (a retained message was cleared)")
             obj = contract.parse_object(it.payload)
-            changed = self.store.record_retained(site, kind, obj, it.payload, at)
+            changed = self.wstore.record_retained(site, kind, obj, it.payload, at)
             return [Change(kind, site=site)] if changed else []
         if kind == "events":
             ev = contract.parse_event(site, it.payload, at)
-            if not self.store.record_event(ev, it.payload):
+            if not self.wstore.record_event(ev, it.payload):
                 return []
             out = [Change("event", site=site, window_id=ev.window_id, ref=ev.seq)]
-            for a in event_alerts(self.store, ev, at):
+            for a in event_alerts(self.wstore, ev, at):
                 out.append(Change("alert", site=site, window_id=a.window_id, ref=a.id))
             return out
         reply = contract.parse_reply(site, it.payload, at)
-        changed = self.store.record_reply(reply, it.payload)
+        changed = self.wstore.record_reply(reply, it.payload)
         return [Change("reply", site=site, ref=reply.command_id)] if changed else []
 
     # ------------------------------------------------------------------ dispatcher thread
