@@ -116,7 +116,9 @@ class Recorder:
         self.client_id = client_id or cfg.broker.client_id
         self.connected = threading.Event()
         self.session_present: bool | None = None
-        self._q: queue.Queue[_Message | _Link | None] = queue.Queue()
+        self._q: queue.SimpleQueue[_Message | _Link | None] = queue.SimpleQueue()
+        """paho's thread → the writer (SimpleQueue: no Python-level lock for the two threads
+        to fight over at every message of a storm)."""
         self._generation = 0
         self._pending = 0
         self._cv = threading.Condition()
@@ -125,6 +127,11 @@ class Recorder:
         self._threads: list[threading.Thread] = []
         self._inflight: dict[tuple[str, Any], tuple[mqtt.MQTTMessageInfo, Any]] = {}
         """What the dispatcher handed to paho, not yet acknowledged by the broker."""
+        self._by_mid: dict[int, tuple[str, Any]] = {}
+        self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        """Message ids the broker acknowledged (paho's thread), for the dispatcher to mark."""
+        self._next_scan = 0.0
+        self._early: list[int] = []
         self.client = self._client()
 
     # ------------------------------------------------------------------ set-up
@@ -146,6 +153,7 @@ class Recorder:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         c.max_inflight_messages_set(MAX_INFLIGHT)
         c.max_queued_messages_set(0)
         return c
@@ -442,6 +450,10 @@ class Recorder:
             except Exception:
                 log.exception("dispatch failed; trying again")
 
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        self._pubacks.put(mid)
+
     def _hand_out(self, key: tuple[str, Any], topic: str, payload: bytes, retain: bool,
                   what: Any) -> bool:
         """Give one message to paho (QoS 1; it keeps it in flight, and again after a
@@ -450,22 +462,55 @@ class Recorder:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
         self._inflight[key] = (info, what)
+        self._by_mid[info.mid] = key
         return True
+
+    def _acked_keys(self) -> list[tuple[str, Any]]:
+        """What to look at: the messages whose PUBACK came since the last look, and, once
+        every :data:`REREAD_S`, everything in flight (what paho gave up on as the link went
+        down gets no PUBACK)."""
+        if time.monotonic() >= self._next_scan:
+            self._next_scan = time.monotonic() + REREAD_S
+            self._early = []
+            while True:
+                try:
+                    self._pubacks.get_nowait()
+                except queue.Empty:
+                    break
+            return list(self._inflight)
+        mids, self._early = self._early, []
+        while True:
+            try:
+                mids.append(self._pubacks.get_nowait())
+            except queue.Empty:
+                break
+        keys = []
+        for mid in mids:
+            key = self._by_mid.get(mid)
+            if key is not None:
+                keys.append(key)
+            else:   # a PUBACK faster than the dispatcher noting the mid: next time
+                self._early.append(mid)
+        del self._early[:-MAX_INFLIGHT]
+        return keys
 
     def _collect_acks(self) -> None:
         """Mark what the broker acknowledged, in one transaction per :data:`BATCH`; forget
         what paho gave up on (it is handed out again, unmarked)."""
         commands: list[Any] = []
         schedules: list[tuple[str, Any]] = []
-        for key, (info, what) in list(self._inflight.items()):
+        for key in self._acked_keys():
+            if key not in self._inflight:
+                continue
+            info, what = self._inflight[key]
             try:
                 done = info.is_published()
             except (RuntimeError, ValueError):  # failed as the link went down: send again
-                del self._inflight[key]
+                self._forget(key, info)
                 continue
             if not done:
                 continue
-            del self._inflight[key]
+            self._forget(key, info)
             if key[0] == "command":
                 commands.append(what)
             elif key[0] == "schedule":
@@ -485,6 +530,11 @@ class Recorder:
             for site, s in ss:
                 if s.published_at is None:
                     self.console.notify(Change("schedule", site=site))
+
+    def _forget(self, key: tuple[str, Any], info: mqtt.MQTTMessageInfo) -> None:
+        del self._inflight[key]
+        if self._by_mid.get(info.mid) == key:
+            del self._by_mid[info.mid]
 
     def dispatch(self) -> None:
         """Hand every unsent command, then the newest unpublished schedule of each room
