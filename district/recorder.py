@@ -65,6 +65,8 @@ often without being told (commands another process queued: the command line)."""
 TICK_S = 5.0
 RETRY_S = 1.0
 HEARTBEAT_KEY = "recorder_alive_at"
+SUBSCRIBE_CHUNK = 500
+"""Topic filters per SUBSCRIBE or UNSUBSCRIBE packet (a part of 10,000 rooms has 5,000)."""
 SHARED_KINDS = ("events", "replies")
 """What several recorder processes share: unique by key (``(site, seq)``, command id), so any
 process may store any of them, in any order."""
@@ -203,6 +205,10 @@ class Recorder:
 
     def subscriptions(self) -> list[str]:
         """The topic filters this process subscribes to."""
+        b = self.cfg.broker
+        if b.parts > 1:
+            return [self.topics.room(site, k) for site in b.my_rooms(self.cfg.room_ids())
+                    for k in contract.ROOM_TOPICS]
         if self.share_group is None:
             return self.topics.subscriptions()
         out = [f"$share/{self.share_group}/{self.topics.prefix}/rooms/+/{k}"
@@ -211,6 +217,18 @@ class Recorder:
             out += [self.topics.room("+", k) for k in contract.ROOM_TOPICS
                     if k not in SHARED_KINDS]
         return out
+
+    def stale_subscriptions(self) -> list[str]:
+        """Filters this client id may hold from an earlier run that are not
+        :meth:`subscriptions` now (a persistent session keeps them): each room kind's
+        wildcard and, with several parts, the other parts' rooms' filters. Unsubscribed at
+        every connect that finds the session, so that going to or between parts neither
+        doubles a room's messages nor keeps another part's."""
+        every = set(self.topics.subscriptions())
+        if self.cfg.broker.parts > 1:
+            every |= {self.topics.room(site, k) for site in self.cfg.room_ids()
+                      for k in contract.ROOM_TOPICS}
+        return sorted(every - set(self.subscriptions()))
 
     def idle(self, timeout: float = 10.0) -> bool:
         """Wait until every message received so far is stored; False on timeout."""
@@ -229,7 +247,13 @@ class Recorder:
             present = bool(getattr(flags, "session_present", False))
             self.session_present = present
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            client.subscribe([(t, opts) for t in self.subscriptions()])
+            if present:
+                stale = self.stale_subscriptions()
+                for i in range(0, len(stale), SUBSCRIBE_CHUNK):
+                    client.unsubscribe(stale[i:i + SUBSCRIBE_CHUNK])
+            mine = self.subscriptions()
+            for i in range(0, len(mine), SUBSCRIBE_CHUNK):
+                client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
             self._resend_schedules = not present
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()
