@@ -232,6 +232,7 @@ class Agent:
         self._inflight: dict[int, Any] = {}   # seq -> paho's MQTTMessageInfo
         self._sent_upto = 0                   # highest seq handed to paho in this run
         self._acked: list[int] = []           # acknowledged, not yet deleted from the outbox
+        self._unsent: list[Record] = []       # recorded while connected since the last flush
         self._fresh: set[int] = set()         # made while connected, not yet sent: live
         self._correlation: bytes | None = None  # of the command being fed to the core
         self._command_id: str | None = None     # the command being fed to the core
@@ -462,9 +463,6 @@ class Agent:
         # The decision's events are on disk first, then the state it led to, then the pins
         # move: a kill -9 at any point loses neither an event nor a relay's true level.
         self._record(out.actions, now)
-        for a in out.actions:
-            if isinstance(a, core.Emit):
-                log_event(a.kind, a.data, a.window_id)
         saved = self._persistent()
         if saved != self._saved:
             try:
@@ -486,7 +484,12 @@ class Agent:
         self.board.show(out.led)
         self._publish_state_if_changed(force=any(isinstance(a, core.PublishState)
                                                  for a in out.actions))
-        self._sync_room()   # after the reply and state went out: off the command's path
+        # Off the command's path, after its reply and state went out: the journal's lines
+        # (the events are on disk already) and the room state's disk sync.
+        for a in out.actions:
+            if isinstance(a, core.Emit):
+                log_event(a.kind, a.data, a.window_id)
+        self._sync_room()
         self._selftest_progress(out)
         return out
 
@@ -608,14 +611,16 @@ class Agent:
     def _recorded(self, recs: list[Record]) -> None:
         if recs and self.link.connected:
             self._fresh.update(r.seq for r in recs)
+            self._unsent.extend(recs)
 
     def _flush_outbox(self) -> None:
         """Send what the broker has not acknowledged, oldest first, at most
         :data:`MAX_IN_FLIGHT` at a time; what was not sent at once carries ``late``."""
         if self.link.connected and len(self._inflight) < MAX_IN_FLIGHT:
             now = self.clock()
-            for rec in self.outbox.pending(limit=MAX_IN_FLIGHT - len(self._inflight),
-                                           after=self._sent_upto):
+            room = MAX_IN_FLIGHT - len(self._inflight)
+            for rec in self._just_recorded(room) or self.outbox.pending(limit=room,
+                                                                        after=self._sent_upto):
                 info = self.link.publish_event(rec.to_json(
                     None if rec.seq in self._fresh else now))
                 if info is None:
@@ -623,6 +628,19 @@ class Agent:
                 self._inflight[rec.seq] = info
                 self._sent_upto = rec.seq
         self._fresh.clear()
+        self._unsent.clear()
+
+    def _just_recorded(self, room: int) -> list[Record]:
+        """What was recorded since the last flush, if that is exactly what the outbox holds
+        unsent (no gap before it, nothing after it): sent from memory, without reading the
+        outbox back. Empty otherwise (after an outage, a drop notice, a reset): the outbox is
+        read."""
+        recs = self._unsent
+        if not recs or recs[0].seq != self._sent_upto + 1 \
+                or recs[-1].seq != self.outbox.last_seq() \
+                or recs[-1].seq - recs[0].seq != len(recs) - 1:
+            return []
+        return recs[:room]
 
     def _harvest_acks(self) -> list[int]:
         """Move what the broker acknowledged out of the in-flight set."""

@@ -4,8 +4,9 @@ Everything is real and on loopback: Mosquitto with the project's local config an
 a district of this size needs (:data:`DISTRICT_LIMITS`), PostgreSQL from Debian's package
 (``fsync`` on, ``track_commit_timestamp`` on: the time each event was stored is its
 transaction's commit time), the console as ``python -m district run`` (its recorder and
-dispatcher; with ``--recorders 2`` a second recorder process sharing events and replies
-through ``$share/diemcau-recorders/…``), and the rooms from ``bench/roomsim.py`` in one or
+dispatcher; with ``--recorders 2`` a second recorder process, each recording its own part of
+the rooms (``broker.parts``), or with ``--shared`` sharing events and replies through
+``$share/diemcau-recorders/…``), and the rooms from ``bench/roomsim.py`` in one or
 two processes. Phases:
 
 1. **connect**: every room connects (its first session), says ``online``, publishes ``info``,
@@ -137,10 +138,13 @@ class BenchBroker:
 
 def console_yaml(broker_port: int, db_url: str, sites: list[str], client_id: str,
                  share_group: str | None, primary: bool, data_dir: Path | None = None,
-                 http_port: int | None = None) -> str:
+                 http_port: int | None = None, part: tuple[int, int] | None = None) -> str:
     """A console config for the bench (roster: every simulated room); its dashboard on a
-    free loopback port, its files (the dashboard's secret) in ``data_dir``."""
+    free loopback port, its files (the dashboard's secret) in ``data_dir``; ``part``:
+    ``(part, parts)`` of a recorder that records its own part of the rooms."""
     share = f", share_group: {share_group}" if share_group else ""
+    if part is not None:
+        share += f", part: {part[0]}, parts: {part[1]}"
     data = Path(data_dir or tempfile.gettempdir())
     lines = ["organisation:", '  name: {vi: "Trung tâm Thử tải", en: "Load test centre"}',
              '  level: {vi: "tỉnh", en: "province"}',
@@ -156,10 +160,11 @@ class SimProcess:
     """One ``bench/roomsim.py`` process and its JSON-lines control channel."""
 
     def __init__(self, broker_port: int, prefix: str, first: int, count: int,
-                 args: list[str], log: Path) -> None:
+                 args: list[str], log: Path, nice: int = 0) -> None:
         self.log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.roomsim", "--port", str(broker_port), "--prefix",
+            [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-m",
+             "bench.roomsim", "--port", str(broker_port), "--prefix",
              prefix, "--first", str(first), "--count", str(count), *args],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             text=True, bufsize=1)
@@ -272,6 +277,8 @@ class Figures:
     rooms: int
     recorders: int
     sims: int
+    setup: str = ""
+    """How the recorders share the rooms and the simulators' priority (the header says)."""
     seconds: float = 0.0
     phases: list[Phase] = field(default_factory=list)
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -304,6 +311,8 @@ class Figures:
         out = [f"scale bench: {self.rooms} rooms, {self.sims} room process(es), one Mosquitto, "
                f"console with {self.recorders} recorder process(es) on PostgreSQL "
                f"({self.seconds:.0f} s)"]
+        if self.setup:
+            out.append(f"  ({self.setup})")
         out.append(f"  {'':<34}{'connect':>12}{'window':>12}{'reconnect':>12}"
                    f"{'goal @10k':>12}")
         keys = [p.name for p in self.phases]
@@ -429,8 +438,14 @@ class Bench:
     def __init__(self, rooms: int, workdir: Path, recorders: int = 1, sims: int | None = None,
                  lead_s: float = 15.0, max_s: float = 300.0, fsync: bool = True,
                  quick: bool = False, say: Callable[[str], None] = print,
-                 dashboard: bool = True, profile: Path | None = None) -> None:
+                 dashboard: bool = True, profile: Path | None = None,
+                 shared: bool = False, sims_nice: int = 0) -> None:
         self.n = rooms
+        self.sims_nice = sims_nice
+        """The simulators' niceness: in a district the rooms are on their own Pis, not on the
+        console's cores; a positive value gives the console's processes the cores first."""
+        self.shared = shared
+        """Several recorders through a shared subscription, not each its own part."""
         self.dashboard = dashboard
         self.profile = profile
         self.http_port = free_port()
@@ -448,6 +463,11 @@ class Bench:
         self.sites = site_names("sim", 1, rooms)
         self.procs = Procs()
         self.figures = Figures(rooms, recorders, self.n_sims, limits=dict(DISTRICT_LIMITS))
+        self.figures.setup = "; ".join(
+            ([("recorders through one shared subscription" if shared else
+               "each recorder its own part of the rooms (broker.parts)")]
+             if recorders > 1 else []) +
+            ([f"room simulators under nice -n {sims_nice}"] if sims_nice else []))
         self.consoles: list[subprocess.Popen[bytes]] = []
         self.sims: list[SimProcess] = []
         self._logs: list[IO[bytes]] = []
@@ -478,9 +498,12 @@ class Bench:
             primary = i == 0
             cid = "diemcau-console" if primary else f"diemcau-recorder-{i + 1}"
             cfg = self.workdir / f"console-{i + 1}.yaml"
-            cfg.write_text(console_yaml(self.broker.port, self.db_url, self.sites, cid,
-                                        SHARE_GROUP if self.recorders > 1 else None, primary,
-                                        self.workdir, self.http_port if primary else None))
+            several = self.recorders > 1
+            cfg.write_text(console_yaml(
+                self.broker.port, self.db_url, self.sites, cid,
+                SHARE_GROUP if several and self.shared else None, primary, self.workdir,
+                self.http_port if primary else None,
+                (i + 1, self.recorders) if several and not self.shared else None))
             if primary:
                 self.cfg = parse_config(cfg.read_text())
                 self.store = PostgresStore(self.db_url)  # makes the schema
@@ -495,7 +518,8 @@ class Bench:
                                  stderr=log)
             self.consoles.append(p)
             self.procs.watch("console (recorder, dispatcher)" if primary
-                             else f"recorder {i + 1} (shared)", p.pid)
+                             else f"recorder {i + 1} ({'shared' if self.shared else 'part'})",
+                             p.pid)
         # The console's session and subscriptions exist before any room publishes (as in a
         # district, where the console runs long before a room is installed).
         self.wait("the console's subscriptions", lambda: int(self.q(
@@ -513,7 +537,7 @@ class Bench:
             first = 1 + k * per
             count = min(per, self.n - k * per)
             s = SimProcess(self.broker.port, "sim", first, count, sim_args,
-                           self.workdir / f"roomsim-{k + 1}.log")
+                           self.workdir / f"roomsim-{k + 1}.log", nice=self.sims_nice)
             self.sims.append(s)
             self.procs.watch(f"room simulator {k + 1} ({count} rooms)", s.proc.pid)
 
@@ -862,7 +886,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rooms", type=int, default=1000)
     p.add_argument("--recorders", type=int, default=1,
-                   help="recorder processes (2 or more: a shared subscription)")
+                   help="recorder processes (2 or more: each records its own part of the "
+                        "rooms, broker.parts)")
+    p.add_argument("--sims-nice", type=int, default=0, metavar="N",
+                   help="run the room simulators under nice -n N (the rooms are not on the "
+                        "console's cores in a district; 0: same priority)")
+    p.add_argument("--shared", action="store_true",
+                   help="several recorders through one shared subscription instead "
+                        "(broker.share_group; Mosquitto 2.0.11 forgets it in a restart)")
     p.add_argument("--sims", type=int, default=None, help="room simulator processes")
     p.add_argument("--lead-s", type=float, default=15.0, help="the rooms' lead time")
     p.add_argument("--max-s", type=float, default=300.0, help="bound on the whole run")
@@ -875,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dc-scale-"))
     bench = Bench(args.rooms, workdir, recorders=args.recorders, sims=args.sims,
+                  shared=args.shared, sims_nice=args.sims_nice,
                   lead_s=args.lead_s, max_s=args.max_s,
                   say=lambda m: print(m, file=sys.stderr, flush=True),
                   dashboard=not args.no_dashboard,

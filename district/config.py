@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -81,6 +82,12 @@ class Credentials(BaseModel):
     password: SecretStr
 
 
+def part_of(site: str, parts: int) -> int:
+    """The part (1..parts) that records room ``site``: from its id alone (CRC-32), so a room
+    stays in its part whatever is added to or removed from the roster."""
+    return zlib.crc32(site.encode()) % parts + 1
+
+
 class BrokerCfg(Strict):
     url: str = Field("mqtt://127.0.0.1:1883",
                      description="mqtt://HOST:PORT (plain, loopback) or mqtts://HOST:PORT (TLS)")
@@ -104,6 +111,32 @@ class BrokerCfg(Strict):
         True, description="This process also records availability, state, info and host (a "
                           "normal subscription: retained messages, each room in order) and "
                           "publishes schedules and commands: exactly one process per console")
+    parts: int = Field(
+        1, ge=1, le=64,
+        description="Recorder processes sharing the roster's rooms: each subscribes normally "
+                    "to every topic of its own rooms (a room's part comes from its id), with "
+                    "its own client_id and persistent session, into one database "
+                    "(PostgreSQL); part 1 is the primary. See docs/benchmarks.md")
+    part: int = Field(1, ge=1, le=64, description="Which of the parts this process is")
+
+    @model_validator(mode="after")
+    def _parts(self) -> BrokerCfg:
+        if self.part > self.parts:
+            raise ValueError(f"part {self.part} of {self.parts}: part is 1..parts")
+        if self.parts > 1 and self.share_group is not None:
+            raise ValueError("parts and share_group are two ways to share the recording: "
+                             "use one")
+        if self.parts > 1 and self.primary != (self.part == 1):
+            raise ValueError(f"part {self.part} of {self.parts}: primary must be "
+                             f"{'true' if self.part == 1 else 'false'} (part 1 publishes "
+                             "schedules and commands)")
+        return self
+
+    def my_rooms(self, sites: list[str]) -> list[str]:
+        """The rooms among ``sites`` that this process records (all of them with one part)."""
+        if self.parts == 1:
+            return list(sites)
+        return [s for s in sites if part_of(s, self.parts) == self.part]
 
     @field_validator("url")
     @classmethod

@@ -58,9 +58,15 @@ BATCH = 500
 MAX_INFLIGHT = 1000
 """Messages the dispatcher keeps in flight to the broker at once (paho queues the rest)."""
 ACK_GATHER_S = 0.05
+"""While messages are in flight, the dispatcher looks for their PUBACKs this often."""
+REREAD_S = 1.0
+"""The dispatcher reads the store for work when the service says there is some, and this
+often without being told (commands another process queued: the command line)."""
 TICK_S = 5.0
 RETRY_S = 1.0
 HEARTBEAT_KEY = "recorder_alive_at"
+SUBSCRIBE_CHUNK = 500
+"""Topic filters per SUBSCRIBE or UNSUBSCRIBE packet (a part of 10,000 rooms has 5,000)."""
 SHARED_KINDS = ("events", "replies")
 """What several recorder processes share: unique by key (``(site, seq)``, command id), so any
 process may store any of them, in any order."""
@@ -94,21 +100,27 @@ class Recorder:
     def __init__(self, cfg: ConsoleConfig, console: Console,
                  clock: Callable[[], float] = time.time, client_id: str | None = None,
                  tick_s: float = TICK_S, share_group: str | None = None,
-                 primary: bool | None = None) -> None:
+                 primary: bool | None = None, reread_s: float = REREAD_S) -> None:
         self.cfg = cfg
+        self.reread_s = reread_s
         self.share_group = share_group or cfg.broker.share_group
         """Events and replies through ``$share/<group>/…`` (None: a normal subscription)."""
         self.primary = cfg.broker.primary if primary is None else primary
         """Records availability/state/info/host and runs the dispatcher."""
         self.console = console
         self.store = console.store
+        """The dispatcher's (and the service's) connection."""
+        self.wstore = console.store
+        """The writer's: a connection of its own while the recorder runs."""
         self.clock = clock
         self.tick_s = tick_s
         self.topics = contract.Topics(cfg.broker.topic_prefix)
         self.client_id = client_id or cfg.broker.client_id
         self.connected = threading.Event()
         self.session_present: bool | None = None
-        self._q: queue.Queue[_Message | _Link | None] = queue.Queue()
+        self._q: queue.SimpleQueue[_Message | _Link | None] = queue.SimpleQueue()
+        """paho's thread → the writer (SimpleQueue: no Python-level lock for the two threads
+        to fight over at every message of a storm)."""
         self._generation = 0
         self._pending = 0
         self._cv = threading.Condition()
@@ -117,6 +129,11 @@ class Recorder:
         self._threads: list[threading.Thread] = []
         self._inflight: dict[tuple[str, Any], tuple[mqtt.MQTTMessageInfo, Any]] = {}
         """What the dispatcher handed to paho, not yet acknowledged by the broker."""
+        self._by_mid: dict[int, tuple[str, Any]] = {}
+        self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        """Message ids the broker acknowledged (paho's thread), for the dispatcher to mark."""
+        self._next_scan = 0.0
+        self._early: list[int] = []
         self.client = self._client()
 
     # ------------------------------------------------------------------ set-up
@@ -155,6 +172,7 @@ class Recorder:
         self.client.connect_async(self.cfg.broker.host, self.cfg.broker.port,
                                   keepalive=self.cfg.broker.keepalive_s, clean_start=False,
                                   properties=props)
+        self.wstore = self.store.second_connection()
         threads = [(self._writer, "district-writer")]
         if self.primary:
             threads.append((self._dispatcher, "district-dispatcher"))
@@ -177,6 +195,9 @@ class Recorder:
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        if self.wstore is not self.store:
+            self.wstore.close()
+            self.wstore = self.store
 
     @property
     def _session_key(self) -> str:
@@ -184,6 +205,10 @@ class Recorder:
 
     def subscriptions(self) -> list[str]:
         """The topic filters this process subscribes to."""
+        b = self.cfg.broker
+        if b.parts > 1:
+            return [self.topics.room(site, k) for site in b.my_rooms(self.cfg.room_ids())
+                    for k in contract.ROOM_TOPICS]
         if self.share_group is None:
             return self.topics.subscriptions()
         out = [f"$share/{self.share_group}/{self.topics.prefix}/rooms/+/{k}"
@@ -192,6 +217,18 @@ class Recorder:
             out += [self.topics.room("+", k) for k in contract.ROOM_TOPICS
                     if k not in SHARED_KINDS]
         return out
+
+    def stale_subscriptions(self) -> list[str]:
+        """Filters this client id may hold from an earlier run that are not
+        :meth:`subscriptions` now (a persistent session keeps them): each room kind's
+        wildcard and, with several parts, the other parts' rooms' filters. Unsubscribed at
+        every connect that finds the session, so that going to or between parts neither
+        doubles a room's messages nor keeps another part's."""
+        every = set(self.topics.subscriptions())
+        if self.cfg.broker.parts > 1:
+            every |= {self.topics.room(site, k) for site in self.cfg.room_ids()
+                      for k in contract.ROOM_TOPICS}
+        return sorted(every - set(self.subscriptions()))
 
     def idle(self, timeout: float = 10.0) -> bool:
         """Wait until every message received so far is stored; False on timeout."""
@@ -210,7 +247,13 @@ class Recorder:
             present = bool(getattr(flags, "session_present", False))
             self.session_present = present
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            client.subscribe([(t, opts) for t in self.subscriptions()])
+            if present:
+                stale = self.stale_subscriptions()
+                for i in range(0, len(stale), SUBSCRIBE_CHUNK):
+                    client.unsubscribe(stale[i:i + SUBSCRIBE_CHUNK])
+            mine = self.subscriptions()
+            for i in range(0, len(mine), SUBSCRIBE_CHUNK):
+                client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
             self._resend_schedules = not present
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()
@@ -273,7 +316,7 @@ class Recorder:
         message that still fails being kept aside as rejected (with the error); if even that
         fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
         try:
-            with self.store.transaction():
+            with self.wstore.transaction():
                 return self._store_many(batch), batch
         except Exception:
             log.exception("could not store a batch of %d messages; one by one", len(batch))
@@ -282,7 +325,7 @@ class Recorder:
         for it in batch:
             while True:
                 try:
-                    with self.store.transaction():
+                    with self.wstore.transaction():
                         changes += self._store(it)
                     stored.append(it)
                     break
@@ -314,9 +357,9 @@ class Recorder:
             try:
                 parsed[-1] = self._incoming(site, kind, it)
             except contract.BadPayload as e:
-                self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+                self.wstore.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
         todo = [x for x in parsed if x is not None]
-        new = iter(self.store.record_batch(todo))
+        new = iter(self.wstore.record_batch(todo))
         changes: list[Change] = []
         for x in parsed:
             if x is None or not next(new):
@@ -324,7 +367,7 @@ class Recorder:
             if x.kind == "events":
                 ev = x.value
                 changes.append(Change("event", site=x.site, window_id=ev.window_id, ref=ev.seq))
-                for a in event_alerts(self.store, ev, x.received_at):
+                for a in event_alerts(self.wstore, ev, x.received_at):
                     changes.append(Change("alert", site=x.site, window_id=a.window_id,
                                           ref=a.id))
             elif x.kind == "replies":
@@ -356,7 +399,7 @@ class Recorder:
             return True
         parsed = self.topics.parse(it.topic)
         try:
-            self.store.record_rejected(parsed[0] if parsed else None, it.topic, it.payload,
+            self.wstore.record_rejected(parsed[0] if parsed else None, it.topic, it.payload,
                                        it.received_at, f"could not be stored: {error!r}"[:500])
         except Exception:
             return False
@@ -364,20 +407,20 @@ class Recorder:
 
     def _store(self, it: _Message | _Link) -> list[Change]:
         if isinstance(it, _Link):
-            self.store.record_console_link(it.up, it.at, it.detail)
+            self.wstore.record_console_link(it.up, it.at, it.detail)
             if it.up:
-                self.store.meta_set(self._session_key, "1")
+                self.wstore.meta_set(self._session_key, "1")
             return []
         parsed = self.topics.parse(it.topic)
         if parsed is None:
-            self.store.record_rejected(None, it.topic, it.payload, it.received_at,
+            self.wstore.record_rejected(None, it.topic, it.payload, it.received_at,
                                        "not a room topic of this console")
             return []
         site, kind = parsed
         try:
             return self._store_room(site, kind, it)
         except contract.BadPayload as e:
-            self.store.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
+            self.wstore.record_rejected(site, it.topic, it.payload, it.received_at, str(e))
             return []
 
     def _store_room(self, site: str, kind: str, it: _Message) -> list[Change]:
@@ -386,50 +429,54 @@ class Recorder:
             value = it.payload.decode("utf-8", "replace")
             if value not in ("online", "offline"):
                 raise contract.BadPayload("availability must be online or offline")
-            changed = self.store.record_availability(site, value, at, it.retain)
+            changed = self.wstore.record_availability(site, value, at, it.retain)
             return [Change("availability", site=site)] if changed else []
         if kind in ("state", "info", "host"):
             if not it.payload:
                 raise contract.BadPayload("empty (a retained message was cleared)")
             obj = contract.parse_object(it.payload)
-            changed = self.store.record_retained(site, kind, obj, it.payload, at)
+            changed = self.wstore.record_retained(site, kind, obj, it.payload, at)
             return [Change(kind, site=site)] if changed else []
         if kind == "events":
             ev = contract.parse_event(site, it.payload, at)
-            if not self.store.record_event(ev, it.payload):
+            if not self.wstore.record_event(ev, it.payload):
                 return []
             out = [Change("event", site=site, window_id=ev.window_id, ref=ev.seq)]
-            for a in event_alerts(self.store, ev, at):
+            for a in event_alerts(self.wstore, ev, at):
                 out.append(Change("alert", site=site, window_id=a.window_id, ref=a.id))
             return out
         reply = contract.parse_reply(site, it.payload, at)
-        changed = self.store.record_reply(reply, it.payload)
+        changed = self.wstore.record_reply(reply, it.payload)
         return [Change("reply", site=site, ref=reply.command_id)] if changed else []
 
     # ------------------------------------------------------------------ dispatcher thread
     def _dispatcher(self) -> None:
-        next_tick = 0.0
+        """Read the store for work when told (``console.wakeup``: the service queued
+        something, the link came up) or every :attr:`reread_s`; in between, while messages are
+        in flight, only mark the PUBACKs that came (a storm of PUBACKs reads nothing)."""
+        next_tick = next_read = 0.0
         while not self._stop.is_set():
-            self.console.wakeup.wait(1.0)
+            told = self.console.wakeup.wait(ACK_GATHER_S if self._inflight else self.reread_s)
             self.console.wakeup.clear()
             if self._stop.is_set():
                 return
             try:
                 if self.connected.is_set():
-                    self.dispatch()
+                    if told or self._resend_schedules or time.monotonic() >= next_read:
+                        next_read = time.monotonic() + self.reread_s
+                        self.dispatch()
+                    else:
+                        self._collect_acks()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.tick_s
                     self.store.meta_set(HEARTBEAT_KEY, repr(self.clock()))
                     self.console.tick()
             except Exception:
                 log.exception("dispatch failed; trying again")
-            if self._inflight and not self._stop.is_set():
-                # PUBACKs wake the loop (on_publish): let a few arrive to mark them together.
-                self._stop.wait(ACK_GATHER_S)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        self.console.wakeup.set()
+        self._pubacks.put(mid)
 
     def _hand_out(self, key: tuple[str, Any], topic: str, payload: bytes, retain: bool,
                   what: Any) -> bool:
@@ -439,22 +486,55 @@ class Recorder:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
         self._inflight[key] = (info, what)
+        self._by_mid[info.mid] = key
         return True
+
+    def _acked_keys(self) -> list[tuple[str, Any]]:
+        """What to look at: the messages whose PUBACK came since the last look, and, once
+        every :data:`REREAD_S`, everything in flight (what paho gave up on as the link went
+        down gets no PUBACK)."""
+        if time.monotonic() >= self._next_scan:
+            self._next_scan = time.monotonic() + REREAD_S
+            self._early = []
+            while True:
+                try:
+                    self._pubacks.get_nowait()
+                except queue.Empty:
+                    break
+            return list(self._inflight)
+        mids, self._early = self._early, []
+        while True:
+            try:
+                mids.append(self._pubacks.get_nowait())
+            except queue.Empty:
+                break
+        keys = []
+        for mid in mids:
+            key = self._by_mid.get(mid)
+            if key is not None:
+                keys.append(key)
+            else:   # a PUBACK faster than the dispatcher noting the mid: next time
+                self._early.append(mid)
+        del self._early[:-MAX_INFLIGHT]
+        return keys
 
     def _collect_acks(self) -> None:
         """Mark what the broker acknowledged, in one transaction per :data:`BATCH`; forget
         what paho gave up on (it is handed out again, unmarked)."""
         commands: list[Any] = []
         schedules: list[tuple[str, Any]] = []
-        for key, (info, what) in list(self._inflight.items()):
+        for key in self._acked_keys():
+            if key not in self._inflight:
+                continue
+            info, what = self._inflight[key]
             try:
                 done = info.is_published()
             except (RuntimeError, ValueError):  # failed as the link went down: send again
-                del self._inflight[key]
+                self._forget(key, info)
                 continue
             if not done:
                 continue
-            del self._inflight[key]
+            self._forget(key, info)
             if key[0] == "command":
                 commands.append(what)
             elif key[0] == "schedule":
@@ -474,6 +554,11 @@ class Recorder:
             for site, s in ss:
                 if s.published_at is None:
                     self.console.notify(Change("schedule", site=site))
+
+    def _forget(self, key: tuple[str, Any], info: mqtt.MQTTMessageInfo) -> None:
+        del self._inflight[key]
+        if self._by_mid.get(info.mid) == key:
+            del self._by_mid[info.mid]
 
     def dispatch(self) -> None:
         """Hand every unsent command, then the newest unpublished schedule of each room

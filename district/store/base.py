@@ -49,6 +49,11 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the database."""
 
+    def second_connection(self) -> Store:
+        """The same database through a connection of its own, for another thread (the
+        recorder's writer stores while the dispatcher and the dashboard use this one, neither
+        waiting for the other's queries). The caller closes it."""
+
     def transaction(self) -> AbstractContextManager[None]:
         """One transaction around several calls (nested calls join it): the recorder writes a
         batch of messages, then acknowledges them to the broker."""

@@ -231,6 +231,9 @@ class PostgresStore(SqliteStore):
         with self._lock:
             self._db.close()
 
+    def second_connection(self) -> PostgresStore:
+        return PostgresStore(self.url)
+
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -165,6 +165,9 @@ class SqliteStore:
         with self._lock:
             self._db.close()
 
+    def second_connection(self) -> SqliteStore:
+        return SqliteStore(self.path)
+
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -100,11 +100,15 @@ class Hub:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._pending = Batch()
+        self._wake_asked = False
+        """The loop was woken for the pending batch (a change in it wakes no one again)."""
         self._streams: set[Stream] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches_sent = 0
+        self.wakes = 0
+        """How many times a change woke the loop (once per batch, however many changes)."""
         """How many batches went out (tests and the docs' scale figures read it)."""
         self.after_batch: Callable[[], None] | None = None
         """Run in a worker thread once the hub starts and after each batch, whether or not
@@ -119,6 +123,10 @@ class Hub:
         with self._lock:
             self._pending.add(change)
             loop, wake = self._loop, self._wake
+            if self._wake_asked:
+                return   # the loop is already woken for this batch: one wake per batch
+            self._wake_asked = loop is not None and wake is not None
+            self.wakes += self._wake_asked
         if loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 loop.call_soon_threadsafe(wake.set)
@@ -129,6 +137,7 @@ class Hub:
         with self._lock:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
+            self._wake_asked = False
         self._task = asyncio.create_task(self._run(), name="district-web-hub")
         self._after()
 
@@ -185,6 +194,7 @@ class Hub:
             self._wake.clear()
             with self._lock:
                 batch, self._pending = self._pending, Batch()
+                self._wake_asked = False
             if not batch:
                 continue
             self.batches_sent += 1

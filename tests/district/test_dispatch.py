@@ -91,6 +91,31 @@ def test_commands_to_every_room_are_in_flight_at_once(broker: LocalBroker,
         assert count[0] <= 3, f"{count[0]} transactions to mark {N} commands sent"
 
 
+def test_a_storm_of_pubacks_reads_nothing_from_the_store(broker: LocalBroker,
+                                                        tmp_path: Path) -> None:
+    """N commands in flight, then their N PUBACKs: the dispatcher marks them sent without
+    reading the store's queue again (it reads it when the service queues something, and on
+    its timer, set here beyond the test)."""
+    sites = [f"xa-{i:03d}" for i in range(N)]
+    with rig(broker, tmp_path, sites) as c:
+        c.recorder.reread_s = 3600.0
+        reads = [0]
+        unsent = c.store.unsent_commands
+
+        def counted() -> Any:
+            reads[0] += 1
+            return unsent()
+
+        c.store.unsent_commands = counted  # type: ignore[method-assign]
+        with _frozen(broker):
+            rows = c.console.operator_check(ACTOR, "all", timeout_s=60)
+            assert _wait_held(c, N) == N
+            before = reads[0]
+        c.wait(lambda: all(c.console.command(r.id).status == "sent" for r in rows),
+               "every command sent")
+        assert reads[0] == before, f"{reads[0] - before} reads of the queue for {N} PUBACKs"
+
+
 def test_what_was_in_flight_at_a_console_restart_goes_out_again(broker: LocalBroker,
                                                                 tmp_path: Path) -> None:
     """Handed to paho, never acknowledged, the console stopped: after its restart every room

@@ -283,3 +283,19 @@ def test_a_message_the_database_refuses_does_not_block_the_others(broker: LocalB
         c.send("xa-x", "check_in", {}, at=T0 + 2)
         assert _seqs(c.store, "xa-x") == [1, 2]
         assert len(c.store.rejected()) == 2
+
+
+def test_the_recorder_stores_while_the_console_s_connection_is_busy(broker: LocalBroker,
+                                                                   tmp_path: Path) -> None:
+    """The writer stores through a connection of its own: a long query on the console's
+    connection (the dashboard, the dispatcher reading its queue) holds no room message back."""
+    with rig(broker, tmp_path, ["xa-b"]) as c:
+        r = c.online("xa-b", T0)
+        reader = c.store.second_connection()
+        try:
+            with c.store._lock:   # what a long query on the console's connection holds
+                env = r.event("check_in", {}, ts=T0 + 1)
+                c.wait(lambda: env["seq"] in _seqs(reader, "xa-b"),
+                       "stored while the console's connection was busy")
+        finally:
+            reader.close()

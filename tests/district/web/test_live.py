@@ -61,6 +61,7 @@ def test_the_hub_turns_changes_from_many_threads_into_one_batch() -> None:
         release.set()
         batches = [await asyncio.wait_for(stream.queue.get(), 5)]
         sent = hub.batches_sent
+        assert hub.wakes == 1, f"{hub.wakes} wakes for one batch"   # not one per change
         await hub.stop()
         return batches, sent
 
