@@ -834,6 +834,7 @@ def run_recorder(config: Path) -> int:
 
     console.subscribe(on_change)
     rec = Recorder(cfg, console)
+    rec.listens = False   # count what this process stored, not what the others announce
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     rec.start()

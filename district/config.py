@@ -279,6 +279,14 @@ class ConsoleConfig(Strict):
         return v
 
     @model_validator(mode="after")
+    def _several_need_postgres(self) -> ConsoleConfig:
+        several = self.broker.parts > 1 or self.broker.share_group is not None
+        if several and self.database.url is None:
+            raise ValueError("broker.parts / broker.share_group: several recorder processes "
+                             "write to one PostgreSQL database (database.url)")
+        return self
+
+    @model_validator(mode="after")
     def _cross(self) -> ConsoleConfig:
         problems = cross_check(self.model_dump(mode="json"))
         if problems:

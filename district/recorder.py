@@ -107,6 +107,10 @@ class Recorder:
         """Events and replies through ``$share/<group>/…`` (None: a normal subscription)."""
         self.primary = cfg.broker.primary if primary is None else primary
         """Records availability/state/info/host and runs the dispatcher."""
+        several = cfg.broker.parts > 1 or self.share_group is not None
+        self.announces = several and not self.primary
+        """Tells the primary what it stored (the primary's dashboard hears only its own)."""
+        self.listens = several and self.primary and hasattr(console.store, "listen")
         self.console = console
         self.store = console.store
         """The dispatcher's (and the service's) connection."""
@@ -176,6 +180,8 @@ class Recorder:
         threads = [(self._writer, "district-writer")]
         if self.primary:
             threads.append((self._dispatcher, "district-dispatcher"))
+        if self.listens:
+            threads.append((self._listen, "district-listen"))
         for target, name in threads:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -317,7 +323,9 @@ class Recorder:
         fails (the database is unusable), keep trying: nothing is acknowledged unstored."""
         try:
             with self.wstore.transaction():
-                return self._store_many(batch), batch
+                changes = self._store_many(batch)
+                self._announce(changes)
+                return changes, batch
         except Exception:
             log.exception("could not store a batch of %d messages; one by one", len(batch))
         changes: list[Change] = []
@@ -326,7 +334,9 @@ class Recorder:
             while True:
                 try:
                     with self.wstore.transaction():
-                        changes += self._store(it)
+                        some = self._store(it)
+                        self._announce(some)
+                    changes += some
                     stored.append(it)
                     break
                 except Exception as e:
@@ -338,6 +348,21 @@ class Recorder:
                 if self._stop.wait(RETRY_S):
                     return changes, stored  # stopping: the rest comes again next time
         return changes, stored
+
+    def _announce(self, changes: list[Change]) -> None:
+        """In the batch's transaction: a process that is not the primary tells the primary's
+        dashboard what it stored (PostgreSQL ``NOTIFY``; see :meth:`_listen`)."""
+        if changes and self.announces:
+            self.wstore.announce(changes)  # type: ignore[attr-defined]
+
+    def _listen(self) -> None:
+        """The primary's thread: what the other processes stored, to the console's listeners
+        (the dashboard's live view) as if recorded here."""
+        def hand_on(changes: list[Change]) -> None:
+            for ch in changes:
+                self.console.notify(ch)
+
+        self.store.listen(self._stop, hand_on)  # type: ignore[attr-defined]
 
     def _store_many(self, batch: list[_Message | _Link]) -> list[Change]:
         """The batch in the caller's transaction: each message parsed (a bad one kept aside),

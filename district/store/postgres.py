@@ -28,15 +28,19 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from district.model import LiveRoom
+from district.model import Change, LiveRoom
 from district.store.base import StoreError
 from district.store.sqlite import RETAINED, SCHEMA_VERSION, SqliteStore
+
+log = logging.getLogger(__name__)
 
 try:
     import psycopg
@@ -234,6 +238,47 @@ class PostgresStore(SqliteStore):
     def second_connection(self) -> PostgresStore:
         return PostgresStore(self.url)
 
+    # ------------------------------------------------------------------ other processes
+    def announce(self, changes: Sequence[Change]) -> None:
+        """Tell the console's other processes what the caller's transaction changed
+        (``NOTIFY``, delivered when it commits, never if it rolls back): a recorder part's
+        rooms reach the primary's dashboard."""
+        chunk: list[list[Any]] = []
+        size = 0
+        for ch in changes:
+            row = [ch.what, ch.site, ch.window_id, ch.ref]
+            size += len(json.dumps(row, default=str)) + 1
+            chunk.append(row)
+            if size > NOTIFY_BYTES:
+                self._notify(chunk)
+                chunk, size = [], 0
+        if chunk:
+            self._notify(chunk)
+
+    def _notify(self, rows: list[list[Any]]) -> None:
+        self._db.execute("SELECT pg_notify(?, ?)",
+                         (CHANNEL, json.dumps(rows, default=str, separators=(",", ":"))))
+
+    def listen(self, stop: threading.Event, on_changes: Callable[[list[Change]], None],
+               poll_s: float = 1.0) -> None:
+        """Until ``stop`` is set: every change another process :meth:`announce` d, to
+        ``on_changes`` (a list per transaction). Its own connection; after a database error
+        it connects again (what was announced meanwhile is lost to the dashboard only, which
+        reads the store on its next page)."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True,
+                                     application_name="diemcau-district-listen") as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not stop.is_set():
+                        for n in conn.notifies(timeout=poll_s):
+                            on_changes(_changes(n.payload))
+            except psycopg.Error as e:
+                log.warning("listening for the other recorders' changes failed (%s); "
+                            "again in %.0f s", str(e).strip(), poll_s)
+                stop.wait(poll_s)
+
+
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -364,3 +409,17 @@ class PostgresStore(SqliteStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"
+
+
+CHANNEL = "diemcau_changes"
+NOTIFY_BYTES = 6000
+"""A notification's payload stays under PostgreSQL's 8,000 bytes: longer lists are split."""
+
+
+def _changes(payload: str) -> list[Change]:
+    try:
+        rows = json.loads(payload)
+        return [Change(str(w), s, wid, ref) for w, s, wid, ref in rows]
+    except (ValueError, TypeError):
+        log.warning("a change notification that is not ours: %r", payload[:100])
+        return []

@@ -6,6 +6,7 @@ contradicts itself is refused with the field named."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,98 @@ def test_a_contradictory_parts_config_is_refused_with_its_field(broker: str,
     with pytest.raises(ConfigError) as e:
         parse_config("\n".join(lines) + "\n")
     assert "broker" in str(e.value) and problem in str(e.value)
+
+
+def test_what_a_part_stores_reaches_the_primary_s_dashboard(
+        postgres: LocalPostgres, district_broker: BenchBroker,  # noqa: F811
+        short_tmp: Path) -> None:
+    """The primary's live view hears only what its own recorder stored; part 2 announces what
+    it stores (NOTIFY at its commit) and the primary hands it to its listeners."""
+    import threading
+
+    url = postgres.new_database()
+    configs = _configs(district_broker.port, url, short_tmp)
+    cfg = parse_config(configs[0].read_text())
+    store = PostgresStore(url)
+    console = Console(cfg, store)
+    heard: list[tuple[str, str | None]] = []
+    got = threading.Condition()
+
+    def listener(ch: object) -> None:
+        with got:
+            heard.append((ch.what, ch.site))  # type: ignore[attr-defined]
+            got.notify_all()
+
+    console.subscribe(listener)
+    primary = Recorder(cfg, console)
+    assert primary.listens and not primary.announces
+    primary.start()
+    part2 = RecorderProcess(configs[1])
+    sim = None
+    try:
+        assert primary.connected.wait(30)
+        part2.wait(lambda: part2.connected, "part 2 connected")
+        sim = SimProcess(district_broker.port, "sim", 1, 40, ["--seed", "9"],
+                         short_tmp / "sim.log")
+        theirs = {s for s in SITES if part_of(s, 2) == 2}
+        with got:
+            assert got.wait_for(lambda: theirs <= {s for w, s in heard if w == "event"}, 60), \
+                "part 2's rooms' events never reached the primary's listeners"
+            assert theirs <= {s for w, s in heard if w == "availability"}
+    finally:
+        if sim is not None:
+            sim.close()
+        part2.stop()
+        primary.stop()
+        store.close()
+
+
+def test_an_announcement_goes_out_at_commit_only_and_whole(postgres: LocalPostgres) -> None:
+    import threading
+
+    from district.model import Change
+    from district.store.postgres import NOTIFY_BYTES
+
+    url = postgres.new_database()
+    store, writer = PostgresStore(url), PostgresStore(url)
+    got: list[list[Change]] = []
+    cv = threading.Condition()
+    stop = threading.Event()
+
+    def on_changes(chs: list[Change]) -> None:
+        with cv:
+            got.append(chs)
+            cv.notify_all()
+
+    t = threading.Thread(target=store.listen, args=(stop, on_changes, 0.1), daemon=True)
+    t.start()
+    try:
+        with pytest.raises(RuntimeError), writer.transaction():
+            writer.announce([Change("event", site="xa-rolled-back", ref=1)])
+            raise RuntimeError("rolled back")
+        many = [Change("event", site=f"xa-{i:05d}", window_id="test-1", ref=i)
+                for i in range(2000)]   # far more than one notification holds
+        deadline = 0
+        while not got and deadline < 50:   # the listener is up once it hears a probe
+            with writer.transaction():
+                writer.announce([Change("probe")])
+            with cv:
+                cv.wait_for(lambda: bool(got), 0.2)
+            deadline += 1
+        with cv:
+            got.clear()
+        with writer.transaction():
+            writer.announce(many)
+        with cv:
+            assert cv.wait_for(lambda: sum(len(c) for c in got) >= len(many), 30)
+            flat = [c for chunk in got for c in chunk]
+        assert flat == many and len(got) > 1
+        assert NOTIFY_BYTES < 8000 and all(
+            len(json.dumps([[c.what, c.site, c.window_id, c.ref] for c in chunk])) < 8000
+            for chunk in got), "a notification over PostgreSQL's limit"
+        assert not any(c.site == "xa-rolled-back" for c in flat)
+    finally:
+        stop.set()
+        t.join(5)
+        store.close()
+        writer.close()
