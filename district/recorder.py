@@ -126,6 +126,7 @@ class Recorder:
         """paho's thread → the writer (SimpleQueue: no Python-level lock for the two threads
         to fight over at every message of a storm)."""
         self._generation = 0
+        self._unsubscribed = False
         self._pending = 0
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -228,8 +229,8 @@ class Recorder:
         """Filters this client id may hold from an earlier run that are not
         :meth:`subscriptions` now (a persistent session keeps them): each room kind's
         wildcard and, with several parts, the other parts' rooms' filters. Unsubscribed at
-        every connect that finds the session, so that going to or between parts neither
-        doubles a room's messages nor keeps another part's."""
+        the process's first connect that finds its session, so that going to or between parts
+        neither doubles a room's messages nor keeps another part's."""
         every = set(self.topics.subscriptions())
         if self.cfg.broker.parts > 1:
             every |= {self.topics.room(site, k) for site in self.cfg.room_ids()
@@ -253,7 +254,9 @@ class Recorder:
             present = bool(getattr(flags, "session_present", False))
             self.session_present = present
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            if present:
+            if present and not self._unsubscribed:
+                # Once per process: a broker restart keeps the session as it was cleaned.
+                self._unsubscribed = True
                 stale = self.stale_subscriptions()
                 for i in range(0, len(stale), SUBSCRIBE_CHUNK):
                     client.unsubscribe(stale[i:i + SUBSCRIBE_CHUNK])
