@@ -11,8 +11,16 @@ PUBACK goes to the broker only after the message's transaction has committed. A 
 dies between the two gets the message again and the ``(site, seq)`` constraint drops the copy.
 
 Threads: paho's network thread only puts messages on a queue; the *writer* stores them in
-batches (one transaction each) and acknowledges; the *dispatcher* publishes what the service
-queued (schedules retained, commands) and runs the time-based alerts.
+batches (one transaction each, through a database connection of its own) and acknowledges;
+the *dispatcher* publishes what the service queued (schedules retained, commands) and runs the
+time-based alerts.
+
+**Recorder parts** (``broker.parts``/``broker.part``, PostgreSQL): each process subscribes
+normally to the six topics of each room of its part (a room's part from its id), so each room's
+messages reach one process, in order, retained ones included, and the subscriptions survive a
+broker restart in the session. Part 1 is the primary (dispatcher, timed alerts, dashboard); the
+others announce what they stored (PostgreSQL ``NOTIFY``) and the primary's *listen* thread
+hands it to the dashboard. This is the way to spread the recording on Mosquitto 2.0.11.
 
 **Several recorder processes** (``broker.share_group``, PostgreSQL): each receives a share of
 ``events`` and ``replies`` through the MQTT v5 shared subscription
@@ -24,8 +32,7 @@ one room's messages over several processes, so ``availability``, ``state``, ``in
 queued in its session until it is back (Mosquitto 2.0 does not hand it to the others): run
 each under a supervisor that restarts it. Mosquitto 2.0.11 forgets shared subscriptions when
 it restarts (normal ones it keeps): events sent between its restart and the members'
-resubscription are lost, so on that broker record with one process. See
-``docs/benchmarks.md``.
+resubscription are lost, so on that broker use parts instead. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -138,7 +145,6 @@ class Recorder:
         self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
         """Message ids the broker acknowledged (paho's thread), for the dispatcher to mark."""
         self._next_scan = 0.0
-        self._early: list[int] = []
         self.client = self._client()
 
     # ------------------------------------------------------------------ set-up
@@ -254,15 +260,18 @@ class Recorder:
             present = bool(getattr(flags, "session_present", False))
             self.session_present = present
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            if present and not self._unsubscribed:
-                # Once per process: a broker restart keeps the session as it was cleaned.
-                self._unsubscribed = True
+            first, self._unsubscribed = not self._unsubscribed, True
+            if present and first:
                 stale = self.stale_subscriptions()
                 for i in range(0, len(stale), SUBSCRIBE_CHUNK):
                     client.unsubscribe(stale[i:i + SUBSCRIBE_CHUNK])
-            mine = self.subscriptions()
-            for i in range(0, len(mine), SUBSCRIBE_CHUNK):
-                client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
+            if first or not present:
+                # A session found again after the first connect (a broker restart) holds the
+                # subscriptions as this process left them: 30,000 filters of a part are not
+                # sent again into the rooms' reconnect storm.
+                mine = self.subscriptions()
+                for i in range(0, len(mine), SUBSCRIBE_CHUNK):
+                    client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
             self._resend_schedules = not present
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()
@@ -327,8 +336,8 @@ class Recorder:
         try:
             with self.wstore.transaction():
                 changes = self._store_many(batch)
-                self._announce(changes)
-                return changes, batch
+            self._announce(changes)
+            return changes, batch
         except Exception:
             log.exception("could not store a batch of %d messages; one by one", len(batch))
         changes: list[Change] = []
@@ -338,7 +347,7 @@ class Recorder:
                 try:
                     with self.wstore.transaction():
                         some = self._store(it)
-                        self._announce(some)
+                    self._announce(some)
                     changes += some
                     stored.append(it)
                     break
@@ -353,10 +362,16 @@ class Recorder:
         return changes, stored
 
     def _announce(self, changes: list[Change]) -> None:
-        """In the batch's transaction: a process that is not the primary tells the primary's
-        dashboard what it stored (PostgreSQL ``NOTIFY``; see :meth:`_listen`)."""
-        if changes and self.announces:
+        """After a batch's commit: a process that is not the primary tells the primary's
+        dashboard what it stored (PostgreSQL ``NOTIFY``; see :meth:`_listen`). Best effort: a
+        failure costs a live update (the page reads the store), never a stored message."""
+        if not changes or not self.announces:
+            return
+        try:
             self.wstore.announce(changes)  # type: ignore[attr-defined]
+        except Exception as e:
+            log.warning("could not tell the primary's dashboard of %d changes: %s",
+                        len(changes), e)
 
     def _listen(self) -> None:
         """The primary's thread: what the other processes stored, to the console's listeners
@@ -485,7 +500,8 @@ class Recorder:
         next_tick = next_read = 0.0
         while not self._stop.is_set():
             told = self.console.wakeup.wait(ACK_GATHER_S if self._inflight else self.reread_s)
-            self.console.wakeup.clear()
+            if told:   # cleared only when seen: a wake-up after a timeout waits for next time
+                self.console.wakeup.clear()
             if self._stop.is_set():
                 return
             try:
@@ -517,50 +533,42 @@ class Recorder:
         self._by_mid[info.mid] = key
         return True
 
-    def _acked_keys(self) -> list[tuple[str, Any]]:
-        """What to look at: the messages whose PUBACK came since the last look, and, once
-        every :data:`REREAD_S`, everything in flight (what paho gave up on as the link went
-        down gets no PUBACK)."""
-        if time.monotonic() >= self._next_scan:
-            self._next_scan = time.monotonic() + REREAD_S
-            self._early = []
-            while True:
-                try:
-                    self._pubacks.get_nowait()
-                except queue.Empty:
-                    break
-            return list(self._inflight)
-        mids, self._early = self._early, []
+    def _reported(self) -> list[tuple[str, Any]]:
+        """The messages whose PUBACK paho reported (``on_publish``) since the last look."""
+        keys = []
         while True:
             try:
-                mids.append(self._pubacks.get_nowait())
+                mid = self._pubacks.get_nowait()
             except queue.Empty:
-                break
-        keys = []
-        for mid in mids:
+                return keys
             key = self._by_mid.get(mid)
-            if key is not None:
+            if key is not None and key in self._inflight and self._inflight[key][0].mid == mid:
                 keys.append(key)
-            else:   # a PUBACK faster than the dispatcher noting the mid: next time
-                self._early.append(mid)
-        del self._early[:-MAX_INFLIGHT]
-        return keys
 
     def _collect_acks(self) -> None:
-        """Mark what the broker acknowledged, in one transaction per :data:`BATCH`; forget
-        what paho gave up on (it is handed out again, unmarked)."""
+        """Mark what the broker acknowledged, in one transaction per :data:`BATCH`: what paho
+        reported acknowledged (its ``on_publish`` comes before the message info says so) and,
+        every :attr:`reread_s`, everything in flight asked one by one, which also forgets
+        what paho gave up on as the link went down (it is handed out again, unmarked)."""
         commands: list[Any] = []
         schedules: list[tuple[str, Any]] = []
-        for key in self._acked_keys():
+        reported = self._reported()
+        todo = dict.fromkeys(reported, True)
+        if time.monotonic() >= self._next_scan:
+            self._next_scan = time.monotonic() + self.reread_s
+            for key in self._inflight:
+                todo.setdefault(key, False)
+        for key, acked in todo.items():
             if key not in self._inflight:
                 continue
             info, what = self._inflight[key]
-            try:
-                done = info.is_published()
-            except (RuntimeError, ValueError):  # failed as the link went down: send again
-                self._forget(key, info)
-                continue
-            if not done:
+            if not acked:
+                try:
+                    acked = info.is_published()
+                except (RuntimeError, ValueError):  # failed as the link went down: again
+                    self._forget(key, info)
+                    continue
+            if not acked:
                 continue
             self._forget(key, info)
             if key[0] == "command":

@@ -13,8 +13,11 @@ placeholders, and changes only what PostgreSQL does differently:
   transaction, for every room of the batch in site order, with ``GREATEST``: several
   recorder processes writing batches of the same rooms at the same time then never wait on
   each other in a cycle (a deadlock), and a late batch never moves it back. Availability,
-  state, info and host stay in ``live`` and are written by one process only (the console's
-  primary recorder, ``broker.primary``);
+  state, info and host stay in ``live`` and each room's are written by one process only
+  (the primary recorder with a shared subscription; with ``broker.parts``, the part that
+  records the room);
+* a recorder process other than the primary announces what it stored (``NOTIFY`` on
+  :data:`CHANNEL` after each commit) and the primary listens, for its dashboard;
 * a lost connection (a database restart) is opened again at the next call outside a
   transaction; a transaction it breaks fails (the recorder then tries again, nothing is
   acknowledged unstored).
@@ -273,7 +276,7 @@ class PostgresStore(SqliteStore):
                     while not stop.is_set():
                         for n in conn.notifies(timeout=poll_s):
                             on_changes(_changes(n.payload))
-            except psycopg.Error as e:
+            except Exception as e:   # never a dead thread: the dashboard would go deaf
                 log.warning("listening for the other recorders' changes failed (%s); "
                             "again in %.0f s", str(e).strip(), poll_s)
                 stop.wait(poll_s)

@@ -140,7 +140,10 @@ class SqliteStore:
     descending; another engine says the same in these (after ``ASC``/``DESC``)."""
 
     def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
+        if str(path).startswith(("postgresql:", "postgres:")):
+            raise StoreError("a PostgreSQL URL is not a SQLite file: open it with open_store()")
         self.path = Path(path)
+        self.timeout_s = timeout_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=timeout_s,
@@ -166,7 +169,7 @@ class SqliteStore:
             self._db.close()
 
     def second_connection(self) -> SqliteStore:
-        return SqliteStore(self.path)
+        return SqliteStore(self.path, self.timeout_s)
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager

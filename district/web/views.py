@@ -12,6 +12,7 @@ Everything here only reads; changes go through :class:`district.service.Console`
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -128,8 +129,14 @@ class Roster:
 
 
 def tel(phone: str) -> str:
-    """A ``tel:`` link's target for a roster phone ("0205 3870 111" → "tel:02053870111")."""
-    return "tel:" + "".join(ch for ch in phone if ch.isascii() and (ch.isdigit() or ch == "+"))
+    """A ``tel:`` link's target for a roster phone ("0205 3870 111" → "tel:02053870111"):
+    the number as written up to its first word, so an extension written after it ("… máy lẻ
+    12") is not dialled as part of the number."""
+    head = re.match(r"[\s+0-9().\-]*", phone)
+    number = head.group(0) if head else ""
+    if not any(ch.isdigit() for ch in number):   # words first ("gọi 0205…"): every digit
+        number = phone
+    return "tel:" + "".join(ch for ch in number if ch.isdigit() or ch == "+")
 
 
 def refusals(console: Console, now: float) -> dict[str, int]:

@@ -402,3 +402,11 @@ def test_a_tile_shows_a_refused_switch_off_and_whom_to_phone(tmp_path: Path) -> 
         assert "bị từ chối" not in b and "refused" not in b
         j = {x["site"]: x for x in c.get("/rooms.json").json()["rooms"]}
         assert j["xa-b"]["refused"] == 0 and "refused" not in j["xa-b"]["problems"]
+
+
+def test_a_phone_link_dials_the_number_not_its_extension() -> None:
+    from district.web.views import tel
+
+    assert tel("0205 3870 111") == "tel:02053870111"
+    assert tel("+84 (205) 3870-111 máy lẻ 12") == "tel:+842053870111"
+    assert tel("gọi 0205 3870 111") == "tel:02053870111"
