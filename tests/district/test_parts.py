@@ -17,7 +17,12 @@ from district.config import ConfigError, parse_config, part_of
 from district.recorder import Recorder
 from district.service import Console
 from district.store.postgres import PostgresStore
-from tests.district.test_shared import RecorderProcess, _until, district_broker  # noqa: F401
+from tests.district.test_shared import (  # noqa: F401
+    RecorderProcess,
+    _until,
+    district_broker,
+    rooms_online,
+)
 
 SITES = [f"sim-{i:05d}" for i in range(1, 41)]
 KINDS = ("availability", "state", "info", "host", "events", "replies")
@@ -48,15 +53,8 @@ def test_parts_lose_and_double_nothing_across_a_kill_and_a_broker_restart(
     store = PostgresStore(url)
     recs = [RecorderProcess(c) for c in configs]
     sim = None
-    try:
-        for r in recs:
-            r.wait(lambda r=r: r.connected, "recorder connected")
-        sim = SimProcess(district_broker.port, "sim", 1, 40, ["--seed", "5"],
-                         short_tmp / "sim.log")
-        _until(lambda: sim.ctl("status")["connected"] == 40, "rooms connected")
-        _until(lambda: len([v for v in store.live_all().values()
-                            if v.availability == "online"]) == 40,
-               "every room online (each part records its own rooms' availability)")
+    try:   # each part records its own rooms' availability
+        sim = rooms_online(district_broker, store, recs, 5, short_tmp)
         sim.ctl("burst", events=30)
         recs[1].wait(lambda: recs[1].count >= 50, "part 2 storing its rooms")
         recs[1].kill()   # in the middle of the burst

@@ -90,6 +90,19 @@ def _until(pred: object, what: str, timeout: float = TIMEOUT) -> None:
         time.sleep(0.05)
 
 
+def rooms_online(broker: BenchBroker, store: PostgresStore, recs: list[RecorderProcess],
+                 seed: int, tmp: Path, n: int = 40) -> SimProcess:
+    """Once every recorder process is connected: ``n`` simulated rooms, each online in the
+    console's store."""
+    for r in recs:
+        r.wait(lambda r=r: r.connected, "recorder connected")
+    sim = SimProcess(broker.port, "sim", 1, n, ["--seed", str(seed)], tmp / "sim.log")
+    _until(lambda: sim.ctl("status")["connected"] == n, "rooms connected")
+    _until(lambda: len([v for v in store.live_all().values()
+                        if v.availability == "online"]) == n, "every room online")
+    return sim
+
+
 def test_recorders_share_a_burst_and_one_killed_loses_and_doubles_nothing(
         postgres: LocalPostgres, district_broker: BenchBroker, short_tmp: Path) -> None:
     url = postgres.new_database()
@@ -104,13 +117,7 @@ def test_recorders_share_a_burst_and_one_killed_loses_and_doubles_nothing(
     recs = [RecorderProcess(c) for c in configs]
     sim = None
     try:
-        for r in recs:
-            r.wait(lambda r=r: r.connected, "recorder connected")
-        sim = SimProcess(district_broker.port, "sim", 1, 40, ["--seed", "3"],
-                         short_tmp / "sim.log")
-        _until(lambda: sim.ctl("status")["connected"] == 40, "rooms connected")
-        _until(lambda: len([v for v in store.live_all().values()
-                            if v.availability == "online"]) == 40, "rooms online")
+        sim = rooms_online(district_broker, store, recs, 3, short_tmp)
         sim.ctl("burst", events=60)  # 2,400 events at once, from 40 rooms
         recs[1].wait(lambda: recs[1].count >= 100, "the second recorder storing its share")
         recs[1].kill()  # in the middle of the burst
