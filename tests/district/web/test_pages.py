@@ -367,7 +367,8 @@ def test_a_tile_shows_a_refused_switch_off_and_whom_to_phone(tmp_path: Path) -> 
         for site in ("xa-a", "xa-b", "xa-c"):   # each runs the windows' schedule
             sched = wb.store.latest_schedule(site)
             wb.store.mark_schedule_published(sched.id, T0)
-            wb.state(site, schedule={"version": None, "digest": sched.digest, "rejected": None})
+            wb.state(site, schedule={"version": None, "digest": sched.digest, "rejected": None},
+                     lock={"locked": True, "window_id": now.id, "kind": "test"})
         wb.event("xa-c", "shutdown_refused", {"source": "button"}, window_id=old.id,
                  at=T0 - 5000)
         wb.event("xa-b", "shutdown_refused", {"source": "button"}, window_id=now.id)
@@ -381,6 +382,10 @@ def test_a_tile_shows_a_refused_switch_off_and_whom_to_phone(tmp_path: Path) -> 
         page = c.get("/").text
         b, a, cc = (tile_html(page, s) for s in ("xa-b", "xa-a", "xa-c"))
         assert 'data-problems="refused"' in b and "2 lần tắt bị từ chối" in b
+        # The refusal's badge takes the lock's place (one badge: the name stays readable),
+        # and still says the room is locked; a room locked without a refusal shows the lock.
+        assert 'class="badge lock"' not in b and f"Khóa {now.id}" in b
+        assert 'class="badge lock"' in a
         assert "bị từ chối" not in a and "bị từ chối" not in cc
         assert "0205 3870 111" in a and "Anh Hùng" in a
         assert "0205" not in b, "no contact with a phone: nothing to show"
