@@ -321,7 +321,7 @@ def report(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> R
         rep = _report(d, request, ctx)
     except UnknownWindow as e:
         return not_found(d, ctx, request, e)
-    rows = [(r, flat_row(r, ctx.lang)) for r in rep["rooms"]]
+    rows = [(r, flat_row(r, ctx.lang, human=True)) for r in rep["rooms"]]
     columns = [(k, vi if ctx.lang == "vi" else en) for k, vi, en in CSV_COLUMNS]
     return d.page(ctx, "web/report.html", live={"view": "other"},
                   title=f"{word('report', ctx.lang)} {rep['window']['title']}", rep=rep,

@@ -218,6 +218,9 @@ def test_window_progress_results_commands_and_report(tmp_path: Path) -> None:
         # the report: HTML, JSON, CSV (UTF-8 with a BOM), the printable page
         rep = c.get(f"{url}/report")
         assert rep.status_code == 200 and "Không bật" in rep.text and 'data-site="xa-b"' in rep.text
+        cells = re.findall(r'<td class="(?:on_at|operator_at|released_at)">([^<]+)</td>', rep.text)
+        assert cells and all(re.fullmatch(r"\d\d/\d\d \d\d:\d\d(:\d\d)?", x) for x in cells), \
+            f"people read the report's times short, in the site's zone: {cells[:3]}"
         rj = c.get(f"{url}/report.json").json()
         assert rj == wb.console.report(wid)
         assert rj["summary"]["not_switched_on"][0]["site"] == "xa-b"
