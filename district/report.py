@@ -462,7 +462,7 @@ CSV_COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
-def _short(iso: str | None) -> str:
+def short_time(iso: str | None) -> str:
     """``2026-11-29T09:00:05+07:00`` → ``29/11 09:00:05`` (the page is read by people; the
     zone is in its heading)."""
     if not iso:
@@ -481,7 +481,7 @@ def flat_row(r: dict[str, Any], lang: Lang = "vi", human: bool = False) -> dict[
         return "" if v is None else t("yes" if v else "no", lang)
 
     def tm(iso: str | None) -> str:
-        return _short(iso) if human else (iso or "")
+        return short_time(iso) if human else (iso or "")
 
     return {
         "site": r["site"], "name": r["name"], "group": r["group"] or "",
@@ -533,7 +533,7 @@ def to_html(report: dict[str, Any], lang: Lang = "vi") -> str:
     """The printable page (``district/templates/report.html``)."""
     rows = [(r, flat_row(r, lang, human=True)) for r in report["rooms"]]
     return _env().get_template("report.html").render(
-        report=report, rows=rows, lang=lang, t=lambda k: t(k, lang), short=_short,
+        report=report, rows=rows, lang=lang, t=lambda k: t(k, lang), short=short_time,
         columns=[(k, vi if lang == "vi" else en) for k, vi, en in CSV_COLUMNS])
 
 

@@ -15,7 +15,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from district.report import CSV_COLUMNS, flat_row, to_csv, to_html
+from district.report import CSV_COLUMNS, flat_row, short_time, to_csv, to_html
 from district.service import ServiceError, UnknownRoom, UnknownWindow
 from district.web import fragments, views
 from district.web.auth import PRE_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S
@@ -325,7 +325,8 @@ def report(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) -> R
     columns = [(k, vi if ctx.lang == "vi" else en) for k, vi, en in CSV_COLUMNS]
     return d.page(ctx, "web/report.html", live={"view": "other"},
                   title=f"{word('report', ctx.lang)} {rep['window']['title']}", rep=rep,
-                  rows=rows, columns=columns, wid=request.path_params["wid"])
+                  rows=rows, columns=columns, wid=request.path_params["wid"],
+                  short_time=short_time)
 
 
 @threaded

@@ -221,6 +221,8 @@ def test_window_progress_results_commands_and_report(tmp_path: Path) -> None:
         cells = re.findall(r'<td class="(?:on_at|operator_at|released_at)">([^<]+)</td>', rep.text)
         assert cells and all(re.fullmatch(r"\d\d/\d\d \d\d:\d\d(:\d\d)?", x) for x in cells), \
             f"people read the report's times short, in the site's zone: {cells[:3]}"
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", rep.text.split("<table")[0]), \
+            "the report's heading has an ISO time"
         rj = c.get(f"{url}/report.json").json()
         assert rj == wb.console.report(wid)
         assert rj["summary"]["not_switched_on"][0]["site"] == "xa-b"
