@@ -117,9 +117,18 @@ def console_yaml(broker_port: int, run_dir: Path, http_port: int, rooms: list[Co
         "database": {"path": str(run_dir / "console" / "console.db")},
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "alerts": {"offline_grace_s": 30},
-        "rooms": [{"id": c.id, "name": c.name, "group": "Văn Quan"} for c in rooms],
+        "rooms": [{"id": c.id, "name": c.name, "group": "Văn Quan",
+                   "contacts": [{"name": "Cán bộ văn hoá xã", "role": "trực điểm cầu",
+                                 "phone": demo_phone(i)}]}
+                  for i, c in enumerate(rooms)],
     }
     return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+
+
+def demo_phone(i: int) -> str:
+    """The demo room ``i``'s duty phone: ``0205 0000 1NN``, a made-up number in Lạng Sơn's
+    area code (0000 is no exchange), so the tiles show whom to phone."""
+    return f"0205 0000 {101 + i}"
 
 
 def http_port_from(first: int) -> int:

@@ -124,3 +124,14 @@ def test_progress_lines_are_in_the_sites_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_every_demo_room_has_a_phone_for_the_technician(tmp_path: Path) -> None:
+    """The demo's tiles show whom to phone: each room's roster has a contact with a number,
+    valid for the console's config, one number per room."""
+    from district.config import parse_config
+    from district.demo import COMMUNES, console_yaml
+
+    cfg = parse_config(console_yaml(1883, tmp_path, 8081, COMMUNES))
+    phones = [r.contacts[0].phone for r in cfg.rooms]
+    assert len(phones) == len(COMMUNES) == len(set(phones)) and all(phones)
