@@ -642,10 +642,15 @@ class SqliteStore:
     def mark_schedules_published(self, schedule_ids: Sequence[int], at: float) -> None:
         if not schedule_ids:
             return
+        self._stamp_once("schedules", "published_at", schedule_ids, at)
+
+    def _stamp_once(self, table: str, column: str, ids: Sequence[Any], at: float) -> None:
+        """Set ``column`` to ``at`` for the rows ``ids`` of ``table`` where it is not set yet
+        (marking what the broker acknowledged: a second PUBACK changes nothing)."""
         with self.transaction():
-            self._db.executemany("UPDATE schedules SET published_at = ? "
-                                 "WHERE id = ? AND published_at IS NULL",
-                                 [(at, i) for i in schedule_ids])
+            self._db.executemany(f"UPDATE {table} SET {column} = ? "
+                                 f"WHERE id = ? AND {column} IS NULL",
+                                 [(at, i) for i in ids])
 
     def schedule_count(self, site: str) -> int:
         return int(self._q("SELECT COUNT(*) FROM schedules WHERE site = ?", (site,))[0][0])
@@ -678,10 +683,7 @@ class SqliteStore:
     def mark_commands_sent(self, command_ids: Sequence[str], at: float) -> None:
         if not command_ids:
             return
-        with self.transaction():
-            self._db.executemany("UPDATE commands SET sent_at = ? "
-                                 "WHERE id = ? AND sent_at IS NULL",
-                                 [(at, i) for i in command_ids])
+        self._stamp_once("commands", "sent_at", command_ids, at)
 
     def command(self, command_id: str) -> CommandRow | None:
         rows = self._q(f"{self._CMD} WHERE c.id = ?", (command_id,))
