@@ -227,3 +227,32 @@ def test_an_announcement_goes_out_at_commit_only_and_whole(postgres: LocalPostgr
         t.join(5)
         store.close()
         writer.close()
+
+
+def test_a_failed_announcement_costs_a_live_update_never_a_stored_event(
+        postgres: LocalPostgres) -> None:
+    """Part 2 stores a batch, then cannot tell the primary (its NOTIFY fails): the events
+    stay stored, none is rejected, and the batch counts as stored (so it is acknowledged)."""
+    from district.recorder import _Message
+
+    url = postgres.new_database()
+    cfg = parse_config(console_yaml(1883, url, SITES, "p2", None, False, part=(2, 2)))
+    store = PostgresStore(url)
+    try:
+        rec = Recorder(cfg, Console(cfg, store))
+        assert rec.announces
+
+        def refuse(changes: object) -> None:
+            raise RuntimeError("the database refused the notification")
+
+        store.announce = refuse  # type: ignore[method-assign]
+        site = cfg.broker.my_rooms(SITES)[0]
+        batch = [_Message(f"diemcau/v2/rooms/{site}/events", json.dumps(
+            {"seq": n, "id": f"e{n}", "ts": "2026-12-01T01:00:00.000Z", "kind": "check_in",
+             "data": {}}).encode(), False, n, 1, 0, 1_764_550_800.0 + n) for n in (1, 2)]
+        changes, stored = rec._store_batch(batch)
+        assert stored == batch and [c.ref for c in changes if c.what == "event"] == [1, 2]
+        assert [e.seq for e in store.events(site)] == [1, 2]
+        assert not store.rejected()
+    finally:
+        store.close()
