@@ -209,12 +209,13 @@ def tile_of(roster: Roster, v: RoomView, gaps: bool = False, refused: int = 0) -
 
 
 def tiles(roster: Roster, sites: Iterable[str] | None = None,
-          gaps: bool = False) -> list[Tile]:
+          gaps: bool = False, refused: dict[str, int] | None = None) -> list[Tile]:
     """Tiles of ``sites`` (default: the whole roster), in roster order, from one
     :meth:`~district.service.Console.rooms` (``gaps``: with each room's missing events) and
     the refusals of the windows on now (:func:`refusals`)."""
     console = roster.console
-    refused = refusals(console, console.clock())
+    if refused is None:
+        refused = refusals(console, console.clock())
     views = console.rooms(None if sites is None else list(sites), gaps=gaps, info=False)
     return [tile_of(roster, v, gaps, refused.get(v.site, 0)) for v in views]
 
@@ -247,6 +248,8 @@ class KeptTiles:
         """One reader at a time builds; the others wait for its tiles."""
         self._by_site: dict[str, Tile] = {}
         self._stamps: dict[str, tuple[Any, ...]] = {}
+        self._refused: dict[str, int] = {}
+        """The refusals read with the last stamps (the tiles built from them use the same)."""
         self.built = 0
         """How many tiles were built (tests read it)."""
 
@@ -255,7 +258,7 @@ class KeptTiles:
         live = store.live_stamps()
         alerts = store.open_alert_counts()
         scheds = store.latest_schedules(payload=False)
-        refused = refusals(self.roster.console, self.roster.console.clock())
+        refused = self._refused = refusals(self.roster.console, self.roster.console.clock())
         out = {}
         for s in self.roster.ids:
             sc = scheds.get(s)
@@ -276,10 +279,10 @@ class KeptTiles:
             held = self._stamps
             changed = [s for s in ids if held.get(s) != stamps[s]] if held else ids
             if len(changed) * REBUILD_SHARE > len(ids):
-                fresh = tiles(self.roster)
+                fresh = tiles(self.roster, refused=self._refused)
                 self._by_site = {t.site: t for t in fresh}
             elif changed:
-                fresh = tiles(self.roster, changed)
+                fresh = tiles(self.roster, changed, refused=self._refused)
                 self._by_site.update((t.site, t) for t in fresh)
             else:
                 fresh = []
