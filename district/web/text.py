@@ -63,6 +63,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "unlocked": ("không khóa", "not locked"),
     "operator_present": ("Có người", "Operator in"),
     "check_pending": ("Đang hỏi người trực", "Check pending"),
+    "check_pending_tile": ("Đang hỏi", "Asking"),
     "help": ("Xin hỗ trợ", "Help asked"),
     "refused_tile": ("từ chối tắt", "off refused"),
     "refused_now": ("Khung giờ đang diễn ra", "Window on now"),
