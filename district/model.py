@@ -283,7 +283,8 @@ class Change:
     """Something the dashboard should refresh (handed to :meth:`Console.subscribe` listeners).
 
     ``what`` is one of ``availability``, ``state``, ``info``, ``host``, ``event``, ``reply``,
-    ``window``, ``schedule``, ``command``, ``alert``, ``result``.
+    ``window``, ``schedule``, ``command``, ``alert``, ``result``, ``health`` (what
+    :func:`district.health.problems` says has changed).
     """
 
     what: str

@@ -53,7 +53,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from district import contract
+from district import contract, health
 from district.alerts import event_alerts
 from district.config import ConsoleConfig
 from district.model import Change, Incoming
@@ -70,8 +70,8 @@ REREAD_S = 1.0
 """The dispatcher reads the store for work when the service says there is some, and this
 often without being told (commands another process queued: the command line)."""
 TICK_S = 5.0
+"""The dispatcher's timed alerts and every writer's heartbeat (``district/health.py``)."""
 RETRY_S = 1.0
-HEARTBEAT_KEY = "recorder_alive_at"
 SUBSCRIBE_CHUNK = 500
 """Topic filters per SUBSCRIBE or UNSUBSCRIBE packet (a part of 10,000 rooms has 5,000)."""
 SHARED_KINDS = ("events", "replies")
@@ -118,6 +118,11 @@ class Recorder:
         self.announces = several and not self.primary
         """Tells the primary what it stored (the primary's dashboard hears only its own)."""
         self.listens = several and self.primary and hasattr(console.store, "listen")
+        self.beats = self.share_group is None or self.primary
+        """Writes this part's heartbeat (a shared-subscription member has no part of its own:
+        its beat would be taken for the primary's)."""
+        self._link: _Link | None = None
+        """The broker link as the writer last stored it (for the heartbeat)."""
         self.console = console
         self.store = console.store
         """The dispatcher's (and the service's) connection."""
@@ -145,6 +150,7 @@ class Recorder:
         self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
         """Message ids the broker acknowledged (paho's thread), for the dispatcher to mark."""
         self._next_scan = 0.0
+        self._health: tuple[health.Problem, ...] | None = None
         self.client = self._client()
 
     # ------------------------------------------------------------------ set-up
@@ -302,9 +308,19 @@ class Recorder:
 
     # ------------------------------------------------------------------ writer thread
     def _writer(self) -> None:
+        next_beat = 0.0
         while True:
-            item = self._q.get()
+            if self.beats and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.tick_s
+                self._beat()
+            try:
+                item = self._q.get(timeout=max(0.0, next_beat - time.monotonic())
+                                   if self.beats else None)
+            except queue.Empty:
+                continue
             if item is None:
+                if self.beats:
+                    self._beat(running=False)
                 return
             batch = [item]
             while len(batch) < BATCH:
@@ -317,6 +333,10 @@ class Recorder:
                     break
                 batch.append(nxt)
             changes, stored = self._store_batch(batch)
+            links = [it for it in batch if isinstance(it, _Link)]
+            if links:   # the link went up or down: the next beat says so, at once
+                self._link = links[-1]
+                next_beat = 0.0
             for it in stored:
                 if isinstance(it, _Message) and it.qos > 0 \
                         and it.generation == self._generation:
@@ -327,6 +347,19 @@ class Recorder:
             with self._cv:
                 self._pending -= len(batch)
                 self._cv.notify_all()
+
+    def _beat(self, running: bool = True) -> None:
+        """Write this process's heartbeat (``district/health.py``) through the writer's
+        connection, between batches. Best effort: a failure is logged, and a beat missed for
+        long enough shows this part as stopped, which it then nearly is."""
+        link = self._link
+        beat = health.my_beat(self.cfg, self.clock(), link is not None and link.up,
+                              link.at if link is not None else None, running)
+        try:
+            with self.wstore.transaction():
+                self.wstore.meta_set(health.beat_key(beat.part), beat.dumps())
+        except Exception as e:
+            log.warning("could not write the recorder's heartbeat: %s", e)
 
     def _store_batch(self, batch: list[_Message | _Link]
                      ) -> tuple[list[Change], list[_Message | _Link]]:
@@ -513,10 +546,18 @@ class Recorder:
                         self._collect_acks()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.tick_s
-                    self.store.meta_set(HEARTBEAT_KEY, repr(self.clock()))
                     self.console.tick()
+                    self._health_changed()
             except Exception:
                 log.exception("dispatch failed; trying again")
+
+    def _health_changed(self) -> None:
+        """Tell the dashboard when what :func:`district.health.problems` says has changed
+        (a part stopping is noticed by time passing, not by a message)."""
+        now = tuple(health.problems(self.cfg, self.store, self.clock()))
+        if now != self._health:
+            self._health = now
+            self.console.notify(Change("health"))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -628,10 +669,9 @@ class Recorder:
         self._collect_acks()
 
 
-def recorder_alive(console: Console, within_s: float = 30.0) -> bool:
-    """True if a ``run`` process wrote its heartbeat in the last ``within_s`` seconds."""
-    raw = console.store.meta_get(HEARTBEAT_KEY)
-    try:
-        return raw is not None and console.clock() - float(raw) < within_s
-    except ValueError:
-        return False
+def recorder_alive(console: Console, within_s: float = health.STALE_S) -> bool:
+    """True if the primary ``run`` process (part 1) wrote its heartbeat in the last
+    ``within_s`` seconds and has not stopped."""
+    raw = console.store.meta_get(health.beat_key(1))
+    beat = health.Beat.loads(raw) if raw is not None else None
+    return beat is not None and beat.running and console.clock() - beat.at < within_s

@@ -39,6 +39,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from district import health
 from district.config import Lang
 from district.i18n import t as report_word
 from district.model import Actor, User
@@ -189,10 +190,21 @@ class Dashboard:
         return self.fragment(ctx, "web/_alerts.html", alerts=open_[:5], more=len(open_) - 5,
                              total=len(open_), oob=oob)
 
+    def health(self) -> list[health.Problem]:
+        """What is wrong with the recording now (``district/health.py``)."""
+        return health.problems(self.cfg, self.console.store, self.clock())
+
+    def health_banner(self, ctx: Ctx, oob: bool = False) -> str:
+        """What is wrong with the recording itself (``district/health.py``: a recorder part
+        stopped, its broker link down, another configuration), above the alerts."""
+        texts = [p.text(ctx.lang, self.when) for p in self.health()]
+        return self.fragment(ctx, "web/_health.html", problems=texts, oob=oob)
+
     def page(self, ctx: Ctx, name: str, *, status: int = 200, live: dict[str, str] | None = None,
              title: str = "", **kw: Any) -> HTMLResponse:
-        """A whole page: the alert banner, the template, the live stream of its view."""
-        banner = self.alerts_banner(ctx) if ctx.user else ""
+        """A whole page: the recording's problems and the alert banner, the template, the
+        live stream of its view."""
+        banner = self.health_banner(ctx) + self.alerts_banner(ctx) if ctx.user else ""
         html = self.fragment(ctx, name, banner=banner, title=title,
                              live_query=urlencode(live or {"view": "other"}), **kw)
         return self.html(ctx, html, status)

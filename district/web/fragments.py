@@ -58,9 +58,12 @@ def _viewer(ctx: Ctx) -> tuple[str, bool]:
 
 
 def _banner(d: Dashboard, ctx: Ctx, batch: Batch) -> list[str]:
-    if not (batch.alerts or batch.full):
-        return []
-    return [batch.once(("banner", _viewer(ctx)), lambda: d.alerts_banner(ctx, oob=True))]
+    out = []
+    if batch.health or batch.full:
+        out.append(batch.once(("health", ctx.lang), lambda: d.health_banner(ctx, oob=True)))
+    if batch.alerts or batch.full:
+        out.append(batch.once(("banner", _viewer(ctx)), lambda: d.alerts_banner(ctx, oob=True)))
+    return out
 
 
 def _common(d: Dashboard, ctx: Ctx) -> Callable[[Batch], str]:

@@ -42,6 +42,8 @@ class Batch:
     windows: set[str] = field(default_factory=set)
     commands: set[str] = field(default_factory=set)
     alerts: bool = False
+    health: bool = False
+    """What :func:`district.health.problems` says has changed."""
     full: bool = False
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
@@ -50,7 +52,8 @@ class Batch:
     """How many values :meth:`once` computed (the rest were shared)."""
 
     def __bool__(self) -> bool:
-        return bool(self.sites or self.windows or self.commands or self.alerts or self.full)
+        return bool(self.sites or self.windows or self.commands or self.alerts or self.health
+                    or self.full)
 
     def once(self, key: Any, make: Callable[[], T]) -> T:
         """``make()`` computed by the first stream that asks for ``key`` during this batch;
@@ -70,6 +73,8 @@ class Batch:
             self.windows.add(change.window_id)
         if change.what == "alert":
             self.alerts = True
+        if change.what == "health":
+            self.health = True
         if change.what in ("command", "reply") and isinstance(change.ref, str):
             self.commands.add(change.ref)
 

@@ -158,6 +158,7 @@ def rooms_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) 
         "generated_at": views.iso_local(d.clock(), d.zone), "counts": page.counts,
         "total": page.total, "matched": page.matched, "page": page.page, "pages": page.pages,
         "per_page": q.per_page, "query": q.params(),
+        "recording": [p.json(d.zone, ctx.lang, d.when) for p in d.health()],
         "rooms": [t.json(d.zone) for t in page.items]})
 
 
