@@ -14,9 +14,11 @@ The topic contract 2.0 (``docs/mqtt-api.md``) under ``diemcau/v2``:
   availability/info/state/host and their discovery messages, writes its own birth message and
   only the Home Assistant command topics it is granted (``power``, ``operator_check``): never
   ``commands`` or ``schedule``;
-* Home Assistant discovery: a room writes only its own discovery topic
-  ``homeassistant/device/diemcau_<site>/config`` and reads ``homeassistant/status`` and its
-  own ``rooms/<site>/ha/#``. A staff user matches these patterns only with a ``.`` in the
+* Home Assistant discovery, under each discovery prefix the broker's settings name
+  (``ha_prefixes``, default :data:`HA_PREFIX`): a room writes only its own discovery topic
+  ``<prefix>/device/diemcau_<site>/config`` and reads ``<prefix>/status`` and its own
+  ``rooms/<site>/ha/#``; a ``homeassistant`` account reads ``<prefix>/device/+/config`` and
+  writes ``<prefix>/status``. A staff user matches the room patterns only with a ``.`` in the
   object id, which Home Assistant does not accept as a discovery topic;
 
 While rooms are upgraded one by one, the same grants stand under the 1.0 prefix
@@ -30,6 +32,7 @@ applied to each message instead, so a denied subscription simply never delivers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,8 +44,12 @@ PROVINCE_READS = ("availability", "info", "state", "host", "events")
 LEGACY_KINDS = ("availability", "state", "events", "replies", "commands", "schedule")
 """The 1.0 topics (no ``info``, no ``host``)."""
 HA_PREFIX = "homeassistant"
-"""Home Assistant's discovery prefix (its default; a room's ``homeassistant.discovery_prefix``
-must be the same for these grants to let its discovery message through)."""
+"""Home Assistant's default discovery prefix. The ACL grants the prefixes it is given (the
+broker's ``ha_prefixes``); a room's ``homeassistant.discovery_prefix`` must be one of them for
+its discovery message to get through."""
+HA_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+"""A discovery prefix (whole string: use fullmatch): the rule of ``homeassistant.
+discovery_prefix`` in ``agent/config.py``, so no ``+``, ``#``, ``$`` or empty level."""
 HA_COMMANDS = ("power", "operator_check")
 """What a ``homeassistant`` account may be granted (the room's ``homeassistant.commands``)."""
 HA_READS = ("availability", "info", "state", "host")
@@ -73,8 +80,29 @@ class DistrictGrant:
     allow_commands: bool = False
 
 
-def ha_topics(commands: Iterable[str]) -> list[tuple[str, str]]:
-    """``(access, topic)`` pairs of a Home Assistant account granted ``commands``."""
+def check_ha_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
+    """``prefixes`` (one string: that prefix) in their order without repeats; ValueError
+    naming the first that is not a discovery prefix (:data:`HA_PREFIX_RE`), or if there is
+    none."""
+    given = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+    for prefix in given:
+        if not isinstance(prefix, str) or not HA_PREFIX_RE.fullmatch(prefix):
+            raise ValueError(
+                f"{prefix!r} không phải tiền tố khám phá Home Assistant (các cấp chủ đề gồm "
+                "A-Z, a-z, 0-9, '_', '-', cách nhau bởi '/') / is not a Home Assistant "
+                "discovery prefix (topic levels of A-Z, a-z, 0-9, '_' and '-' separated by "
+                "'/', as a room's homeassistant.discovery_prefix)")
+    out = tuple(dict.fromkeys(given))
+    if not out:
+        raise ValueError(f"cần ít nhất một tiền tố / at least one prefix is needed (Home "
+                         f"Assistant's default: {HA_PREFIX})")
+    return out
+
+
+def ha_topics(commands: Iterable[str],
+              prefixes: Iterable[str] = (HA_PREFIX,)) -> list[tuple[str, str]]:
+    """``(access, topic)`` pairs of a Home Assistant account granted ``commands``, reading
+    and announcing itself under each discovery prefix of ``prefixes``."""
     commands = tuple(commands)
     unknown = sorted(set(commands) - set(HA_COMMANDS))
     if unknown:
@@ -82,7 +110,8 @@ def ha_topics(commands: Iterable[str]) -> list[tuple[str, str]]:
                          f"{', '.join(HA_COMMANDS)}")
     rooms = f"{PREFIX}/rooms"
     pairs = [("read", f"{rooms}/+/{kind}") for kind in HA_READS]
-    pairs += [("read", f"{HA_PREFIX}/device/+/config"), ("readwrite", f"{HA_PREFIX}/status")]
+    for ha in check_ha_prefixes(prefixes):
+        pairs += [("read", f"{ha}/device/+/config"), ("readwrite", f"{ha}/status")]
     if "power" in commands:
         pairs.append(("write", f"{rooms}/+/ha/power/+/set"))
     if "operator_check" in commands:
@@ -90,14 +119,14 @@ def ha_topics(commands: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def staff_topics(role: str, allow_commands: bool,
-                 commands: Iterable[str] = ()) -> list[tuple[str, str]]:
+def staff_topics(role: str, allow_commands: bool, commands: Iterable[str] = (),
+                 ha_prefixes: Iterable[str] = (HA_PREFIX,)) -> list[tuple[str, str]]:
     """``(access, topic)`` pairs a staff role gets on a district broker (``commands``: what a
-    ``homeassistant`` account may send)."""
+    ``homeassistant`` account may send; ``ha_prefixes``: the discovery prefixes it uses)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if role == "homeassistant":
-        return ha_topics(commands)
+        return ha_topics(commands, ha_prefixes)
     pairs: list[tuple[str, str]] = []
     for prefix in (PREFIX, LEGACY_PREFIX):
         rooms = f"{prefix}/rooms"
@@ -118,8 +147,11 @@ def staff_topics(role: str, allow_commands: bool,
     return pairs
 
 
-def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
-    """The district broker's ACL file text."""
+def district_acl(district: str, staff: Iterable[StaffGrant],
+                 ha_prefixes: Iterable[str] = (HA_PREFIX,)) -> str:
+    """The district broker's ACL file text; Home Assistant discovery under each prefix of
+    ``ha_prefixes`` (ValueError if one is not a discovery prefix)."""
+    ha_prefixes = check_ha_prefixes(ha_prefixes)
     out = [f"# diemcau district broker {district}: ACL written by `diemcau-broker render`.",
            "# Do not edit: the next render overwrites it. Anonymous clients are refused by the",
            "# listeners (allow_anonymous false), so no anonymous topic lines are needed.",
@@ -133,8 +165,8 @@ def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
            *[f"pattern read {LEGACY_PREFIX}/rooms/%u/{kind}" for kind in ROOM_READS],
            "# Home Assistant discovery (docs/homeassistant.md): its own discovery message, Home",
            "# Assistant's birth message and its own Home Assistant command topics.",
-           f"pattern write {HA_PREFIX}/device/diemcau_%u/config",
-           f"pattern read {HA_PREFIX}/status",
+           *[line for ha in ha_prefixes for line in (
+               f"pattern write {ha}/device/diemcau_%u/config", f"pattern read {ha}/status")],
            f"pattern read {PREFIX}/rooms/%u/ha/#"]
     for s in sorted(staff, key=lambda g: g.username):
         note = ""
@@ -144,7 +176,7 @@ def district_acl(district: str, staff: Iterable[StaffGrant]) -> str:
             note = f" (may send: {', '.join(s.commands) or 'nothing'})"
         out += ["", f"# {s.role}{note}", f"user {s.username}"]
         out += [f"topic {access} {topic}" for access, topic in
-                staff_topics(s.role, s.allow_commands, s.commands)]
+                staff_topics(s.role, s.allow_commands, s.commands, ha_prefixes)]
     return "\n".join(out) + "\n"
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broker import provision as p
-from broker.acl import HA_COMMANDS, ROLES
+from broker.acl import HA_COMMANDS, HA_PREFIX, ROLES
 from broker.pki import CERT_DAYS, PkiError
 
 
@@ -47,7 +47,8 @@ def cmd_init(args: argparse.Namespace, site: p.Site) -> int:
     extra = {k: v for k, v in {"tls_port": args.tls_port, "tls_bind": args.tls_bind,
                                  "local_port": args.local_port, "user": args.user,
                                  "pid_file": args.pid_file, "data_dir": args.data_dir,
-                                 "room_etc": args.room_etc}.items() if v is not None}
+                                 "room_etc": args.room_etc,
+                                 "ha_prefixes": args.ha_prefix}.items() if v is not None}
     with site.locked():
         s = p.init_site(site, kind, args.name, args.host, args.ip, **extra)
     print(f"Created {kind} broker {s.name} in {site.dir}")
@@ -160,6 +161,15 @@ def cmd_bridge(args: argparse.Namespace, site: p.Site) -> int:
     return 0
 
 
+def cmd_ha_prefix(args: argparse.Namespace, site: p.Site) -> int:
+    with site.locked():
+        s = p.set_ha_prefixes(site, args.prefix)
+    print("Tiền tố khám phá Home Assistant trong ACL / Home Assistant discovery prefixes in "
+          f"the ACL: {', '.join(s.ha_prefixes)}")
+    _reload(args, s)
+    return 0
+
+
 def cmd_render(args: argparse.Namespace, site: p.Site) -> int:
     with site.locked():
         for path in p.render(site):
@@ -228,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--user", help="user Mosquitto runs as (default mosquitto)")
     a.add_argument("--data-dir", help="persistence directory for the standalone config")
     a.add_argument("--room-etc", help="config directory on the rooms' Pis (default /etc/diemcau)")
+    a.add_argument("--ha-prefix", action="append",
+                   help="tiền tố khám phá Home Assistant mà ACL cho phép (lặp lại để thêm; "
+                        f"mặc định {HA_PREFIX}) / Home Assistant discovery prefix the ACL "
+                        f"grants (repeat for more; default {HA_PREFIX}): the rooms' "
+                        "homeassistant.discovery_prefix")
     a.set_defaults(func=cmd_init)
 
     a = add("add-room", "provision a room: credentials, certificate, bundle")
@@ -276,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, help="province broker port (default: from the bundle)")
     a.add_argument("--off", action="store_true", help="remove the bridge")
     a.set_defaults(func=cmd_bridge)
+
+    a = add("ha-prefix", "(huyện) các tiền tố khám phá Home Assistant mà ACL cho phép / "
+                         "(district) the Home Assistant discovery prefixes the ACL grants")
+    a.add_argument("prefix", nargs="+",
+                   help=f"mỗi tiền tố đang dùng (mặc định của Home Assistant: {HA_PREFIX}); "
+                        "danh sách này thay danh sách trước / each prefix in use (Home "
+                        f"Assistant's default: {HA_PREFIX}); the list replaces the one before")
+    a.set_defaults(func=cmd_ha_prefix)
 
     a = add("render", "write mosquitto.conf, conf.d/diemcau.conf and the ACL again")
     a.add_argument("--reload", action="store_true", help="SIGHUP the broker afterwards")

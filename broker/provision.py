@@ -38,7 +38,7 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,10 +47,12 @@ import yaml
 
 from broker.acl import (
     HA_COMMANDS,
+    HA_PREFIX,
     PREFIX,
     ROLES,
     DistrictGrant,
     StaffGrant,
+    check_ha_prefixes,
     district_acl,
     province_acl,
 )
@@ -131,6 +133,9 @@ class Settings:
     max_keepalive: int = 300
     session_expiry: str = "14d"
     autosave_interval: int = 300
+    ha_prefixes: list[str] = field(default_factory=lambda: [HA_PREFIX])
+    """(District) the Home Assistant discovery prefixes the ACL grants: each room's
+    ``homeassistant.discovery_prefix`` and each Home Assistant's must be one of them."""
     rooms: dict[str, Room] = field(default_factory=dict)
     staff: dict[str, Staff] = field(default_factory=dict)
     districts: dict[str, District] = field(default_factory=dict)
@@ -372,7 +377,8 @@ def render(site: Site, s: Settings | None = None) -> list[Path]:
     staff = [StaffGrant(f"staff.{n}", st.role, st.allow_commands, tuple(st.commands))
              for n, st in s.staff.items()]
     if s.kind == "district":
-        acl = district_acl(s.name, staff)
+        acl = district_acl(s.name, staff,
+                           _ha_prefixes(s.ha_prefixes, f"ha_prefixes in {site.state_file}"))
     else:
         acl = province_acl(s.name, [DistrictGrant(n, f"district.{n}", d.allow_commands)
                                     for n, d in s.districts.items()], staff)
@@ -429,11 +435,34 @@ def reload_broker(s: Settings, pid_file: str | None = None) -> str:
 
 # ---- operations --------------------------------------------------------------------------------
 
+def _ha_prefixes(prefixes: Iterable[str], what: str) -> list[str]:
+    """``prefixes`` checked (:func:`~broker.acl.check_ha_prefixes`); a
+    :class:`ProvisionError` naming ``what`` (the option or setting) if one is not a prefix."""
+    try:
+        return list(check_ha_prefixes(prefixes))
+    except ValueError as e:
+        raise ProvisionError(f"{what}: {e}") from None
+
+
+def set_ha_prefixes(site: Site, prefixes: Iterable[str]) -> Settings:
+    """(District) grant Home Assistant discovery under exactly ``prefixes`` (each one a room's
+    or a Home Assistant's ``discovery_prefix``), then render the ACL."""
+    s = site.load()
+    _district_only(s, "ha-prefix")
+    s.ha_prefixes = _ha_prefixes(prefixes, "--ha-prefix")
+    site.save(s)
+    render(site, s)
+    return s
+
+
 def init_site(site: Site, kind: Kind, name: str, hosts: list[str], ips: list[str] | None = None,
               **settings: Any) -> Settings:
-    """Create the CA, the broker's server certificate for ``hosts``/``ips`` and the configs."""
+    """Create the CA, the broker's server certificate for ``hosts``/``ips`` and the configs
+    (``settings``: fields of :class:`Settings`, e.g. ``ha_prefixes``)."""
     if not NAME.fullmatch(name):
         raise ProvisionError(f"name {name!r}: use 1-32 characters a-z, 0-9 and '-'")
+    if "ha_prefixes" in settings:
+        settings["ha_prefixes"] = _ha_prefixes(settings["ha_prefixes"], "--ha-prefix")
     if not hosts:
         raise ProvisionError("give at least one --host: the name rooms use to reach the broker")
     if site.exists() or site.ca.exists():

@@ -132,6 +132,20 @@ class Recorder:
         self.tick_s = tick_s
         self.topics = contract.Topics(cfg.broker.topic_prefix)
         self.client_id = client_id or cfg.broker.client_id
+        self.earlier_share_group: str | None = None
+        """The share group this client id last subscribed with (None: none, or not known):
+        its ``$share`` filters are in :meth:`stale_subscriptions` when it is not
+        :attr:`share_group`.
+
+        The store keeps it under ``mqtt_share_group:<client_id>`` ("": none). The writer
+        thread writes it, on its own connection, as it stores a link that came up (beside
+        ``mqtt_session:``): by then :meth:`_on_connect` has handed paho the UNSUBSCRIBE of the
+        earlier group's filters, ahead of the commit. :meth:`start` reads it once, on the
+        caller's thread before paho's loop runs: paho's thread, which calls
+        :meth:`stale_subscriptions` at the first connect, never waits on the database. A
+        process that dies in the moment between that commit and the UNSUBSCRIBE reaching the
+        broker, or a session from a version that did not remember its group, keeps the
+        group's filters until the session expires (``session_expiry_s``)."""
         self.connected = threading.Event()
         self.session_present: bool | None = None
         self._q: queue.SimpleQueue[_Message | _Link | None] = queue.SimpleQueue()
@@ -180,6 +194,7 @@ class Recorder:
     def start(self) -> None:
         """Connect in the background (paho retries until the broker answers) and start the
         writer and dispatcher threads."""
+        self.earlier_share_group = self.store.meta_get(self._share_key) or None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.broker.session_expiry_s
         # Never a clean start, not even the first time (the broker makes a new session when it
@@ -222,6 +237,15 @@ class Recorder:
     def _session_key(self) -> str:
         return f"mqtt_session:{self.client_id}"
 
+    @property
+    def _share_key(self) -> str:
+        """Where the store keeps :attr:`earlier_share_group` for the next run."""
+        return f"mqtt_share_group:{self.client_id}"
+
+    def _shared(self, group: str) -> list[str]:
+        """The shared-subscription filters of ``group``: events and replies of every room."""
+        return [f"$share/{group}/{self.topics.prefix}/rooms/+/{k}" for k in SHARED_KINDS]
+
     def subscriptions(self) -> list[str]:
         """The topic filters this process subscribes to."""
         b = self.cfg.broker
@@ -230,8 +254,7 @@ class Recorder:
                     for k in contract.ROOM_TOPICS]
         if self.share_group is None:
             return self.topics.subscriptions()
-        out = [f"$share/{self.share_group}/{self.topics.prefix}/rooms/+/{k}"
-               for k in SHARED_KINDS]
+        out = self._shared(self.share_group)
         if self.primary:
             out += [self.topics.room("+", k) for k in contract.ROOM_TOPICS
                     if k not in SHARED_KINDS]
@@ -240,13 +263,17 @@ class Recorder:
     def stale_subscriptions(self) -> list[str]:
         """Filters this client id may hold from an earlier run that are not
         :meth:`subscriptions` now (a persistent session keeps them): each room kind's
-        wildcard and, with several parts, the other parts' rooms' filters. Unsubscribed at
-        the process's first connect that finds its session, so that going to or between parts
-        neither doubles a room's messages nor keeps another part's."""
+        wildcard, with several parts the other parts' rooms' filters, and the ``$share``
+        filters of the group it last subscribed with (:attr:`earlier_share_group`) if that is
+        not the group now. Unsubscribed at the process's first connect that finds its session,
+        so that going to or between parts, or leaving or changing a share group, neither
+        doubles a room's messages nor keeps another part's."""
         every = set(self.topics.subscriptions())
         if self.cfg.broker.parts > 1:
             every |= {self.topics.room(site, k) for site in self.cfg.room_ids()
                       for k in contract.ROOM_TOPICS}
+        if self.earlier_share_group is not None:
+            every |= set(self._shared(self.earlier_share_group))
         return sorted(every - set(self.subscriptions()))
 
     def idle(self, timeout: float = 10.0) -> bool:
@@ -486,6 +513,7 @@ class Recorder:
             self.wstore.record_console_link(it.up, it.at, it.detail)
             if it.up:
                 self.wstore.meta_set(self._session_key, "1")
+                self.wstore.meta_set(self._share_key, self.share_group or "")
             return []
         parsed = self.topics.parse(it.topic)
         if parsed is None:

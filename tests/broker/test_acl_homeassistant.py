@@ -14,16 +14,19 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from agent.config import parse_config
-from agent.hardware.pins import mock_factory
+from agent.config import HomeAssistant, parse_config
+from agent.hardware.pins import MockFactory, mock_factory
 from agent.runtime import Agent, Stop
 from agent.store import StateDir
-from tests.broker.conftest import District
+from broker.acl import HA_PREFIX_RE
+from broker.provision import Site
+from tests.broker.conftest import District, make_district, start
 from tests.broker.helpers import BrokerProcess, Client, token
 
 P = "diemcau/v2"
@@ -166,17 +169,37 @@ def test_homeassistant_flags_are_checked(district: District,
 # ------------------------------------------------------------------------ a real room agent
 
 
-def _room_yaml(district: District) -> str:
-    creds = district.dir / "rooms" / "room-ha" / "credentials.yaml"
+def _room_yaml(district: District, site: str = "room-ha", ha: str = "") -> str:
+    """A room agent's config on the district's loopback listener, Home Assistant on (``ha``:
+    more of its section, e.g. ``discovery_prefix: …``)."""
+    creds = district.dir / "rooms" / site / "credentials.yaml"
     return f"""\
-site: {{id: room-ha, name: "Xã Thử HA"}}
+site: {{id: {site}, name: "Xã Thử HA"}}
 broker: {{host: 127.0.0.1, port: {district.local_port}, keepalive_s: 5,
           credentials_file: {creds}}}
 devices:
   codec: {{role: codec, relay: {{pin: 26}}, order: 1, on_delay_s: 0, off_grace_s: 0}}
   camera: {{role: camera, relay: {{pin: 20}}, order: 2, on_delay_s: 0}}
-homeassistant: {{enabled: true}}
+homeassistant: {{enabled: true{", " + ha if ha else ""}}}
 """
+
+
+@contextmanager
+def _running_agent(config: str, tmp: Path) -> Iterator[tuple[Agent, MockFactory]]:
+    """A real room agent (mock pins) running on its own thread until the block ends."""
+    factory = mock_factory()
+    agent = Agent(parse_config(config), factory, StateDir(tmp / "state"))
+    stop = threading.Event()
+    agent.start()
+    loop = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        yield agent, factory
+    finally:
+        stop.set()
+        agent.queue.put(Stop())
+        loop.join(10)
+        agent.close()
 
 
 class Inbox:
@@ -197,43 +220,96 @@ def test_real_room_through_the_acl(district: District, district_broker: BrokerPr
                                    tmp_path: Path) -> None:
     """The room's discovery message gets through, Home Assistant's birth brings it again, its
     switch-off switches the pin; a command Home Assistant may not send never reaches it."""
-    cfg = parse_config(_room_yaml(district))
-    factory = mock_factory()
-    agent = Agent(cfg, factory, StateDir(tmp_path / "state"))
     hass = district.local("ha").connect()
     inbox = Inbox(hass)
     hass.subscribe("homeassistant/#")
     hass.subscribe(f"{P}/rooms/room-ha/state")
-    stop = threading.Event()
-    agent.start()
-    loop = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    loop.start()
     try:
-        topic = "homeassistant/device/diemcau_room-ha/config"
-        msg = json.loads(inbox.next(topic))
-        switch = msg["cmps"]["power_camera"]
-        assert switch["command_topic"] == f"{P}/rooms/room-ha/ha/power/camera/set"
-        assert hass.publish("homeassistant/status", b"online").value == 0
-        assert json.loads(inbox.next(topic)) == msg
-        assert hass.publish(switch["command_topic"], b"OFF").value == 0
-        while json.loads(inbox.next(f"{P}/rooms/room-ha/state"))["devices"]["camera"][
-                "power"] != "off":
-            pass
-        assert factory.pin(20).state is False
-        # Not granted: the broker refuses it; the room never sees it.
-        denied = hass.publish(f"{P}/rooms/room-ha/ha/operator_check/set", b"PRESS")
-        assert denied.is_failure
-        denied = hass.publish(f"{P}/rooms/room-ha/schedule", b"{}")
-        assert denied.is_failure
-        # A switch-on after them, allowed: once it is in, they would have been in before it.
-        assert hass.publish(switch["command_topic"], b"ON").value == 0
-        while json.loads(inbox.next(f"{P}/rooms/room-ha/state"))["devices"]["camera"][
-                "power"] != "on":
-            pass
-        assert agent.state.check is None and agent.state.schedule_version == ""
+        with _running_agent(_room_yaml(district), tmp_path) as (agent, factory):
+            topic = "homeassistant/device/diemcau_room-ha/config"
+            msg = json.loads(inbox.next(topic))
+            switch = msg["cmps"]["power_camera"]
+            assert switch["command_topic"] == f"{P}/rooms/room-ha/ha/power/camera/set"
+            assert hass.publish("homeassistant/status", b"online").value == 0
+            assert json.loads(inbox.next(topic)) == msg
+            assert hass.publish(switch["command_topic"], b"OFF").value == 0
+            while json.loads(inbox.next(f"{P}/rooms/room-ha/state"))["devices"]["camera"][
+                    "power"] != "off":
+                pass
+            assert factory.pin(20).state is False
+            # Not granted: the broker refuses it; the room never sees it.
+            denied = hass.publish(f"{P}/rooms/room-ha/ha/operator_check/set", b"PRESS")
+            assert denied.is_failure
+            denied = hass.publish(f"{P}/rooms/room-ha/schedule", b"{}")
+            assert denied.is_failure
+            # A switch-on after them, allowed: once it is in, they would have been in before it.
+            assert hass.publish(switch["command_topic"], b"ON").value == 0
+            while json.loads(inbox.next(f"{P}/rooms/room-ha/state"))["devices"]["camera"][
+                    "power"] != "on":
+                pass
+            assert agent.state.check is None and agent.state.schedule_version == ""
     finally:
-        stop.set()
-        agent.queue.put(Stop())
-        loop.join(10)
-        agent.close()
         hass.close()
+
+
+def test_a_room_with_another_discovery_prefix_gets_through(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A district whose Home Assistant and rooms use the discovery prefix ``trungtam/ha``:
+    until the ACL names it a room's discovery message is refused; once ``ha-prefix`` lists it
+    (and the CLI reloaded the broker), a real room agent's discovery reaches Home Assistant
+    and Home Assistant's birth message reaches the room, the default prefix still works and a
+    prefix not listed is still refused."""
+    d = make_district(tmp_path / "d", "hadist", ["room-hp"],
+                      {"ha": ["--role", "homeassistant", "--commands", "power"]})
+    broker = start(d)
+    room = d.room("room-hp").connect()
+    hass = d.local("ha").connect()
+    try:
+        custom = "trungtam/ha/device/diemcau_room-hp/config"
+        assert room.publish(custom, token()).is_failure, "the default ACL names homeassistant"
+        before = broker.reload_count()
+        assert d.cli("ha-prefix", "homeassistant", "trungtam/ha") == 0
+        assert "trungtam/ha" in capsys.readouterr().out
+        broker.wait_reloaded(before)
+        assert d.site.load().ha_prefixes == ["homeassistant", "trungtam/ha"]
+        assert not room.publish("homeassistant/device/diemcau_room-hp/config",
+                                token()).is_failure
+        assert room.publish("khac/device/diemcau_room-hp/config", token()).is_failure
+        assert room.publish("trungtam/ha/device/diemcau_room-a/config", token()).is_failure, \
+            "another room's discovery topic"
+        inbox = Inbox(hass)
+        hass.subscribe("trungtam/ha/#")
+        config = _room_yaml(d, "room-hp", "discovery_prefix: trungtam/ha")
+        with _running_agent(config, tmp_path / "agent"):
+            msg = json.loads(inbox.next(custom))
+            assert msg["cmps"]["power_camera"]["command_topic"] == \
+                f"{P}/rooms/room-hp/ha/power/camera/set"
+            assert hass.publish("trungtam/ha/status", b"online").value == 0
+            assert json.loads(inbox.next(custom)) == msg, "the room heard Home Assistant's birth"
+    finally:
+        hass.close()
+        room.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize("prefix", ["home/#", "home/+/x", "/ha", "ha/", "$ha", "ha//x"])
+def test_a_bad_discovery_prefix_is_refused_with_its_option(
+        district: District, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        prefix: str) -> None:
+    acl = district.site.acl.read_text()
+    assert district.cli("--no-reload", "ha-prefix", "homeassistant", prefix) == 1
+    err = capsys.readouterr().err
+    assert "--ha-prefix" in err and repr(prefix) in err
+    assert district.site.load().ha_prefixes == ["homeassistant"]
+    assert district.site.acl.read_text() == acl
+    d = tmp_path / "new"
+    assert district.cli("--dir", str(d), "init", "--name", "moi", "--host", "localhost",
+                        "--ha-prefix", prefix) == 1
+    assert "--ha-prefix" in capsys.readouterr().err
+    new = Site(d)
+    assert not new.exists() and not new.ca.exists(), "a refused init makes no CA, no settings"
+
+
+def test_the_broker_takes_the_rooms_discovery_prefix_rule() -> None:
+    pattern = HomeAssistant.model_json_schema()["properties"]["discovery_prefix"]["pattern"]
+    assert pattern == f"^{HA_PREFIX_RE.pattern}$"

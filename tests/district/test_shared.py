@@ -5,12 +5,13 @@ kept for it while it is down); and the console's session surviving a broker rest
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -297,3 +298,91 @@ def test_mosquitto_forgets_shared_subscriptions_in_a_restart(broker: LocalBroker
         publish(b"after")
         got = session(cid)
         assert got == ([b"before", b"after"] if cid == "normal" else [b"before"]), cid
+
+
+class _Deliveries:
+    """What the broker hands one recorder's client: each event's ``seq`` as many times as it
+    arrived (wrapped around the recorder's own ``on_message``), and the SUBACKs."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.seqs: list[int] = []
+        self.subacks = 0
+        self._cv = threading.Condition()
+        handler = rec.client.on_message
+
+        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            if msg.topic.endswith("/events"):
+                with self._cv:
+                    self.seqs.append(int(json.loads(msg.payload)["seq"]))
+                    self._cv.notify_all()
+            handler(client, userdata, msg)  # type: ignore[misc]
+
+        def on_subscribe(*_a: object) -> None:
+            with self._cv:
+                self.subacks += 1
+                self._cv.notify_all()
+
+        rec.client.on_message = on_message
+        rec.client.on_subscribe = on_subscribe
+
+    def wait(self, pred: Callable[[], bool], what: str) -> None:
+        with self._cv:
+            assert self._cv.wait_for(pred, TIMEOUT), f"timed out: {what}"
+
+
+@pytest.mark.parametrize("after", ["parts", "plain"])
+def test_a_recorder_that_leaves_its_share_group_hears_each_event_once(
+        postgres: LocalPostgres, district_broker: BenchBroker, short_tmp: Path,
+        after: str) -> None:
+    """A process recorded through ``$share/<group>/…``, then is restarted with the same client
+    id as part 1 of 2, or as one plain process: its session still holds the shared filters
+    unless the process unsubscribes them, and each event would arrive twice (once per
+    filter)."""
+    from district.config import part_of
+    from district.service import Console
+    from tests.district.helpers import FakeClock
+    from tests.district.rooms import ScriptedRoom
+
+    url = postgres.new_database()
+    sites = [f"sim-{i:05d}" for i in range(1, 9)]
+    site = next(s for s in sites if part_of(s, 2) == 1)
+    store = PostgresStore(url)
+    room = ScriptedRoom(site, district_broker.host, district_broker.port, FakeClock())
+    rec: Recorder | None = None
+    try:
+        cfg = parse_config(console_yaml(district_broker.port, url, sites, "rec-moved",
+                                        SHARE_GROUP, True, short_tmp))
+        rec = Recorder(cfg, Console(cfg, store))
+        seen = _Deliveries(rec)
+        rec.start()
+        seen.wait(lambda: seen.subacks >= 1, "subscribed with the share group")
+        room.connect()
+        room.event("check_in", ts=T0)
+        seen.wait(lambda: seen.seqs == [1], "the event through the shared subscription")
+        assert rec.idle()
+        rec.stop()
+        rec = None
+
+        part = (1, 2) if after == "parts" else None
+        cfg = parse_config(console_yaml(district_broker.port, url, sites, "rec-moved", None,
+                                        True, short_tmp, part=part))
+        rec = Recorder(cfg, Console(cfg, store))
+        seen = _Deliveries(rec)
+        rec.start()
+        # The UNSUBSCRIBE of what is stale goes before the SUBSCRIBE: the broker has done both.
+        seen.wait(lambda: seen.subacks >= 1, "subscribed again")
+        assert rec.session_present is True
+        for n in range(3):
+            room.event("check_in", ts=T0 + 1 + n)
+        marker = room.event("check_in", ts=T0 + 10)["seq"]
+        # A second copy of an event would have been queued before the marker's first.
+        seen.wait(lambda: marker in seen.seqs, "the marker event")
+        assert rec.idle()
+        assert [s for s in seen.seqs if s != marker] == [2, 3, 4], \
+            "an event arrived twice: the earlier share group's filter is still subscribed"
+        assert [e.seq for e in store.events(site)] == [1, 2, 3, 4, 5]
+    finally:
+        room.drop()
+        if rec is not None:
+            rec.stop()
+        store.close()
