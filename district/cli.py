@@ -112,6 +112,7 @@ def cmd_run(args: argparse.Namespace, out: _Out) -> int:
         signal.signal(sig, lambda *_: stop.set())
     from district.web.server import start_dashboard
 
+    rec.starting()   # its first heartbeat, before a page can show the last run's stop
     web = start_dashboard(cfg, console)  # exits 2 when http.listen cannot be used
     console.republish()
     rec.start()

@@ -1,38 +1,49 @@
-"""Is the console recording? Each recorder process's heartbeat, and what the technician is told.
+"""Is the console recording? Each recorder process's heartbeat, and what is wrong with it.
 
-Every recorder process that records by part (one process: part 1 of 1) writes a
-:class:`Beat` to the store's ``meta`` table every few seconds from its writer thread, through
-the writer's own connection: the time, whether its broker link is up (and since when), and
-the configuration it records with (how many parts, a digest of the roster). A beat proves the
-writer itself is alive: a writer stuck on the database stops beating as surely as a killed
-process. A process that stops cleanly writes a last beat that says so.
+Every recorder process that records by part (one process: part 1 of 1; with
+``broker.share_group`` only the primary, a member having no part of its own) writes a
+:class:`Beat` to the store's ``meta`` table every :data:`BEAT_S` seconds from its writer
+thread, through the writer's own connection: the time, its broker link (up or down, since
+when, and why it is down), and the configuration it records with (how many parts, a digest of
+the roster). A beat proves the writer itself is alive: a writer stuck on the database stops
+beating as surely as a killed process. A process writes a first beat as it starts (before its
+dashboard listens) and a last one that says so when it stops cleanly.
 
-:func:`problems` reads the beats of parts ``1..parts`` of the reader's configuration and says
-what is wrong: a part that has stopped (its last beat older than :data:`STALE_S`, or a clean
-stop), a part never started, a part whose broker link is down, a part that runs with another
-roster or another number of parts (rooms recorded twice or by nobody). The dashboard shows
-them above the alerts on every page; without them, a stopped part would show only as its
-rooms' tiles standing still.
+:func:`problems` reads every part's beat and says what is wrong: a part that has stopped (its
+last beat older than :data:`STALE_S`, or a clean stop), a part never started, a part whose
+broker link is down (or that has not reached the broker :data:`STALE_S` after starting), a
+part that runs with another roster or another number of parts, or one beyond the reader's
+``parts`` still running (rooms recorded twice or by nobody). The dashboard shows them above
+the alerts on every page (``district/web``), in its own words; without them, a stopped part
+would show only as its rooms' tiles standing still.
+
+The beats carry the writing host's clock: the hosts of a console's parts must keep their
+clocks together (NTP), or a part more than :data:`STALE_S` behind is taken for stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Literal
 
-from district.config import ConsoleConfig, Lang, part_of
+from district.config import ConsoleConfig, part_of
 from district.store.base import Store
-from district.timefmt import iso_local
 
 BEAT_PREFIX = "recorder_part:"
+BEAT_S = 5.0
+"""How often a recorder process beats."""
 STALE_S = 30.0
-"""A part whose last beat is older than this has stopped (it beats every 5 s)."""
+"""A part whose last beat is older than this has stopped; one that has not reached its broker
+this long after starting is reported as not connected."""
+MAX_PARTS = 64
+"""``broker.parts`` at most (``district/config.py``): beats beyond the reader's parts are
+looked for up to here."""
 
-ProblemKind = Literal["never_started", "stopped", "link_down", "config_differs"]
+ProblemKind = Literal["never_started", "stopped", "link_down", "not_connected",
+                      "config_differs"]
 
 
 def beat_key(part: int) -> str:
@@ -58,9 +69,13 @@ class Beat:
     at: float
     connected: bool
     link_since: float | None
-    """When the broker link last went up (``connected``) or down (not), if it ever did."""
+    """When the broker link last went up (``connected``) or down (not); None: it has not
+    been up since the process started."""
     running: bool = True
     """False in the last beat of a process that stopped cleanly."""
+    started_at: float | None = None
+    link_detail: str = ""
+    """Why the link is down, as the broker or paho said (a refusal's reason)."""
 
     def dumps(self) -> str:
         """The beat as stored."""
@@ -76,91 +91,83 @@ class Beat:
                        connected=bool(d["connected"]),
                        link_since=None if d.get("link_since") is None
                        else float(d["link_since"]),
-                       running=bool(d.get("running", True)))
-        except (ValueError, TypeError, KeyError):
+                       running=bool(d.get("running", True)),
+                       started_at=None if d.get("started_at") is None
+                       else float(d["started_at"]),
+                       link_detail=str(d.get("link_detail") or "")[:200])
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong with the recording, for the technician."""
+    """Something wrong with the recording, for the technician (words: ``district/web``)."""
 
     kind: ProblemKind
     part: int
     parts: int
+    """The reader's ``broker.parts``."""
     rooms: int
-    """Rooms of that part (the reader's configuration): whose live view stands still."""
+    """Rooms of that part (the reader's configuration, or the part's own beat for a part
+    beyond it): whose live view stands still or is recorded twice."""
     since: float | None
     """When it began, as far as the beats tell (None: unknown)."""
+    detail: str = ""
+    """Why the link is down, as the broker or paho said."""
 
-    def json(self, zone: ZoneInfo, lang: Lang, when: Callable[[float], str]) -> dict[str, Any]:
-        """The problem for ``/rooms.json``: its fields, ``since`` in ``zone``, and its
-        sentence in ``lang``."""
-        return {"kind": self.kind, "part": self.part, "parts": self.parts, "rooms": self.rooms,
-                "since": iso_local(self.since, zone), "text": self.text(lang, when)}
 
-    def text(self, lang: Lang, when: Callable[[float], str]) -> str:
-        """One sentence in ``lang``; ``when`` writes a time for people (the site's zone)."""
-        at = when(self.since) if self.since is not None else None
-        if self.parts == 1:
-            who_vi, who_en = "Bộ ghi của bảng điều khiển", "The console's recorder"
-        else:
-            n = f"{self.rooms:,}"
-            who_vi = f"Phần ghi {self.part}/{self.parts} ({n.replace(',', '.')} điểm cầu)"
-            who_en = f"Recorder part {self.part} of {self.parts} ({n} rooms)"
-        stale_vi = "trạng thái các điểm cầu này có thể đã cũ"
-        stale_en = "these rooms' status may be out of date"
-        if self.kind == "never_started":
-            vi = f"{who_vi} chưa chạy: {stale_vi}."
-            en = f"{who_en} has not started: {stale_en}."
-        elif self.kind == "stopped":
-            vi = f"{who_vi} đã ngừng ghi từ {at}: {stale_vi}."
-            en = f"{who_en} has stopped recording since {at}: {stale_en}."
-        elif self.kind == "link_down":
-            since_vi = f" từ {at}" if at else ""
-            since_en = f" since {at}" if at else ""
-            vi = f"{who_vi} mất kết nối tới máy chủ MQTT{since_vi}: {stale_vi}."
-            en = f"{who_en} has lost its MQTT broker link{since_en}: {stale_en}."
-        else:
-            vi = (f"{who_vi} chạy với cấu hình khác (số phần hoặc danh sách điểm cầu): có "
-                  "điểm cầu không được ghi hoặc bị ghi hai lần; hãy cập nhật cấu hình và "
-                  "khởi động lại phần này.")
-            en = (f"{who_en} runs with another configuration (number of parts or roster): "
-                  "some rooms are recorded twice or not at all; update its configuration and "
-                  "restart it.")
-        return en if lang == "en" else vi
+_shape: tuple[ConsoleConfig, str, list[int]] | None = None
+
+
+def _roster_shape(cfg: ConsoleConfig) -> tuple[str, list[int]]:
+    """The roster's digest and each part's number of rooms (kept for the last ``cfg``: a
+    page at 10,000 rooms does not hash the roster again)."""
+    global _shape
+    if _shape is None or _shape[0] is not cfg:
+        sites = cfg.room_ids()
+        counts = [0] * cfg.broker.parts
+        for s in sites:
+            counts[part_of(s, cfg.broker.parts) - 1] += 1
+        _shape = (cfg, roster_digest(sites), counts)
+    return _shape[1], _shape[2]
 
 
 def my_beat(cfg: ConsoleConfig, at: float, connected: bool, link_since: float | None,
-            running: bool = True) -> Beat:
+            running: bool = True, started_at: float | None = None,
+            link_detail: str = "") -> Beat:
     """The beat of the process configured by ``cfg``."""
-    b = cfg.broker
-    sites = cfg.room_ids()
-    return Beat(part=b.part, parts=b.parts, roster=roster_digest(sites),
-                rooms=len(b.my_rooms(sites)), at=at, connected=connected,
-                link_since=link_since, running=running)
+    digest, counts = _roster_shape(cfg)
+    return Beat(part=cfg.broker.part, parts=cfg.broker.parts, roster=digest,
+                rooms=counts[cfg.broker.part - 1], at=at, connected=connected,
+                link_since=link_since, running=running, started_at=started_at,
+                link_detail=link_detail)
 
 
 def problems(cfg: ConsoleConfig, store: Store, now: float,
              stale_s: float = STALE_S) -> list[Problem]:
     """What is wrong with the recording of ``cfg``'s console, part by part."""
-    b = cfg.broker
-    sites = cfg.room_ids()
-    digest = roster_digest(sites)
-    counts = [0] * b.parts
-    for s in sites:
-        counts[part_of(s, b.parts) - 1] += 1
+    parts = cfg.broker.parts
+    digest, counts = _roster_shape(cfg)
+    beats = {int(k[len(BEAT_PREFIX):]): Beat.loads(v)
+             for k, v in store.meta_prefixed(BEAT_PREFIX).items()
+             if k[len(BEAT_PREFIX):].isdigit()}
     out: list[Problem] = []
-    for part in range(1, b.parts + 1):
-        raw = store.meta_get(beat_key(part))
-        beat = Beat.loads(raw) if raw is not None else None
-        n = counts[part - 1]
+    for part in range(1, parts + 1):
+        beat, n = beats.get(part), counts[part - 1]
         if beat is None:
-            out.append(Problem("never_started", part, b.parts, n, None))
+            out.append(Problem("never_started", part, parts, n, None))
         elif not beat.running or now - beat.at > stale_s:
-            out.append(Problem("stopped", part, b.parts, n, beat.at))
-        elif beat.parts != b.parts or beat.roster != digest:
-            out.append(Problem("config_differs", part, b.parts, n, None))
-        elif not beat.connected:
-            out.append(Problem("link_down", part, b.parts, n, beat.link_since))
+            out.append(Problem("stopped", part, parts, n, beat.at))
+        elif beat.parts != parts or beat.roster != digest:
+            out.append(Problem("config_differs", part, parts, n, None))
+        elif not beat.connected and beat.link_since is not None:
+            out.append(Problem("link_down", part, parts, n, beat.link_since,
+                               beat.link_detail))
+        elif not beat.connected and now - (beat.started_at or beat.at) > stale_s:
+            out.append(Problem("not_connected", part, parts, n, beat.started_at,
+                               beat.link_detail))
+    for part in sorted(p for p in beats if p > parts):
+        beat = beats[part]
+        if beat is not None and beat.running and now - beat.at <= stale_s:
+            out.append(Problem("config_differs", part, parts, beat.rooms, None))
     return out

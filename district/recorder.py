@@ -58,6 +58,7 @@ from district.alerts import event_alerts
 from district.config import ConsoleConfig
 from district.model import Change, Incoming
 from district.service import Console
+from district.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,13 @@ class Recorder:
         self.beats = self.share_group is None or self.primary
         """Writes this part's heartbeat (a shared-subscription member has no part of its own:
         its beat would be taken for the primary's)."""
-        self._link: _Link | None = None
-        """The broker link as the writer last stored it (for the heartbeat)."""
+        self.beat_s = health.BEAT_S
+        self._link: tuple[bool, float | None, str] = (False, None, "")
+        """The broker link for the heartbeat, as paho's thread last saw it: up, since when
+        (None: not up since the process started), why it is down. Replaced whole (one
+        assignment), only when it goes up or down: a refusal at every retry keeps the time
+        the link went down and updates only the reason."""
+        self._started_at: float | None = None
         self.console = console
         self.store = console.store
         """The dispatcher's (and the service's) connection."""
@@ -164,7 +170,6 @@ class Recorder:
         self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
         """Message ids the broker acknowledged (paho's thread), for the dispatcher to mark."""
         self._next_scan = 0.0
-        self._health: tuple[health.Problem, ...] | None = None
         self.client = self._client()
 
     # ------------------------------------------------------------------ set-up
@@ -185,6 +190,7 @@ class Recorder:
                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_message = self._on_message
         c.on_publish = self._on_publish
         c.max_inflight_messages_set(MAX_INFLIGHT)
@@ -194,6 +200,7 @@ class Recorder:
     def start(self) -> None:
         """Connect in the background (paho retries until the broker answers) and start the
         writer and dispatcher threads."""
+        self.starting()
         self.earlier_share_group = self.store.meta_get(self._share_key) or None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.broker.session_expiry_s
@@ -287,6 +294,7 @@ class Recorder:
         try:
             if reason.is_failure:
                 log.warning("broker refused the console: %s", reason)
+                self._link_down(f"refused: {reason}")
                 self._enqueue(_Link(False, self.clock(), f"refused: {reason}"))
                 return
             self._generation += 1
@@ -306,6 +314,7 @@ class Recorder:
                 for i in range(0, len(mine), SUBSCRIBE_CHUNK):
                     client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
             self._resend_schedules = not present
+            self._link = (True, self.clock(), "")
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()
             self.console.wakeup.set()
@@ -317,9 +326,19 @@ class Recorder:
         try:
             if self.connected.is_set():
                 self.connected.clear()
+                self._link_down(str(reason))
                 self._enqueue(_Link(False, self.clock(), str(reason)))
         except Exception:  # pragma: no cover
             log.exception("on_disconnect failed")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        b = self.cfg.broker
+        self._link_down(f"cannot reach {b.host}:{b.port}")
+
+    def _link_down(self, why: str) -> None:
+        """The link is down (or still not up), for the heartbeat: since the first time."""
+        up, since, _ = self._link
+        self._link = (False, self.clock() if up else since, why)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -338,7 +357,7 @@ class Recorder:
         next_beat = 0.0
         while True:
             if self.beats and time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self.tick_s
+                next_beat = time.monotonic() + self.beat_s
                 self._beat()
             try:
                 item = self._q.get(timeout=max(0.0, next_beat - time.monotonic())
@@ -360,10 +379,8 @@ class Recorder:
                     break
                 batch.append(nxt)
             changes, stored = self._store_batch(batch)
-            links = [it for it in batch if isinstance(it, _Link)]
-            if links:   # the link went up or down: the next beat says so, at once
-                self._link = links[-1]
-                next_beat = 0.0
+            if any(isinstance(it, _Link) for it in batch):
+                next_beat = 0.0   # the link went up or down: the next beat says so, at once
             for it in stored:
                 if isinstance(it, _Message) and it.qos > 0 \
                         and it.generation == self._generation:
@@ -379,14 +396,26 @@ class Recorder:
         """Write this process's heartbeat (``district/health.py``) through the writer's
         connection, between batches. Best effort: a failure is logged, and a beat missed for
         long enough shows this part as stopped, which it then nearly is."""
-        link = self._link
-        beat = health.my_beat(self.cfg, self.clock(), link is not None and link.up,
-                              link.at if link is not None else None, running)
+        self._write_beat(self.wstore, running)
+
+    def _write_beat(self, store: Store, running: bool = True) -> None:
+        up, since, why = self._link
+        beat = health.my_beat(self.cfg, self.clock(), up, since, running, self._started_at,
+                              "" if up else why)
         try:
-            with self.wstore.transaction():
-                self.wstore.meta_set(health.beat_key(beat.part), beat.dumps())
+            with store.transaction():
+                store.meta_set(health.beat_key(beat.part), beat.dumps())
         except Exception as e:
             log.warning("could not write the recorder's heartbeat: %s", e)
+
+    def starting(self) -> None:
+        """Write this process's first heartbeat (started, not yet connected), through the
+        caller's connection: ``run`` calls it before its dashboard listens, so that no page
+        shows the previous run's stop as this one's (:meth:`start` calls it too)."""
+        if self._started_at is None:
+            self._started_at = self.clock()
+            if self.beats:
+                self._write_beat(self.store)
 
     def _store_batch(self, batch: list[_Message | _Link]
                      ) -> tuple[list[Change], list[_Message | _Link]]:
@@ -575,17 +604,8 @@ class Recorder:
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.tick_s
                     self.console.tick()
-                    self._health_changed()
             except Exception:
                 log.exception("dispatch failed; trying again")
-
-    def _health_changed(self) -> None:
-        """Tell the dashboard when what :func:`district.health.problems` says has changed
-        (a part stopping is noticed by time passing, not by a message)."""
-        now = tuple(health.problems(self.cfg, self.store, self.clock()))
-        if now != self._health:
-            self._health = now
-            self.console.notify(Change("health"))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:

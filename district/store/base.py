@@ -65,6 +65,9 @@ class Store(Protocol):
     def meta_set(self, key: str, value: str) -> None:
         """Keep ``value`` under ``key``."""
 
+    def meta_prefixed(self, prefix: str) -> dict[str, str]:
+        """Every value kept under a key that begins with ``prefix``, by key."""
+
     # -- recording (the recorder's thread) ----------------------------------------------------
     def record_availability(self, site: str, value: str, received_at: float,
                             retained: bool) -> bool:

@@ -211,6 +211,10 @@ class SqliteStore:
         rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
+    def meta_prefixed(self, prefix: str) -> dict[str, str]:
+        return dict(self._q("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                            (len(prefix), prefix)))
+
     def meta_set(self, key: str, value: str) -> None:
         self._x("INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

@@ -24,8 +24,10 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from starlette.staticfiles import StaticFiles
 from district import health
 from district.config import Lang
 from district.i18n import t as report_word
-from district.model import Actor, User
+from district.model import Actor, Change, User
 from district.service import Console
 from district.timefmt import iso_local, local, show
 from district.web import actions, pages, views
@@ -56,8 +58,10 @@ from district.web.auth import (
     Sessions,
 )
 from district.web.live import Hub
-from district.web.text import command_name, event_kind, short_device, word
+from district.web.text import command_name, event_kind, recording_text, short_device, word
 from district.web.views import Roster
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE.parent / "templates"
@@ -120,6 +124,8 @@ class Dashboard:
         self.env.globals.update(htmx_config=HTMX_CONFIG, csrf_field=CSRF_FIELD,
                                 window_title=self.window_title)
         self._roster: Roster | None = None
+        self.recording_seen: tuple[health.Problem, ...] | None = None
+        """What :meth:`watch_recording` saw last."""
 
     def window_title(self, window_id: str) -> str:
         """What people call a window (its title), for links that would otherwise show its id."""
@@ -190,15 +196,30 @@ class Dashboard:
         return self.fragment(ctx, "web/_alerts.html", alerts=open_[:5], more=len(open_) - 5,
                              total=len(open_), oob=oob)
 
-    def health(self) -> list[health.Problem]:
+    def recording_problems(self) -> list[health.Problem]:
         """What is wrong with the recording now (``district/health.py``)."""
         return health.problems(self.cfg, self.console.store, self.clock())
 
     def health_banner(self, ctx: Ctx, oob: bool = False) -> str:
         """What is wrong with the recording itself (``district/health.py``: a recorder part
         stopped, its broker link down, another configuration), above the alerts."""
-        texts = [p.text(ctx.lang, self.when) for p in self.health()]
+        texts = [recording_text(p, ctx.lang, self.when) for p in self.recording_problems()]
         return self.fragment(ctx, "web/_health.html", problems=texts, oob=oob)
+
+    async def watch_recording(self, every_s: float) -> None:
+        """Look at the recording's problems every ``every_s`` and tell the live pages when
+        they change (a part stopping is noticed by time passing, not by a message; every
+        process's dashboard looks for itself)."""
+        while True:
+            try:
+                now = tuple(await asyncio.to_thread(self.recording_problems))
+                if now != self.recording_seen:
+                    first, self.recording_seen = self.recording_seen is None, now
+                    if not first:   # a page renders what is wrong as it is drawn
+                        self.hub.on_change(Change("health"))
+            except Exception:
+                log.exception("could not look at the recording's heartbeats")
+            await asyncio.sleep(every_s)
 
     def page(self, ctx: Ctx, name: str, *, status: int = 200, live: dict[str, str] | None = None,
              title: str = "", **kw: Any) -> HTMLResponse:
@@ -286,9 +307,11 @@ def refuse(d: Dashboard, ctx: Ctx, status: int, reason: str,
 
 
 def create_app(console: Console, secret: bytes, *, clock: Callable[[], float] | None = None,
-               limiter: RateLimiter | None = None, coalesce_s: float = 0.5) -> Starlette:
+               limiter: RateLimiter | None = None, coalesce_s: float = 0.5,
+               health_s: float = health.BEAT_S) -> Starlette:
     """The dashboard app over ``console``; ``secret`` signs sessions (see
-    :func:`district.web.auth.load_secret`)."""
+    :func:`district.web.auth.load_secret`); ``health_s``: how often it looks at the
+    recorders' heartbeats."""
     d = Dashboard(console, secret, clock=clock, limiter=limiter, coalesce_s=coalesce_s)
 
     @contextlib.asynccontextmanager
@@ -298,9 +321,13 @@ def create_app(console: Console, secret: bytes, *, clock: Callable[[], float] | 
         d.hub.after_batch = lambda: d.roster.kept.refresh()
         await d.hub.start()
         unsubscribe = console.subscribe(d.hub.on_change)
+        watcher = asyncio.create_task(d.watch_recording(health_s))
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             unsubscribe()
             await d.hub.stop()
             d.hub.after_batch = None

@@ -20,7 +20,7 @@ from district.service import ServiceError, UnknownRoom, UnknownWindow
 from district.web import fragments, views
 from district.web.auth import PRE_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S
 from district.web.live import stream_events
-from district.web.text import word
+from district.web.text import recording_text, word
 from district.web.timeline import build as build_timeline
 from district.web.timeline import range_for
 
@@ -158,7 +158,10 @@ def rooms_json(d: Dashboard, request: Request, ctx: Ctx, form: FormData | None) 
         "generated_at": views.iso_local(d.clock(), d.zone), "counts": page.counts,
         "total": page.total, "matched": page.matched, "page": page.page, "pages": page.pages,
         "per_page": q.per_page, "query": q.params(),
-        "recording": [p.json(d.zone, ctx.lang, d.when) for p in d.health()],
+        "recording": [{"kind": p.kind, "part": p.part, "parts": p.parts, "rooms": p.rooms,
+                       "since": views.iso_local(p.since, d.zone), "detail": p.detail,
+                       "text": recording_text(p, ctx.lang, d.when)}
+                      for p in d.recording_problems()],
         "rooms": [t.json(d.zone) for t in page.items]})
 
 

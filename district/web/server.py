@@ -16,6 +16,7 @@ import threading
 import uvicorn
 
 from district.config import ConsoleConfig
+from district.health import BEAT_S
 from district.service import Console
 from district.web.app import create_app
 from district.web.auth import load_secret
@@ -41,11 +42,12 @@ class _Server(uvicorn.Server):
 class WebServer:
     """The dashboard on ``HOST:PORT``; :meth:`start` returns once it listens."""
 
-    def __init__(self, cfg: ConsoleConfig, console: Console, listen: str | None = None) -> None:
+    def __init__(self, cfg: ConsoleConfig, console: Console, listen: str | None = None,
+                 health_s: float = BEAT_S) -> None:
         host, _, port = (listen or cfg.http.listen).rpartition(":")
         self.host, self.port = host, int(port)
         secret = load_secret(cfg.database.path.parent)
-        self.app = create_app(console, secret)
+        self.app = create_app(console, secret, health_s=health_s)
         self.config = uvicorn.Config(
             self.app, host=self.host, port=self.port, loop="asyncio", http="h11", ws="none",
             lifespan="on", access_log=False, log_level="warning", proxy_headers=True,

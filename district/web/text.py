@@ -6,7 +6,10 @@ Words the report shares (causes, lists, window kinds, good/poor/none) come from
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from district.config import Lang
+from district.health import Problem
 from district.i18n import TEXT as SHARED
 
 WORDS: dict[str, tuple[str, str]] = {
@@ -209,6 +212,32 @@ WORDS: dict[str, tuple[str, str]] = {
     "required": ("không được để trống", "must not be empty"),
     "bad_choice": ("lựa chọn không hợp lệ", "not one of the choices"),
     "saved": ("Đã lưu.", "Saved."),
+    # the recording itself (district/health.py), above the alerts
+    "rec_who_one": ("Bộ ghi của bảng điều khiển", "The console's recorder"),
+    "rec_who_part": ("Phần ghi {part}/{parts} ({n} điểm cầu)",
+                     "Recorder part {part} of {parts} ({n} rooms)"),
+    "rec_who_extra": ("Phần ghi {part} ({n} điểm cầu)", "Recorder part {part} ({n} rooms)"),
+    "rec_stale_one": ("trạng thái các điểm cầu có thể đã cũ",
+                      "the rooms' status may be out of date"),
+    "rec_stale_part": ("trạng thái các điểm cầu của phần này có thể đã cũ",
+                       "the status of this part's rooms may be out of date"),
+    "rec_never_started": ("{who} chưa chạy: {stale}.", "{who} has not started: {stale}."),
+    "rec_stopped": ("{who} đã ngừng ghi từ {at}: {stale}.",
+                    "{who} has stopped recording since {at}: {stale}."),
+    "rec_link_down": ("{who} mất kết nối tới máy chủ MQTT từ {at}{why}: {stale}.",
+                      "{who} has lost its MQTT broker link since {at}{why}: {stale}."),
+    "rec_not_connected": ("{who} chưa kết nối được tới máy chủ MQTT{why}: {stale}.",
+                          "{who} has not reached the MQTT broker{why}: {stale}."),
+    "rec_config_differs": ("{who} chạy với cấu hình khác (số phần hoặc danh sách điểm cầu): "
+                           "có điểm cầu không được ghi hoặc bị ghi hai lần; hãy cập nhật cấu "
+                           "hình và khởi động lại phần này.",
+                           "{who} runs with another configuration (number of parts or "
+                           "roster): some rooms are recorded twice or not at all; update its "
+                           "configuration and restart it."),
+    "rec_extra_part": ("{who} vẫn chạy dù cấu hình chỉ có {parts} phần: các điểm cầu của nó "
+                       "bị ghi hai lần; hãy dừng phần này.",
+                       "{who} is still running though the configuration has {parts} parts: "
+                       "its rooms are recorded twice; stop it."),
 }
 
 EVENT_KINDS: dict[str, tuple[str, str]] = {
@@ -291,3 +320,19 @@ def command_name(name: str, lang: Lang = "vi") -> str:
     """A command name for people."""
     pair = COMMAND_NAMES.get(name)
     return name if pair is None else (pair[1] if lang == "en" else pair[0])
+
+
+def recording_text(p: Problem, lang: Lang, when: Callable[[float], str]) -> str:
+    """What is wrong with the recording (:class:`district.health.Problem`), one sentence in
+    ``lang``; ``when`` writes a time for people (the site's zone)."""
+    n = f"{p.rooms:,}".replace(",", "." if lang == "vi" else ",")
+    if p.part > p.parts:
+        who = word("rec_who_extra", lang, part=p.part, n=n)
+        return word("rec_extra_part", lang, who=who, parts=p.parts)
+    one = p.parts == 1
+    who = (word("rec_who_one", lang) if one
+           else word("rec_who_part", lang, part=p.part, parts=p.parts, n=n))
+    stale = word("rec_stale_one" if one else "rec_stale_part", lang)
+    at = when(p.since) if p.since is not None else "—"
+    why = f" ({p.detail})" if p.detail else ""
+    return word(f"rec_{p.kind}", lang, who=who, stale=stale, at=at, why=why)
