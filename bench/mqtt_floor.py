@@ -4,10 +4,12 @@ A publisher process floods ``--messages`` valid room events (QoS 1, ``--rooms`` 
 its own ``seq``) through Mosquitto (the project's local config with the district limits of
 ``bench/scale.py``) to, one after the other:
 
-* **paho alone**: a paho-mqtt 2 client, MQTT v5, persistent session, manual acknowledgement
-  (as the recorder), that acknowledges each message as it arrives and does nothing else;
-* **the recorder**: ``python -m district run`` on PostgreSQL (``fsync`` on), which parses,
-  stores in batches and acknowledges each message after its commit.
+* **paho alone**: a paho-mqtt 2 client, MQTT v5, manual acknowledgement (as the recorder),
+  that acknowledges each message as it arrives and does nothing else (its session ends with
+  it: nothing is queued for it while the recorder runs);
+* **the recorder**: ``python -m district run`` on PostgreSQL (``fsync`` on), the console's
+  whole process as it runs (its dashboard with no page open, its dispatcher idle), which
+  parses, stores in batches and acknowledges each message after its commit.
 
 Printed: the time from the first message to the last one received (paho) or stored (the
 recorder), messages per second, and the CPU seconds of the receiving process per message;
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,14 +69,14 @@ SUBSCRIBER = r"""
 import sys, threading, time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
 port, n = int(sys.argv[1]), int(sys.argv[2])
 got, first, done = [0], [0.0], threading.Event()
+last = [0.0]
 def on_message(client, userdata, msg):
     if not got[0]:
         first[0] = time.time()
     got[0] += 1
+    last[0] = time.time()
     client.ack(msg.mid, msg.qos)
     if got[0] == n:
         done.set()
@@ -82,13 +85,11 @@ def on_subscribe(client, *a):
 c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="floor-paho", protocol=mqtt.MQTTv5,
                 manual_ack=True)
 c.on_message, c.on_subscribe = on_message, on_subscribe
-props = Properties(PacketTypes.CONNECT)
-props.SessionExpiryInterval = 3600
-c.connect("127.0.0.1", port, clean_start=False, properties=props)
+c.connect("127.0.0.1", port, clean_start=True)
 c.subscribe("diemcau/v2/rooms/+/events", qos=1)
 c.loop_start()
 done.wait(600)
-print(f"done {first[0]} {time.time()}", flush=True)
+print(f"done {first[0]} {last[0]} {got[0]}", flush=True)
 c.disconnect()
 c.loop_stop()
 """
@@ -123,6 +124,7 @@ def paho_alone(port: int, rooms: int, n: int, publishers: int) -> tuple[float, f
     c1 = cpu_s(proc)
     p.wait(60)
     assert line and line[0] == "done", line
+    assert int(line[3]) == n, f"paho alone received {line[3]} of {n}"
     return float(line[2]) - float(line[1]), c1 - c0
 
 
@@ -139,9 +141,9 @@ def recorder(port: int, rooms: int, n: int, publishers: int,
         sites = [f"fl-{i:05d}" for i in range(1, rooms + 1)]
         cfg = work / "console.yaml"
         cfg.write_text(console_yaml(port, url, sites, "floor-recorder", None, True, work))
+        log = (work / "console.log").open("wb")
         p = subprocess.Popen([sys.executable, "-m", "district", "run", "--config", str(cfg)],
-                             cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=(work / "console.log").open("wb"))
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         try:
             proc = psutil.Process(p.pid)
             with psycopg.connect(url, autocommit=True) as db:
@@ -174,8 +176,10 @@ def recorder(port: int, rooms: int, n: int, publishers: int,
         finally:
             p.terminate()
             p.wait(30)
+            log.close()
     finally:
         pg.stop()
+        shutil.rmtree(pg.root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=60000)
     ap.add_argument("--rooms", type=int, default=3000)
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="where the broker's and the console's files go (kept); default a "
+                         "temporary directory, removed at the end")
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="dc-floor-"))
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="dc-floor-"))
+    work.mkdir(parents=True, exist_ok=True)
     broker = BenchBroker(work / "broker")
     broker.start()
     try:
@@ -193,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         ours = recorder(broker.port, args.rooms, n, args.publishers, work)
     finally:
         broker.stop()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
     rows = [("messages per second", n / paho[0], n / ours[0], ".0f"),
             ("CPU per message (us)", paho[1] / n * 1e6, ours[1] / n * 1e6, ".0f"),
             ("seconds, first to last", paho[0], ours[0], ".2f")]

@@ -5,14 +5,16 @@ figures are in docs/benchmarks.md)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bench import mqtt_floor
 
 
-def test_mqtt_floor_smoke(capsys: pytest.CaptureFixture[str]) -> None:
-    assert mqtt_floor.main(["--messages", "600", "--rooms", "20", "--publishers", "1"]) == 0
+def test_mqtt_floor_smoke(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert mqtt_floor.main(["--messages", "600", "--rooms", "20", "--publishers", "1",
+                            "--workdir", str(short_tmp / "floor")]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert "paho alone" in lines[1] and "recorder" in lines[1], out
