@@ -47,6 +47,11 @@ HA_PREFIX = "homeassistant"
 """Home Assistant's default discovery prefix. The ACL grants the prefixes it is given (the
 broker's ``ha_prefixes``); a room's ``homeassistant.discovery_prefix`` must be one of them for
 its discovery message to get through."""
+RESERVED_TOP = ("diemcau", "province")
+"""Top topic levels a discovery prefix may not begin with: the contract's (``diemcau/v1``,
+``diemcau/v2``, the console's ``…/district/#`` included) and the province bridge's
+(``province/<district>/…``): a room's grants under its discovery prefix must never reach
+them."""
 HA_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 """A discovery prefix (whole string: use fullmatch): the rule of ``homeassistant.
 discovery_prefix`` in ``agent/config.py``, so no ``+``, ``#``, ``$`` or empty level."""
@@ -88,14 +93,17 @@ def check_ha_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
     for prefix in given:
         if not isinstance(prefix, str) or not HA_PREFIX_RE.fullmatch(prefix):
             raise ValueError(
-                f"{prefix!r} không phải tiền tố khám phá Home Assistant (các cấp chủ đề gồm "
-                "A-Z, a-z, 0-9, '_', '-', cách nhau bởi '/') / is not a Home Assistant "
-                "discovery prefix (topic levels of A-Z, a-z, 0-9, '_' and '-' separated by "
-                "'/', as a room's homeassistant.discovery_prefix)")
+                f"{prefix!r} is not a Home Assistant discovery prefix (topic levels of A-Z, "
+                "a-z, 0-9, '_' and '-' separated by '/', as a room's "
+                "homeassistant.discovery_prefix)")
+        if prefix.split("/")[0] in RESERVED_TOP:
+            raise ValueError(f"{prefix!r} is inside {prefix.split('/')[0]}/, which the "
+                             "contract and the bridge use: choose a prefix outside "
+                             f"{', '.join(t + '/' for t in RESERVED_TOP)}")
     out = tuple(dict.fromkeys(given))
     if not out:
-        raise ValueError(f"cần ít nhất một tiền tố / at least one prefix is needed (Home "
-                         f"Assistant's default: {HA_PREFIX})")
+        raise ValueError(f"at least one prefix is needed (Home Assistant's default: "
+                         f"{HA_PREFIX})")
     return out
 
 

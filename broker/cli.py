@@ -164,8 +164,7 @@ def cmd_bridge(args: argparse.Namespace, site: p.Site) -> int:
 def cmd_ha_prefix(args: argparse.Namespace, site: p.Site) -> int:
     with site.locked():
         s = p.set_ha_prefixes(site, args.prefix)
-    print("Tiền tố khám phá Home Assistant trong ACL / Home Assistant discovery prefixes in "
-          f"the ACL: {', '.join(s.ha_prefixes)}")
+    print(f"Home Assistant discovery prefixes in the ACL: {', '.join(s.ha_prefixes)}")
     _reload(args, s)
     return 0
 
@@ -239,9 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data-dir", help="persistence directory for the standalone config")
     a.add_argument("--room-etc", help="config directory on the rooms' Pis (default /etc/diemcau)")
     a.add_argument("--ha-prefix", action="append",
-                   help="tiền tố khám phá Home Assistant mà ACL cho phép (lặp lại để thêm; "
-                        f"mặc định {HA_PREFIX}) / Home Assistant discovery prefix the ACL "
-                        f"grants (repeat for more; default {HA_PREFIX}): the rooms' "
+                   help=f"(district) a Home Assistant discovery prefix the ACL grants (repeat "
+                        f"for more; default {HA_PREFIX}): the rooms' "
                         "homeassistant.discovery_prefix")
     a.set_defaults(func=cmd_init)
 
@@ -292,12 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--off", action="store_true", help="remove the bridge")
     a.set_defaults(func=cmd_bridge)
 
-    a = add("ha-prefix", "(huyện) các tiền tố khám phá Home Assistant mà ACL cho phép / "
-                         "(district) the Home Assistant discovery prefixes the ACL grants")
+    a = add("ha-prefix", "(district) the Home Assistant discovery prefixes the ACL grants")
     a.add_argument("prefix", nargs="+",
-                   help=f"mỗi tiền tố đang dùng (mặc định của Home Assistant: {HA_PREFIX}); "
-                        "danh sách này thay danh sách trước / each prefix in use (Home "
-                        f"Assistant's default: {HA_PREFIX}); the list replaces the one before")
+                   help=f"each prefix in use (Home Assistant's default: {HA_PREFIX}); the "
+                        "list replaces the one before")
     a.set_defaults(func=cmd_ha_prefix)
 
     a = add("render", "write mosquitto.conf, conf.d/diemcau.conf and the ACL again")

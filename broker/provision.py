@@ -449,7 +449,7 @@ def set_ha_prefixes(site: Site, prefixes: Iterable[str]) -> Settings:
     or a Home Assistant's ``discovery_prefix``), then render the ACL."""
     s = site.load()
     _district_only(s, "ha-prefix")
-    s.ha_prefixes = _ha_prefixes(prefixes, "--ha-prefix")
+    s.ha_prefixes = _ha_prefixes(prefixes, "ha-prefix")
     site.save(s)
     render(site, s)
     return s
@@ -462,6 +462,9 @@ def init_site(site: Site, kind: Kind, name: str, hosts: list[str], ips: list[str
     if not NAME.fullmatch(name):
         raise ProvisionError(f"name {name!r}: use 1-32 characters a-z, 0-9 and '-'")
     if "ha_prefixes" in settings:
+        if kind != "district":
+            raise ProvisionError("--ha-prefix: only a district broker carries rooms' Home "
+                                 "Assistant discovery")
         settings["ha_prefixes"] = _ha_prefixes(settings["ha_prefixes"], "--ha-prefix")
     if not hosts:
         raise ProvisionError("give at least one --host: the name rooms use to reach the broker")

@@ -292,14 +292,15 @@ def test_a_room_with_another_discovery_prefix_gets_through(
         broker.stop()
 
 
-@pytest.mark.parametrize("prefix", ["home/#", "home/+/x", "/ha", "ha/", "$ha", "ha//x"])
+@pytest.mark.parametrize("prefix", ["home/#", "home/+/x", "/ha", "ha/", "$ha", "ha//x",
+                                    "diemcau/v2/rooms/xa-a", "province/x"])
 def test_a_bad_discovery_prefix_is_refused_with_its_option(
         district: District, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         prefix: str) -> None:
     acl = district.site.acl.read_text()
     assert district.cli("--no-reload", "ha-prefix", "homeassistant", prefix) == 1
     err = capsys.readouterr().err
-    assert "--ha-prefix" in err and repr(prefix) in err
+    assert "ha-prefix: " in err and "--ha-prefix" not in err and repr(prefix) in err
     assert district.site.load().ha_prefixes == ["homeassistant"]
     assert district.site.acl.read_text() == acl
     d = tmp_path / "new"
@@ -308,6 +309,17 @@ def test_a_bad_discovery_prefix_is_refused_with_its_option(
     assert "--ha-prefix" in capsys.readouterr().err
     new = Site(d)
     assert not new.exists() and not new.ca.exists(), "a refused init makes no CA, no settings"
+
+
+def test_a_province_broker_takes_no_discovery_prefix(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from broker.cli import main
+
+    d = tmp_path / "prov"
+    assert main(["--dir", str(d), "init", "--province", "--name", "tinh", "--host",
+                 "localhost", "--ha-prefix", "homeassistant"]) == 1
+    assert "only a district broker" in capsys.readouterr().err
+    assert not Site(d).exists() and not Site(d).ca.exists()
 
 
 def test_the_broker_takes_the_rooms_discovery_prefix_rule() -> None:
