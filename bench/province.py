@@ -166,9 +166,9 @@ class Figures:
     def table(self) -> str:
         """The figures as a table: the direct console, the province's, and the ratio."""
         d, (a, b) = self.columns[0], self.columns[1:3]
-        n = self.rooms_per_district
+        n, e = self.rooms_per_district, self.events
         out = [f"province bench: {len(DISTRICTS)} districts x {n} rooms bridged to province "
-               f"{PROVINCE}; every room a burst of {self.events} events "
+               f"{PROVINCE}; every room a burst of {e} event{'' if e == 1 else 's'} "
                f"({self.seconds:.0f} s)",
                f"  {self.started}, load {self.load[0]:.2f} -> {self.load[1]:.2f}"
                + (f", commit {self.commit}" if self.commit else "")
