@@ -55,7 +55,7 @@ from typing import IO, Any
 
 from bench.localpg import LocalPostgres
 from bench.roomsim import site_names
-from broker.local import find_mosquitto, free_port, render_local_config
+from broker.local import end_process, find_mosquitto, free_port, render_local_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,25 +126,22 @@ class BenchBroker:
         raise RuntimeError("mosquitto did not listen")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, timeout=60)
         self.proc = None
 
 
 def console_yaml(broker_port: int, db_url: str, sites: list[str], client_id: str,
                  share_group: str | None, primary: bool, data_dir: Path | None = None,
-                 http_port: int | None = None, part: tuple[int, int] | None = None) -> str:
+                 http_port: int | None = None, part: tuple[int, int] | None = None,
+                 broker: dict[str, str] | None = None) -> str:
     """A console config for the bench (roster: every simulated room); its dashboard on a
     free loopback port, its files (the dashboard's secret) in ``data_dir``; ``part``:
-    ``(part, parts)`` of a recorder that records its own part of the rooms."""
+    ``(part, parts)`` of a recorder that records its own part of the rooms; ``broker``: more
+    ``broker`` settings (e.g. ``topic_prefix``, ``credentials_file``)."""
     share = f", share_group: {share_group}" if share_group else ""
     if part is not None:
         share += f", part: {part[0]}, parts: {part[1]}"
+    share += "".join(f", {k}: '{v}'" for k, v in (broker or {}).items())
     data = Path(data_dir or tempfile.gettempdir())
     lines = ["organisation:", '  name: {vi: "Trung tâm Thử tải", en: "Load test centre"}',
              '  level: {vi: "tỉnh", en: "province"}',
@@ -413,12 +410,75 @@ class Figures:
         return "\n".join(out)
 
 
+def wait_until(what: str, pred: Callable[[], bool], seconds: float,
+               say: Callable[[str], None], every_s: float = 0.25) -> bool:
+    """Poll ``pred`` every ``every_s`` until it holds (True) or ``seconds`` have passed (False,
+    and ``say`` that the bench gave up waiting for ``what``)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(every_s)
+    say(f"  (gave up waiting for {what})")
+    return False
+
+
 def peak(times: list[float]) -> int:
     """The most of ``times`` in one second."""
     buckets: dict[int, int] = {}
     for t in times:
         buckets[int(t)] = buckets.get(int(t), 0) + 1
     return max(buckets.values(), default=0)
+
+
+Ledger = dict[tuple[str, int], list[Any]]
+"""Events rooms made: ``(site, seq)`` → ``[kind, made, sent, acked, late]`` (wall times; sent:
+the last publish, acked: the broker's acknowledgement, None if not yet)."""
+
+
+def read_ledger(sim: SimProcess, path: Path) -> Ledger:
+    """Every event ``sim``'s rooms made so far (the simulator writes them to ``path``)."""
+    sim.ctl("ledger", timeout=120, path=str(path))
+    ledger: Ledger = {}
+    with path.open() as fh:
+        for line in fh:
+            site, seq, kind, _wid, made, sent, acked, late = json.loads(line)
+            ledger[(site, seq)] = [kind, made, sent, acked, late]
+    return ledger
+
+
+@dataclass
+class Matched:
+    """A ledger beside the events a console stored."""
+
+    made: int
+    acked: int
+    """Acknowledged by the broker the rooms publish to."""
+    stored: int
+    """Of the ledger's events, stored (rows made after the ledger was taken are left out)."""
+    missing: int
+    """Acknowledged by the broker, not stored."""
+    duplicates: int
+    """Rows stored beyond one per ``(site, seq)``."""
+    commit_at: dict[tuple[str, int], float]
+    """Each stored event's commit time (PostgreSQL ``track_commit_timestamp``)."""
+    lag: dict[tuple[str, int], float]
+    """Of the ledger's stored events: commit time − the room's send."""
+
+
+def match_ledger(ledger: Ledger, db: Any) -> Matched:
+    """``ledger`` beside the ``events`` table of ``db`` (a psycopg connection to a database
+    on a server with ``track_commit_timestamp`` on)."""
+    rows = db.execute("SELECT site, seq, EXTRACT(EPOCH FROM pg_xact_commit_timestamp(xmin)) "
+                      "FROM events").fetchall()
+    stored = {(s, q): float(t) for s, q, t in rows}
+    return Matched(
+        made=len(ledger), acked=sum(1 for v in ledger.values() if v[3] is not None),
+        stored=sum(1 for key in ledger if key in stored),
+        missing=sum(1 for key, v in ledger.items() if v[3] is not None and key not in stored),
+        duplicates=len(rows) - len(stored), commit_at=stored,
+        lag={key: stored[key] - v[2] for key, v in ledger.items()
+             if key in stored and v[2] is not None})
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -560,13 +620,7 @@ class Bench:
         return int(self.q("SELECT COUNT(*) FROM events")[0][0])
 
     def wait(self, what: str, pred: Callable[[], bool], cap: float) -> bool:
-        end = time.monotonic() + self.left(cap)
-        while time.monotonic() < end:
-            if pred():
-                return True
-            time.sleep(0.25)
-        self.say(f"  (gave up waiting for {what})")
-        return False
+        return wait_until(what, pred, self.left(cap), self.say)
 
     def drained(self) -> bool:
         """Every event the rooms made is acknowledged by the broker and stored."""
@@ -722,29 +776,19 @@ class Bench:
     # -- figures -------------------------------------------------------------------------
     def compute(self) -> None:
         f = self.figures
-        ledger: dict[tuple[str, int], list[Any]] = {}
+        ledger: Ledger = {}
         for k, s in enumerate(self.sims):
-            path = self.workdir / f"ledger-{k + 1}.jsonl"
-            s.ctl("ledger", timeout=120, path=str(path))
-            with path.open() as fh:
-                for line in fh:
-                    site, seq, kind, _wid, made, sent, acked, late = json.loads(line)
-                    ledger[(site, seq)] = [kind, made, sent, acked, late]
-        rows = self.q("SELECT site, seq, EXTRACT(EPOCH FROM pg_xact_commit_timestamp(xmin)) "
-                      "FROM events")
-        stored = {(s, q): float(t) for s, q, t in rows}
-        f.stored = sum(1 for key in ledger if key in stored)  # (rows made after the ledger
-        f.duplicates = len(rows) - len(stored)                # was taken are left out)
-        f.made = len(ledger)
-        f.acked = sum(1 for v in ledger.values() if v[3] is not None)
+            ledger.update(read_ledger(s, self.workdir / f"ledger-{k + 1}.jsonl"))
+        m = match_ledger(ledger, self.db)
+        stored = m.commit_at
+        f.stored, f.duplicates = m.stored, m.duplicates  # (rows made after the ledger was
+        f.made, f.acked = m.made, m.acked                # taken are left out)
         f.pending = f.made - f.acked
-        missing = sum(1 for key, v in ledger.items() if v[3] is not None and key not in stored)
         if all(p.drained is not None for p in f.phases):
-            f.lost = missing
+            f.lost = m.missing
         else:  # still queued for the console when the bound came: not provably lost
-            f.unstored, f.lost = missing, 0
-        lag = {key: stored[key] - v[2] for key, v in ledger.items()
-               if key in stored and v[2] is not None}
+            f.unstored, f.lost = m.missing, 0
+        lag = m.lag
         snaps = self.q("SELECT received_at FROM snapshots WHERE kind = 'state'")
         for i, p in enumerate(f.phases):
             end = f.phases[i + 1].started if i + 1 < len(f.phases) else time.time()
@@ -771,13 +815,7 @@ class Bench:
         for s in self.sims:
             s.close()
         for p in self.consoles:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            end_process(p, timeout=30)
         for log in self._logs:
             log.close()
         with contextlib.suppress(Exception):

@@ -4,7 +4,6 @@ Mosquitto, shared by the whole broker test session: the CA and certificates are 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +12,9 @@ import pytest
 import yaml
 
 from broker import provision
-from broker.cli import main
-from broker.local import free_port
+from broker.local import BrokerProcess, LoopbackSite, free_port
 from broker.pki import CertAuthority
-from tests.broker.helpers import BrokerProcess, Client, Tls
+from tests.broker.helpers import Client, Tls
 
 
 @dataclass
@@ -29,19 +27,11 @@ class Account:
 
 
 @dataclass
-class District:
+class District(LoopbackSite):
     """A district directory made by the CLI, with the accounts the tests use."""
 
-    dir: Path
-    site: provision.Site
-    tls_port: int
-    local_port: int
     accounts: dict[str, Account] = field(default_factory=dict)
     extra: dict[str, Tls] = field(default_factory=dict)
-
-    def cli(self, *args: str) -> int:
-        """Run ``diemcau-broker --dir <dir> ARGS``."""
-        return main(["--dir", str(self.dir), *args])
 
     def room(self, name: str, **kw: object) -> Client:
         """A TLS client with ``name``'s certificate and password (not yet connected)."""
@@ -71,10 +61,7 @@ def make_district(root: Path, name: str, rooms: list[str], staff: dict[str, list
     Bundles are copied out, since revoke-room deletes a room's bundle.
     """
     d = District(root, provision.Site(root), free_port(), free_port())
-    assert d.cli("init", "--name", name, "--host", "localhost", "--ip", "127.0.0.1",
-                 "--tls-port", str(d.tls_port), "--tls-bind", "127.0.0.1",
-                 "--local-port", str(d.local_port), "--user", getpass.getuser(),
-                 "--pid-file", str(root / "mosquitto.pid"), "--no-reload") == 0
+    d.init(name)
     for room in rooms:
         assert d.cli("--no-reload", "add-room", room) == 0
         d.accounts[room] = read_bundle(root / "rooms" / room)
@@ -86,8 +73,7 @@ def make_district(root: Path, name: str, rooms: list[str], staff: dict[str, list
 
 def start(d: District) -> BrokerProcess:
     """Start Mosquitto with the district's rendered standalone configuration."""
-    return BrokerProcess(d.site.conf, [d.tls_port, d.local_port],
-                         d.dir / "data" / "mosquitto.log").start()
+    return d.process().start()
 
 
 @pytest.fixture(scope="session")

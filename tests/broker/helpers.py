@@ -1,16 +1,13 @@
 """Real Mosquitto processes and real paho clients (MQTT v5) for the broker tests.
 
-Nothing here sleeps hoping something happened: every wait is on a condition with a deadline
-(a socket that accepts, a CONNACK, a PUBACK, a message, a log line).
+Mosquitto itself runs as :class:`broker.local.BrokerProcess`. Nothing here sleeps hoping
+something happened: every wait is on a condition with a deadline (a CONNACK, a PUBACK, a
+message).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import ssl
-import subprocess
 import threading
 import time
 import uuid
@@ -22,80 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.local import find_mosquitto
-
 TIMEOUT = 5.0
-
-
-class BrokerProcess:
-    """``mosquitto -c conf`` in the foreground; ``start`` returns once every port accepts."""
-
-    def __init__(self, conf: Path, ports: list[int], log: Path) -> None:
-        self.conf, self.ports, self.log = conf, ports, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 10.0) -> BrokerProcess:
-        """Start and wait (polling the sockets) until every listener accepts connections."""
-        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        waiting = list(self.ports)
-        while waiting:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited: {err}\n{self.log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"mosquitto did not listen on {waiting}")
-            try:
-                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
-                    waiting.pop(0)
-            except OSError:
-                time.sleep(0.02)
-        return self
-
-    def log_text(self) -> str:
-        """The broker's log so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def reload_count(self) -> int:
-        """How many times the broker has logged ``Reloading config.``."""
-        return self.log_text().count("Reloading config.")
-
-    def wait_reloaded(self, before: int, timeout: float = TIMEOUT) -> None:
-        """Wait until the broker logged a reload after ``before`` reloads had been logged.
-
-        Mosquitto has one thread: once the line is written, the reload finishes before it
-        handles any new connection, so a client connecting afterwards sees the new files.
-        """
-        deadline = time.monotonic() + timeout
-        while self.reload_count() <= before:
-            assert time.monotonic() < deadline, "broker did not reload"
-            time.sleep(0.01)
-
-    def sighup(self) -> None:
-        """Ask the broker to reload its password file, ACL and CRL."""
-        os.kill(self.pid, signal.SIGHUP)
-
-    def stop(self) -> None:
-        """SIGTERM and wait."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        self.proc = None
 
 
 @dataclass(frozen=True)

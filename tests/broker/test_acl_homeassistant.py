@@ -25,9 +25,10 @@ from agent.hardware.pins import MockFactory, mock_factory
 from agent.runtime import Agent, Stop
 from agent.store import StateDir
 from broker.acl import HA_PREFIX_RE
+from broker.local import BrokerProcess
 from broker.provision import Site
 from tests.broker.conftest import District, make_district, start
-from tests.broker.helpers import BrokerProcess, Client, token
+from tests.broker.helpers import Client, token
 
 P = "diemcau/v2"
 TOPICS: dict[str, str] = {

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from broker.local import BrokerProcess
 from tests.broker.conftest import District
-from tests.broker.helpers import BrokerProcess, Client, token
+from tests.broker.helpers import Client, token
 
 P = "diemcau/v2"
 V1 = "diemcau/v1"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.local import free_port
+from broker.local import BrokerProcess, free_port
 from broker.provision import Site
 from tests.broker.conftest import District, make_district, read_bundle, start
-from tests.broker.helpers import BrokerProcess, Client, token
+from tests.broker.helpers import Client, token
 
 P = "diemcau/v2"
 NO_MATCHING_SUBSCRIBERS = 16
@@ -54,11 +54,7 @@ def _debian_style(d: District) -> BrokerProcess:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("bridge")
     prov = District(root / "langson", Site(root / "langson"), free_port(), free_port())
-    assert prov.cli("init", "--province", "--name", "langson", "--host", "localhost",
-                    "--ip", "127.0.0.1", "--tls-port", str(prov.tls_port),
-                    "--tls-bind", "127.0.0.1", "--local-port", str(prov.local_port),
-                    "--user", getpass.getuser(), "--pid-file",
-                    str(prov.dir / "mosquitto.pid")) == 0
+    prov.init("langson", province=True)
     for args in (["vanquan", "--allow-commands"], ["camlo", "--allow-commands"],
                  ["locbinh"]):
         assert prov.cli("--no-reload", "add-district", *args) == 0

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from broker import provision
+from broker.local import BrokerProcess
 from tests.broker.conftest import District, read_bundle
-from tests.broker.helpers import BrokerProcess, Client, Tls, token
+from tests.broker.helpers import Client, Tls, token
 
 P = "diemcau/v1"
 

@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
+from broker.local import BrokerProcess
 from tests.broker.conftest import District
-from tests.broker.helpers import BrokerProcess, Client, Tls
+from tests.broker.helpers import Client, Tls
 
 
 def test_room_connects_with_certificate_and_password(district: District,
