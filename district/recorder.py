@@ -167,6 +167,12 @@ class Recorder:
         self._inflight: dict[tuple[str, Any], tuple[mqtt.MQTTMessageInfo, Any]] = {}
         """What the dispatcher handed to paho, not yet acknowledged by the broker."""
         self._by_mid: dict[int, tuple[str, Any]] = {}
+        self._refused_mids: dict[int, str] = {}
+        """Message ids whose PUBACK refused them (MQTT v5 reason code, e.g. not authorized:
+        the account may not write there), with the reason (paho's thread adds them)."""
+        self.refused: dict[tuple[str, Any], str] = {}
+        """What the broker refused since the last connect, with its reason: never marked as
+        sent or published, and not handed out again before the next connect."""
         self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
         """Message ids the broker acknowledged (paho's thread), for the dispatcher to mark."""
         self._next_scan = 0.0
@@ -314,6 +320,7 @@ class Recorder:
                 for i in range(0, len(mine), SUBSCRIBE_CHUNK):
                     client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
             self._resend_schedules = not present
+            self.refused = {}   # the account's grants may have changed: try them again
             self._link = (True, self.clock(), "")
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()
@@ -609,6 +616,8 @@ class Recorder:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self._refused_mids[mid] = str(reason)   # before the mid is seen acknowledged
         self._pubacks.put(mid)
 
     def _hand_out(self, key: tuple[str, Any], topic: str, payload: bytes, retain: bool,
@@ -651,6 +660,14 @@ class Recorder:
             if key not in self._inflight:
                 continue
             info, what = self._inflight[key]
+            why = self._refused_mids.pop(info.mid, None)
+            if why is not None:   # acknowledged, but refused: not sent, not published
+                self._forget(key, info)
+                self.refused[key] = why
+                log.warning("the broker refused the console's %s for %s: %s (not marked "
+                            "sent; tried again after the next connect)", key[0],
+                            getattr(what, "site", None) or what[0], why)
+                continue
             if not acked:
                 try:
                     acked = info.is_published()
@@ -696,7 +713,7 @@ class Recorder:
         once by its id; a schedule again is the same retained bytes)."""
         self._collect_acks()
         for c in self.store.unsent_commands():
-            if ("command", c.id) in self._inflight:
+            if ("command", c.id) in self._inflight or ("command", c.id) in self.refused:
                 continue
             payload = contract.command_payload(c.id, c.name, c.args, c.sender, c.site,
                                                self.clock())
@@ -708,7 +725,7 @@ class Recorder:
                 else self.store.unpublished_schedules())
         for site, s in sorted(todo.items()):
             key = ("schedule", s.id)
-            if key in self._inflight and not resend:
+            if (key in self._inflight and not resend) or key in self.refused:
                 continue
             if not self._hand_out(key, self.topics.room(site, "schedule"), s.payload, True,
                                   (site, s)):
