@@ -48,6 +48,7 @@ def cmd_init(args: argparse.Namespace, site: p.Site) -> int:
                                  "local_port": args.local_port, "user": args.user,
                                  "pid_file": args.pid_file, "data_dir": args.data_dir,
                                  "room_etc": args.room_etc,
+                                 "max_queued_messages": args.max_queued_messages,
                                  "ha_prefixes": args.ha_prefix}.items() if v is not None}
     with site.locked():
         s = p.init_site(site, kind, args.name, args.host, args.ip, **extra)
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--user", help="user Mosquitto runs as (default mosquitto)")
     a.add_argument("--data-dir", help="persistence directory for the standalone config")
     a.add_argument("--room-etc", help="config directory on the rooms' Pis (default /etc/diemcau)")
+    a.add_argument("--max-queued-messages", type=int, metavar="N",
+                   help="messages Mosquitto queues per client while it is away or behind "
+                        "(default 5000); past it they are dropped silently: size it as "
+                        "messages per room in a window storm x rooms x the longest console "
+                        "outage accepted (docs/benchmarks.md)")
     a.add_argument("--ha-prefix", action="append",
                    help=f"(district) a Home Assistant discovery prefix the ACL grants (repeat "
                         f"for more; default {HA_PREFIX}): the rooms' "

@@ -461,6 +461,9 @@ def init_site(site: Site, kind: Kind, name: str, hosts: list[str], ips: list[str
     (``settings``: fields of :class:`Settings`, e.g. ``ha_prefixes``)."""
     if not NAME.fullmatch(name):
         raise ProvisionError(f"name {name!r}: use 1-32 characters a-z, 0-9 and '-'")
+    if settings.get("max_queued_messages", 1000) < 1000:
+        raise ProvisionError("--max-queued-messages: at least 1000 (a console's backlog "
+                             "through one window of a few rooms)")
     if "ha_prefixes" in settings:
         if kind != "district":
             raise ProvisionError("--ha-prefix: only a district broker carries rooms' Home "

@@ -250,3 +250,18 @@ def test_renew_server_certificate_and_expiry_warning(tmp_path: Path,
     capsys.readouterr()
     assert main(["--dir", str(d), "list"]) == 0
     assert "WARNING SERVER (renew-server" in capsys.readouterr().out
+
+
+def test_init_takes_the_queue_limit_a_large_district_needs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from broker.cli import main
+
+    d = tmp_path / "big"
+    assert main(["--dir", str(d), "init", "--province", "--name", "tinh", "--host",
+                 "localhost", "--max-queued-messages", "400000"]) == 0
+    assert "max_queued_messages 400000\n" in provision.Site(d).conf.read_text()
+    small = tmp_path / "small"
+    assert main(["--dir", str(small), "init", "--name", "x", "--host", "localhost",
+                 "--max-queued-messages", "10"]) == 1
+    assert "--max-queued-messages: at least 1000" in capsys.readouterr().err
+    assert not provision.Site(small).exists()
