@@ -347,7 +347,9 @@ class ProvinceBench:
         limits = DISTRICT_LIMITS if self.province_limits else {}
         conf = prov.dir / "bench-mosquitto.conf"
         conf.write_text(prov.site.conf.read_text() + bench_listener(0, limits))
-        self.brokers.append(prov.process(conf).start())
+        b = prov.process(conf)
+        self.brokers.append(b)   # stopped at the end even if it is still starting
+        b.start()
         self.procs.watch(f"mosquitto {PROVINCE} (province)", self.brokers[-1].pid)
         for name, _prefix in DISTRICTS:
             with quiet(f"diemcau-broker init {name}"):
@@ -361,7 +363,9 @@ class ProvinceBench:
             conf.touch(0o600)
             conf.write_text(d.site.conf.read_text() + bench_listener(sim_port,
                                                                      DISTRICT_LIMITS))
-            self.brokers.append(d.process(conf, (sim_port,)).start())
+            b = d.process(conf, (sim_port,))
+            self.brokers.append(b)
+            b.start()
             self.procs.watch(f"mosquitto {name} (district)", self.brokers[-1].pid)
             self.districts.append((d, sim_port))
         wait_bridges(prov.local_port, self.staff_credentials(prov, PROVINCE_STAFF),

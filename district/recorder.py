@@ -171,6 +171,7 @@ class Recorder:
         """Message ids whose PUBACK refused them (MQTT v5 reason code, e.g. not authorized:
         the account may not write there), with the reason (paho's thread adds them)."""
         self.refused: dict[tuple[str, Any], str] = {}
+        self._refused_gen = 0
         """What the broker refused since the last connect, with its reason: never marked as
         sent or published, and not handed out again before the next connect."""
         self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -320,7 +321,6 @@ class Recorder:
                 for i in range(0, len(mine), SUBSCRIBE_CHUNK):
                     client.subscribe([(t, opts) for t in mine[i:i + SUBSCRIBE_CHUNK]])
             self._resend_schedules = not present
-            self.refused = {}   # the account's grants may have changed: try them again
             self._link = (True, self.clock(), "")
             self._enqueue(_Link(True, self.clock(), f"session_present={present}"))
             self.connected.set()
@@ -642,12 +642,17 @@ class Recorder:
             key = self._by_mid.get(mid)
             if key is not None and key in self._inflight and self._inflight[key][0].mid == mid:
                 keys.append(key)
+            else:   # a message handed out again since: its old refusal must not outlive it
+                self._refused_mids.pop(mid, None)
 
     def _collect_acks(self) -> None:
         """Mark what the broker acknowledged, in one transaction per :data:`BATCH`: what paho
         reported acknowledged (its ``on_publish`` comes before the message info says so) and,
         every :attr:`reread_s`, everything in flight asked one by one, which also forgets
         what paho gave up on as the link went down (it is handed out again, unmarked)."""
+        if self._refused_gen != self._generation:   # a new connect: the account's grants
+            self._refused_gen = self._generation     # may have changed, try them again
+            self.refused = {}
         commands: list[Any] = []
         schedules: list[tuple[str, Any]] = []
         reported = self._reported()
@@ -660,14 +665,6 @@ class Recorder:
             if key not in self._inflight:
                 continue
             info, what = self._inflight[key]
-            why = self._refused_mids.pop(info.mid, None)
-            if why is not None:   # acknowledged, but refused: not sent, not published
-                self._forget(key, info)
-                self.refused[key] = why
-                log.warning("the broker refused the console's %s for %s: %s (not marked "
-                            "sent; tried again after the next connect)", key[0],
-                            getattr(what, "site", None) or what[0], why)
-                continue
             if not acked:
                 try:
                     acked = info.is_published()
@@ -677,6 +674,15 @@ class Recorder:
             if not acked:
                 continue
             self._forget(key, info)
+            # Looked at once it is seen acknowledged: paho notes a refusal (on_publish)
+            # before it marks the message published, so none can be missed here.
+            why = self._refused_mids.pop(info.mid, None)
+            if why is not None:   # acknowledged, but refused: not sent, not published
+                self.refused[key] = why
+                log.warning("the broker refused the console's %s for %s: %s (not marked "
+                            "sent; tried again after the next connect)", key[0],
+                            getattr(what, "site", None) or what[0], why)
+                continue
             if key[0] == "command":
                 commands.append(what)
             elif key[0] == "schedule":

@@ -221,6 +221,10 @@ WORDS: dict[str, tuple[str, str]] = {
                       "the rooms' status may be out of date"),
     "rec_stale_part": ("trạng thái các điểm cầu của phần này có thể đã cũ",
                        "the status of this part's rooms may be out of date"),
+    "rec_why_refused": ("máy chủ từ chối đăng nhập: kiểm tra tài khoản và chứng chỉ",
+                        "the broker refused the login: check the account and certificate"),
+    "rec_why_unreachable": ("không tới được máy chủ: kiểm tra mạng và địa chỉ",
+                            "the broker cannot be reached: check the network and address"),
     "rec_never_started": ("{who} chưa chạy: {stale}.", "{who} has not started: {stale}."),
     "rec_stopped": ("{who} đã ngừng ghi từ {at}: {stale}.",
                     "{who} has stopped recording since {at}: {stale}."),
@@ -334,5 +338,14 @@ def recording_text(p: Problem, lang: Lang, when: Callable[[float], str]) -> str:
            else word("rec_who_part", lang, part=p.part, parts=p.parts, n=n))
     stale = word("rec_stale_one" if one else "rec_stale_part", lang)
     at = when(p.since) if p.since is not None else "—"
-    why = f" ({p.detail})" if p.detail else ""
-    return word(f"rec_{p.kind}", lang, who=who, stale=stale, at=at, why=why)
+    return word(f"rec_{p.kind}", lang, who=who, stale=stale, at=at, why=_why(p.detail, lang))
+
+
+def _why(detail: str, lang: Lang) -> str:
+    """Why a link is down, in ``lang`` (the broker's or paho's own words, in English, stay
+    in ``/rooms.json``'s ``detail`` and the log)."""
+    if detail.startswith("refused"):
+        return " (" + word("rec_why_refused", lang) + ")"
+    if detail.startswith("cannot reach"):
+        return " (" + word("rec_why_unreachable", lang) + ")"
+    return ""

@@ -28,7 +28,7 @@ def _row(table: str, label: str) -> list[str]:
 def test_province_smoke(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     rc = province.main(["--rooms-per-district", str(ROOMS), "--events", str(EVENTS),
-                        "--no-fsync", "--max-s", "90", "--workdir", str(short_tmp / "p")])
+                        "--no-fsync", "--max-s", "300", "--workdir", str(short_tmp / "p")])
     table = capsys.readouterr().out
     assert rc == 0, table   # every console stored every acknowledged event, once
     heads = _row(table, "console")
