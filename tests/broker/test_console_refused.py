@@ -5,7 +5,6 @@ published or sent; with the console's own account the same schedule is published
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from broker.local import BrokerProcess
@@ -15,6 +14,7 @@ from district.service import Console
 from district.store.sqlite import SqliteStore
 from tests.broker.conftest import District
 from tests.district.helpers import ACTOR
+from tests.district.test_shared import _until
 
 TIMEOUT = 10.0
 
@@ -28,13 +28,6 @@ def _console(district: District, account: str, tmp: Path) -> Console:
         f"database: {{path: '{db}'}}\n"
         "rooms:\n  - {id: room-a, name: 'Xã A'}\n  - {id: room-b, name: 'Xã B'}\n")
     return Console(cfg, SqliteStore(db))
-
-
-def _until(pred: object, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not pred():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.02)
 
 
 def test_what_the_broker_refuses_is_neither_published_nor_sent(
