@@ -410,6 +410,13 @@ def test_a_tile_shows_a_refused_switch_off_and_whom_to_phone(tmp_path: Path) -> 
         wb.console.complete_window(staff, now.id)
         b = tile_html(c.get("/?lang=vi").text, "xa-b")
         assert "bị từ chối" not in b and "refused" not in b
+        # The report's lists of rooms to phone carry the roster phone beside each name.
+        lists = c.get(f"/windows/{now.id}/report").text.split('<div class="scroll-x">')[0]
+        items = {m.group(1): m.group(0) for m in re.finditer(
+            r'<li><a href="/rooms/(xa-[a-c])\?window=[^"]+">.*?</li>', lists, re.S)}
+        assert "xa-a" in items and "xa-b" in items, lists
+        assert 'href="tel:02053870111"' in items["xa-a"] and "☎ 0205 3870 111" in items["xa-a"]
+        assert "☎" not in items["xa-b"], "no contact with a phone: nothing to show"
         j = {x["site"]: x for x in c.get("/rooms.json").json()["rooms"]}
         assert j["xa-b"]["refused"] == 0 and "refused" not in j["xa-b"]["problems"]
 
